@@ -1,0 +1,271 @@
+"""The public Python API (DESIGN §4): orchestration only, the algorithms live in passes.
+
+    import asgnas_ir as ai
+    graph = ai.compile(model, example_inputs)
+    space = ai.search_space(graph, mode="prune")
+    sub = ai.subnet(graph, space, zero_groups=[0, 3, 7])
+    ai.codegen(sub, target="torch", out_dir="pruned/")
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from asgnas_ir.errors import AsgnasError, SpecError
+from asgnas_ir.ir.graph import Graph
+from asgnas_ir.ir.serialize import load_graph
+from asgnas_ir.pass_manager import PassManager, get_pass
+from asgnas_ir.pass_manager import list_passes as _pass_classes
+from asgnas_ir.passes.analysis.cost import CostReport
+from asgnas_ir.passes.analysis.search_space import SearchSpace
+
+TARGETS = ("torch", "keras", "onnx")
+
+
+class PassInfo(str):
+    """A pass name (compares equal to the string) that also carries its description."""
+
+    name: str
+    description: str
+    kind: str
+    requires: tuple[str, ...]
+
+    def __new__(cls, name: str, description: str, kind: str, requires: tuple[str, ...]) -> PassInfo:
+        info = super().__new__(cls, name)
+        info.name, info.description, info.kind, info.requires = name, description, kind, requires
+        return info
+
+
+def compile(  # noqa: A001  (the contract's name)
+    model: Any, example_inputs: Any = None, *, frontend: str = "auto", on_unsupported: str = "error"
+) -> Graph:
+    """Lower a torch.nn.Module (or, as frontends land, a keras.Model / ONNX model) into the IR.
+
+    Args:
+        model: the model object, or a path to a `.onnx` / `.keras` file.
+        example_inputs: a tensor or tuple of tensors the model accepts (needed for PyTorch).
+        frontend: `auto`, `fx`, `onnx` or `keras`.
+        on_unsupported: `error` raises one UnsupportedOpError listing every unknown op; `opaque`
+            keeps them as opaque nodes that pin every channel they touch.
+
+    Returns:
+        The verified IR graph, with the model's weights in `graph.weights`.
+    """
+    from asgnas_ir.frontends import lower
+
+    graph = lower(model, example_inputs, frontend=frontend, on_unsupported=on_unsupported)
+    PassManager().run("verify", graph)
+    return graph
+
+
+def load(path: str | Path) -> Graph:
+    """Load a graph saved with `Graph.save` (weights from the `.safetensors` sidecar if present)."""
+    return load_graph(path)
+
+
+def list_passes() -> list[PassInfo]:
+    """Every registered pass (each compares equal to its name)."""
+    return [PassInfo(p.name, p.description, p.kind, tuple(p.requires)) for p in _pass_classes()]
+
+
+def run_pass(name: str, graph: Graph, **options: Any) -> Any:
+    """Run one pass by name; analyses return their pydantic result, transforms a PassResult."""
+    get_pass(name)
+    return PassManager().run(name, graph, **options)
+
+
+def search_space(graph: Graph, mode: str = "prune") -> SearchSpace:
+    """The removable groups of `graph` (`prune`: channel groups)."""
+    return PassManager().analysis("search-space", graph, mode=mode)
+
+
+def cost(graph: Graph) -> CostReport:
+    """FLOPs (multiply-add = 2), trainable params and activation memory."""
+    return PassManager().analysis("cost", graph)
+
+
+def subnet(graph: Graph, space: SearchSpace, zero_groups: Any) -> Graph:
+    """The sub-network with the groups `zero_groups` (ids into `space.groups`) removed."""
+    ids = [int(i) for i in zero_groups]
+    for gid in ids:
+        space.group(gid)
+    result = PassManager().run("subnet", graph, zero_groups=ids, mode=space.mode)
+    return result.graph
+
+
+def codegen(graph: Graph, target: str = "torch", out_dir: str | Path = "generated") -> list[Path]:
+    """Write the graph as source for `target` into `out_dir`; returns the files written."""
+    if target not in TARGETS:
+        raise SpecError(f"codegen target must be one of {', '.join(TARGETS)}, not '{target}'")
+    return PassManager().run(f"codegen-{target}", graph, out_dir=out_dir)
+
+
+def random_zero_groups(graph: Graph, space: SearchSpace, fraction: float, seed: int = 0) -> list[int]:
+    """A random valid selection of about `fraction` of the groups: no value loses all its channels."""
+    if not 0.0 <= fraction <= 1.0:
+        raise SpecError(f"fraction must be within [0, 1], got {fraction}")
+    deps = PassManager().analysis("dependency-graph", graph)
+    remaining: dict[str, Counter] = {}
+    touches: dict[int, list[str]] = {}
+    for value, groups in deps.value_groups.items():
+        counts = Counter(g for g in groups if g >= 0)
+        remaining[value] = Counter({"total": len(groups)})
+        for gid, n in counts.items():
+            touches.setdefault(gid, []).append(value)
+            remaining[value][gid] = n
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(space.groups)).tolist()
+    target = int(round(fraction * len(space.groups)))
+    chosen: list[int] = []
+    for gid in order:
+        if len(chosen) >= target:
+            break
+        values = touches.get(gid, [])
+        if all(remaining[v]["total"] - remaining[v][gid] > 0 for v in values):
+            for v in values:
+                remaining[v]["total"] -= remaining[v][gid]
+            chosen.append(gid)
+    return sorted(chosen)
+
+
+class CheckSeconds(BaseModel):
+    compile: float
+    space: float
+    subnet: float
+    codegen: float
+    total: float
+
+
+class CheckReport(BaseModel):
+    """What `check` found; `ok` follows the DESIGN tolerance (see DESIGN §4)."""
+
+    ok: bool
+    max_abs_diff: float
+    tolerance: float
+    params_full: int
+    params_sub: int
+    flops_full: int
+    flops_sub: int
+    groups: int
+    zeroed: int
+    frontend: str
+    target: str
+    seconds: CheckSeconds
+    max_ref: float
+
+
+def _import_generated(path: Path) -> Any:
+    name = f"asgnas_generated_{abs(hash(str(path.resolve())))}_{time.monotonic_ns()}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise AsgnasError(f"cannot import generated file '{path}'")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop(name, None)
+    return module
+
+
+def check(
+    model: Any,
+    example_inputs: Any,
+    *,
+    mode: str = "prune",
+    frontend: str = "auto",
+    target: str | None = None,
+    fraction: float = 0.5,
+    seed: int = 0,
+    keep_weights: bool = False,
+    out_dir: str | Path | None = None,
+) -> CheckReport:
+    """Compile, zero a random valid `fraction` of the groups, build the subnet, generate code, run it
+    and compare with the model whose zeroed groups were set to zero in place (on a copy).
+
+    Unless `keep_weights`, the copy's floating-point state is re-randomized first so the comparison
+    is not vacuous. `out_dir` keeps the generated files (default: a temporary folder).
+    """
+    from asgnas_ir.frontends import as_tuple, detect, is_torch_module
+
+    chosen = detect(model) if frontend == "auto" else frontend
+    if not is_torch_module(model):
+        raise AsgnasError(f"check supports PyTorch models in this version; got {type(model).__name__}")
+    target = target or "torch"
+    if target != "torch":
+        raise AsgnasError(f"check target '{target}' is not available in this version yet; use target='torch'")
+    import torch
+
+    from asgnas_ir.backends.torch.binding import rerandomize_, run_model, zero_slices_
+
+    inputs = as_tuple(example_inputs)
+    start = time.perf_counter()
+    live = copy.deepcopy(model).eval()
+    if not keep_weights:
+        rerandomize_(live, seed)
+    graph = compile(live, inputs, frontend=chosen)
+    t_compile = time.perf_counter()
+    space = search_space(graph, mode=mode)
+    zero = random_zero_groups(graph, space, fraction, seed)
+    t_space = time.perf_counter()
+
+    slices = [s for gid in zero for s in space.group(gid).slices]
+    zero_slices_(live, graph, slices)
+    zeroed_weights = {name: array.copy() for name, array in graph.weights.items()}
+    for s in slices:
+        if s.kind != "stat":
+            index = [slice(None)] * zeroed_weights[s.param].ndim
+            index[s.axis] = s.indices  # type: ignore[call-overload]
+            zeroed_weights[s.param][tuple(index)] = 0
+    graph.set_weights(zeroed_weights)
+    sub = subnet(graph, space, zero)
+    t_subnet = time.perf_counter()
+
+    with tempfile.TemporaryDirectory(prefix="asgnas-check-") as tmp:
+        target_dir = Path(out_dir) if out_dir is not None else Path(tmp)
+        codegen(sub, target=target, out_dir=target_dir)
+        t_codegen = time.perf_counter()
+        generated = _import_generated(target_dir / "model.py").load(target_dir / "weights.safetensors")
+        with torch.no_grad():
+            expected = run_model(live, inputs)
+            actual = run_model(generated, inputs)
+
+    max_ref = max((float(np.abs(e).max()) for e in expected if e.size), default=0.0)
+    if len(expected) != len(actual) or any(e.shape != a.shape for e, a in zip(expected, actual, strict=False)):
+        diff = float("inf")
+    else:
+        diff = max((float(np.abs(e.astype(np.float64) - a).max()) for e, a in zip(expected, actual, strict=True) if e.size), default=0.0)
+    tolerance = 1e-4 * max_ref
+    full_cost, sub_cost = cost(graph), cost(sub)
+    end = time.perf_counter()
+    return CheckReport(
+        ok=bool(max_ref > 1e-3 and diff <= tolerance),
+        max_abs_diff=diff,
+        tolerance=tolerance,
+        params_full=full_cost.params,
+        params_sub=sub_cost.params,
+        flops_full=full_cost.flops,
+        flops_sub=sub_cost.flops,
+        groups=len(space.groups),
+        zeroed=len(zero),
+        frontend=chosen,
+        target=target,
+        seconds=CheckSeconds(
+            compile=t_compile - start,
+            space=t_space - t_compile,
+            subnet=t_subnet - t_space,
+            codegen=t_codegen - t_subnet,
+            total=end - start,
+        ),
+        max_ref=max_ref,
+    )

@@ -1,0 +1,192 @@
+"""Per-op attribute models.
+
+Attributes are framework-neutral and explicit: every spatial parameter is a tuple with one entry per
+spatial axis, paddings are (before, after) pairs, axes are non-negative indices into the value's
+shape. Frontends normalise their framework's conventions into these forms; codegen prints them back.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Attrs(BaseModel):
+    """Base of all attribute models: immutable, and unknown keys are an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoAttrs(Attrs):
+    """Ops without attributes (relu, sigmoid, identity, ...)."""
+
+
+Pads = tuple[tuple[int, int], ...]
+
+
+class ConvAttrs(Attrs):
+    """N-d convolution. The weight param's `axes` (e.g. "OIHW") says where out/in channels sit."""
+
+    stride: tuple[int, ...]
+    padding: Pads
+    dilation: tuple[int, ...]
+    groups: int = Field(1, ge=1)
+    padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
+    channels_last: bool = False
+
+
+class ConvTransposeAttrs(Attrs):
+    """N-d transposed convolution (the gradient of a strided conv)."""
+
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    output_padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    groups: int = Field(1, ge=1)
+    channels_last: bool = False
+
+
+class PoolAttrs(Attrs):
+    """Max or average pooling over the spatial axes."""
+
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...] = ()
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    channels_last: bool = False
+
+
+class AdaptivePoolAttrs(Attrs):
+    """Adaptive pooling to a fixed spatial output size."""
+
+    output_size: tuple[int, ...]
+    channels_last: bool = False
+
+
+class BatchNormAttrs(Attrs):
+    """Batch norm over the channel axis; running statistics are params with `trainable=False`."""
+
+    eps: float = 1e-5
+    momentum: float | None = 0.1
+
+
+class LayerNormAttrs(Attrs):
+    """Layer norm over the trailing `axes` (non-negative, ascending)."""
+
+    axes: tuple[int, ...]
+    eps: float = 1e-5
+
+
+class GroupNormAttrs(Attrs):
+    """Group norm: the channels split into `num_groups` blocks, each normalised on its own."""
+
+    num_groups: int = Field(ge=1)
+    eps: float = 1e-5
+
+
+class InstanceNormAttrs(Attrs):
+    """Instance norm: every channel of every sample normalised over its spatial axes."""
+
+    eps: float = 1e-5
+    momentum: float | None = 0.1
+
+
+class LeakyReluAttrs(Attrs):
+    negative_slope: float = 0.01
+
+
+class ClampAttrs(Attrs):
+    """Clamp into [min, max]; relu6 and hardtanh are clamps."""
+
+    min: float | None = None
+    max: float | None = None
+
+
+class GeluAttrs(Attrs):
+    approximate: Literal["none", "tanh"] = "none"
+
+
+class EluAttrs(Attrs):
+    alpha: float = 1.0
+
+
+class SoftplusAttrs(Attrs):
+    beta: float = 1.0
+    threshold: float = 20.0
+
+
+class DropoutAttrs(Attrs):
+    """Dropout is kept in the IR so the generated model trains like the source one."""
+
+    p: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class BinaryAttrs(Attrs):
+    """Binary elementwise op. With `scalar` set the node has one tensor input and the scalar is the
+    other operand; `reverse` puts the scalar first (``1.0 - x``)."""
+
+    scalar: float | None = None
+    reverse: bool = False
+
+
+class AxisAttrs(Attrs):
+    """Ops that act along one axis (concat, softmax)."""
+
+    axis: int = Field(ge=0)
+
+
+class SplitAttrs(Attrs):
+    axis: int = Field(ge=0)
+    sizes: tuple[int, ...]
+
+
+class SliceAttrs(Attrs):
+    axis: int = Field(ge=0)
+    start: int = Field(ge=0)
+    stop: int = Field(ge=0)
+    step: int = Field(1, ge=1)
+
+
+class ReshapeAttrs(Attrs):
+    """Target shape; the leading axis keeps the batch size symbolic in generated code."""
+
+    shape: tuple[int, ...]
+
+
+class FlattenAttrs(Attrs):
+    start_axis: int = Field(ge=0)
+    end_axis: int = Field(ge=0)
+
+
+class PermuteAttrs(Attrs):
+    perm: tuple[int, ...]
+
+
+class ReduceAttrs(Attrs):
+    axes: tuple[int, ...]
+    keepdim: bool = False
+
+
+class PadAttrs(Attrs):
+    """Constant/reflect/replicate padding; `pads` has one (before, after) pair per axis."""
+
+    pads: Pads
+    mode: Literal["constant", "reflect", "replicate", "circular"] = "constant"
+    value: float = 0.0
+
+
+class OpaqueAttrs(Attrs):
+    """A source op the IR does not know, kept so search can go around it.
+
+    `target` is the source-framework callable (e.g. ``torch.erf``), `kind` how it was called, and
+    `args` the call's non-tensor arguments as a JSON-compatible template where ``{"$input": i}``
+    stands for the i-th tensor input.
+    """
+
+    target: str
+    kind: Literal["function", "method", "module"]
+    args: list = Field(default_factory=list)
+    kwargs: dict = Field(default_factory=dict)

@@ -1,0 +1,201 @@
+"""The graph: values, params, nodes in topological order, and the weights beside them.
+
+NOTE: [Weights live beside the JSON] The pydantic model is the whole structure and serialises to
+JSON; the arrays are kept in `Graph.weights` (param name → numpy array) and saved as a
+`<name>.safetensors` sidecar. A graph without weights is still valid for every analysis pass; only
+subnet weight slicing and codegen's weight file need them.
+
+NOTE: [Derived indices] Producer/user maps and the node index are caches keyed by `version`,
+which every in-place mutation must bump through `touch()`. Passes that transform a graph are
+functional: they build a new Graph, so the full network and its sub-network coexist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from asgnas_ir.ir.node import AnyNode, NodeBase
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+SCHEMA_VERSION = 1
+
+DTYPE_SHORT = {
+    "float32": "f32", "float64": "f64", "float16": "f16", "bfloat16": "bf16",
+    "int64": "i64", "int32": "i32", "int8": "i8", "uint8": "u8", "bool": "bool",
+}
+
+
+class Value(BaseModel):
+    """A tensor flowing between nodes.
+
+    `channel_axis` is the axis whose entries are channels/features that structured pruning may
+    remove (NCHW → 1, NHWC → 3, [N, F] → 1); None for values without one (integer ids, scalars).
+    Passes ask for it instead of hard-coding an index, so the same pass serves both layouts.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    channel_axis: int | None = None
+
+    def text(self) -> str:
+        dims = ",".join(str(d) for d in self.shape)
+        axis = "" if self.channel_axis is None else f"c{self.channel_axis}"
+        return f"{DTYPE_SHORT.get(self.dtype, self.dtype)}[{dims}]{axis}"
+
+
+class Param(BaseModel):
+    """A weight or buffer.
+
+    `source` is the path in the source framework (``layer1.0.conv1.weight``, ``conv2d_3/kernel``)
+    used to bind the IR back to the live model. `axes` names each axis: O/I for output/input
+    channels, C for a per-channel vector, other letters for kernel or feature axes.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    source: str
+    axes: str | None = None
+    trainable: bool = True
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+class GraphMeta(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    framework: str = ""
+    frontend: str = ""
+    model_name: str = ""
+    layout: str = "channels_first"
+    output_kind: str = "single"  # "tuple" when the source model returned a tuple of tensors
+    versions: dict[str, str] = Field(default_factory=dict)
+
+
+class Graph(BaseModel):
+    """A framework-neutral dataflow graph with nodes in topological order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    name: str = "model"
+    inputs: list[str]
+    outputs: list[str]
+    values: dict[str, Value]
+    params: dict[str, Param] = Field(default_factory=dict)
+    nodes: list[AnyNode]
+    meta: GraphMeta = Field(default_factory=GraphMeta)
+
+    _weights: dict[str, np.ndarray] = PrivateAttr(default_factory=dict)
+    _version: int = PrivateAttr(default=0)
+    _index_version: int = PrivateAttr(default=-1)
+    _producers: dict[str, tuple[NodeBase, int]] = PrivateAttr(default_factory=dict)
+    _users: dict[str, list[NodeBase]] = PrivateAttr(default_factory=dict)
+    _by_id: dict[str, NodeBase] = PrivateAttr(default_factory=dict)
+    _cache: dict[tuple, Any] = PrivateAttr(default_factory=dict)
+
+    # ---- weights ---------------------------------------------------------------------------
+    @property
+    def weights(self) -> dict[str, np.ndarray]:
+        """Param name → numpy array (see NOTE: [Weights live beside the JSON])."""
+        return self._weights
+
+    @property
+    def has_weights(self) -> bool:
+        return bool(self._weights) and all(name in self._weights for name in self.params)
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        self._weights = dict(weights)
+        self.touch()
+
+    # ---- versioned indices -------------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def touch(self) -> None:
+        """Record an in-place change: drops derived indices and cached pass results."""
+        self._version += 1
+        self._cache.clear()
+
+    def _ensure_index(self) -> None:
+        if self._index_version == self._version:
+            return
+        self._producers = {}
+        self._users = {name: [] for name in self.values}
+        self._by_id = {}
+        for node in self.nodes:
+            self._by_id[node.id] = node
+            for i, out in enumerate(node.outputs):
+                self._producers[out] = (node, i)
+            for inp in node.inputs:
+                self._users.setdefault(inp, []).append(node)
+        self._index_version = self._version
+
+    def producer(self, value: str) -> NodeBase | None:
+        """The node that defines `value`, or None for graph inputs."""
+        self._ensure_index()
+        entry = self._producers.get(value)
+        return entry[0] if entry else None
+
+    def users(self, value: str) -> list[NodeBase]:
+        """Nodes that read `value`, in graph order (a node reading it twice appears twice)."""
+        self._ensure_index()
+        return self._users.get(value, [])
+
+    def node(self, node_id: str) -> NodeBase:
+        self._ensure_index()
+        return self._by_id[node_id]
+
+    def __iter__(self) -> Iterator[NodeBase]:  # type: ignore[override]
+        return iter(self.nodes)
+
+    # ---- convenience ---------------------------------------------------------------------------
+    def param_count(self, *, trainable_only: bool = True) -> int:
+        return sum(p.numel for p in self.params.values() if p.trainable or not trainable_only)
+
+    def fingerprint(self) -> str:
+        """Short content hash of the structure (not the weights): goes into generated headers."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+
+    def copy_with(self, **changes: Any) -> Graph:
+        """A new graph with fields replaced, validated, carrying over the weights unless given."""
+        weights = changes.pop("weights", None)
+        data = self.model_dump()
+        data.update({k: v for k, v in changes.items()})
+        new = Graph.model_validate(data)
+        new.set_weights(self._weights if weights is None else weights)
+        return new
+
+    def text(self) -> str:
+        """The one-line-per-node text form (see `asgnas_ir.ir.text`)."""
+        from asgnas_ir.ir.text import graph_to_text
+
+        return graph_to_text(self)
+
+    def __str__(self) -> str:
+        return self.text()
+
+    # ---- persistence ---------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write `path` (JSON) and, when the graph has weights, `<stem>.safetensors` beside it."""
+        from asgnas_ir.ir.serialize import save_graph
+
+        return save_graph(self, Path(path))
+
+
+def contiguous(array: np.ndarray) -> np.ndarray:
+    """A C-contiguous array of the same shape (np.ascontiguousarray would turn 0-d into 1-d)."""
+    return array if array.flags.c_contiguous else array.copy(order="C")

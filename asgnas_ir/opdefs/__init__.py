@@ -1,0 +1,9 @@
+"""Op definitions: one OpDef per op kind with its shape, coupling, cost and resize rules.
+
+Importing this package registers every family; `OPDEFS` is complete afterwards.
+"""
+
+from asgnas_ir.opdefs import conv, elementwise, linear_norm, shape_ops  # noqa: F401  (registration)
+from asgnas_ir.opdefs._opdef import OPDEFS, CoupleCtx, InferCtx, OpDef, ResizeCtx, opdef
+
+__all__ = ["OPDEFS", "CoupleCtx", "InferCtx", "OpDef", "ResizeCtx", "opdef"]

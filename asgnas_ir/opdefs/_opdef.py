@@ -1,0 +1,223 @@
+"""OpDef: everything the passes need to know about one op kind, registered in one table.
+
+Each op states, beside its attribute model (in `asgnas_ir.ir.node.OP_ATTRS`):
+- `infer`: output value types (shape, dtype, channel axis) from input types and params;
+- `couple`: how channels of inputs, outputs and params are tied (the heart of the dependency graph,
+  see `asgnas_ir.passes.analysis.dependency_graph` for the label algebra);
+- `flops`: cost with a multiply-add counted as 2;
+- `resize`: new attributes once channels were removed (groups, split sizes, reshape targets);
+- `kind`: the erasing-mode vertex class (stem, accessory, joint, other).
+
+NOTE: [Coupling by labels] The dependency pass gives every channel of every value a *label*
+(an integer atom). A rule reads its inputs' labels, writes its outputs' labels, and may
+- `tie` two label arrays elementwise (a residual add: channel i of both operands goes together),
+- `tie_all` a block (a group of a grouped conv is removed whole),
+- `pin` labels (an op that mixes channels without weights, e.g. layer norm over channels, or a
+  graph output: removing one would change a result),
+- record a `param_slice`: index i of a param axis belongs with label i.
+Connected components of tied atoms are the channel groups. A group is zero-invariant by
+construction: zero every slice recorded for it and each surviving output is unchanged, because the
+only places where a removed channel meets a kept one are weighted sums whose weights are in the group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import numpy as np
+
+from asgnas_ir.errors import IRValidationError
+from asgnas_ir.ir.graph import Param, Value
+from asgnas_ir.ir.ops import Op
+
+if TYPE_CHECKING:
+    from asgnas_ir.ir.attrs import Attrs
+    from asgnas_ir.ir.graph import Graph
+    from asgnas_ir.ir.node import NodeBase
+
+SliceKind = Literal["out", "in", "stat"]
+
+
+class InferCtx:
+    """Inputs to a shape rule: the node, its input types and its params."""
+
+    def __init__(self, graph: Graph, node: NodeBase, inputs: list[Value]) -> None:
+        self.graph = graph
+        self.node = node
+        self.inputs = inputs
+
+    @property
+    def attrs(self) -> Any:
+        return self.node.attrs
+
+    def param(self, role: str) -> Param | None:
+        name = self.node.params.get(role)
+        return None if name is None else self.graph.params[name]
+
+    def require_param(self, role: str) -> Param:
+        param = self.param(role)
+        if param is None:
+            self.fail(f"{self.node.op.value} needs a '{role}' param")
+        return param  # type: ignore[return-value]
+
+    def fail(self, message: str) -> None:
+        raise IRValidationError(message, node=self.node.id, source=self.node.source)
+
+    def expect_inputs(self, count: int) -> None:
+        if len(self.inputs) != count:
+            self.fail(f"{self.node.op.value} takes {count} input(s), got {len(self.inputs)}")
+
+
+class CoupleCtx(Protocol):
+    """What a coupling rule may do (implemented by the dependency-graph pass)."""
+
+    node: NodeBase
+    graph: Graph
+
+    def labels(self, value: str) -> np.ndarray | None: ...
+    def set_labels(self, value: str, labels: np.ndarray | None) -> None: ...
+    def fresh(self, count: int) -> np.ndarray: ...
+    def tie(self, a: np.ndarray, b: np.ndarray) -> None: ...
+    def tie_all(self, labels: np.ndarray) -> None: ...
+    def pin(self, labels: np.ndarray | None, reason: str) -> None: ...
+    def param_slice(self, role: str, axis: int, labels: np.ndarray, kind: SliceKind) -> None: ...
+    def param_slice_named(self, param: str, axis: int, labels: np.ndarray, kind: SliceKind) -> None: ...
+    def constant_param(self, value: str) -> str | None: ...
+
+
+@dataclass
+class ResizeCtx:
+    """What a resize rule sees: old and new shapes of the node's inputs and outputs, and for every
+    input with a channel axis the boolean mask of channels that survive."""
+
+    node: NodeBase
+    old_inputs: list[Value]
+    new_input_shapes: list[tuple[int, ...]]
+    old_outputs: list[Value]
+    new_output_shapes: list[tuple[int, ...]]
+    input_keep: list[np.ndarray | None]
+
+
+InferFn = Callable[[InferCtx], list[Value]]
+CoupleFn = Callable[[CoupleCtx], None]
+FlopsFn = Callable[["NodeBase", "Graph"], int]
+ResizeFn = Callable[[ResizeCtx], "Attrs"]
+VertexKind = Literal["stem", "accessory", "joint", "other"]
+
+
+@dataclass(frozen=True)
+class OpDef:
+    op: Op
+    infer: InferFn
+    couple: CoupleFn
+    flops: FlopsFn
+    kind: VertexKind
+    resize: ResizeFn | None = None
+    zero_preserving: bool = True  # f(0) == 0 elementwise; false for sigmoid, exp, ...
+
+
+OPDEFS: dict[Op, OpDef] = {}
+
+
+def register(opdef: OpDef) -> OpDef:
+    """Add an OpDef; registering one op twice is an import-time error, not a silent override."""
+    if opdef.op in OPDEFS:
+        raise RuntimeError(f"OpDef for '{opdef.op.value}' registered twice")
+    OPDEFS[opdef.op] = opdef
+    return opdef
+
+
+def opdef(op: Op) -> OpDef:
+    try:
+        return OPDEFS[op]
+    except KeyError:
+        raise IRValidationError(f"no OpDef registered for op '{op.value}'") from None
+
+
+# ---- helpers shared by the family files ------------------------------------------------------
+
+
+def numel(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def out_numel(node: NodeBase, graph: Graph, index: int = 0) -> int:
+    return numel(graph.values[node.outputs[index]].shape)
+
+
+def in_numel(node: NodeBase, graph: Graph, index: int = 0) -> int:
+    return numel(graph.values[node.inputs[index]].shape)
+
+
+def elementwise_flops(node: NodeBase, graph: Graph) -> int:
+    return out_numel(node, graph)
+
+
+def no_flops(node: NodeBase, graph: Graph) -> int:
+    return 0
+
+
+def passthrough(ctx: CoupleCtx) -> None:
+    """Channel i of the (first) input is channel i of every output."""
+    labels = ctx.labels(ctx.node.inputs[0]) if ctx.node.inputs else None
+    for out in ctx.node.outputs:
+        ctx.set_labels(out, labels)
+
+
+def same_as_input(ctx: InferCtx) -> list[Value]:
+    ctx.expect_inputs(1)
+    src = ctx.inputs[0]
+    return [Value(shape=src.shape, dtype=src.dtype, channel_axis=src.channel_axis)]
+
+
+def axis_letter(param: Param, letter: str) -> int | None:
+    """Index of the axis named `letter` in the param's axes string, or None."""
+    if param.axes is None or letter not in param.axes:
+        return None
+    return param.axes.index(letter)
+
+
+def channel_axis_for(rank: int, layout: str) -> int | None:
+    """The channel axis a fresh value of `rank` has in a graph of the given layout."""
+    if rank < 2:
+        return None
+    if rank == 2:
+        return 1
+    return 1 if layout == "channels_first" else rank - 1
+
+
+def broadcast_shapes(shapes: list[tuple[int, ...]]) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(d) for d in np.broadcast_shapes(*shapes))
+    except ValueError:
+        return None
+
+
+def reshape_channel_map(
+    in_shape: tuple[int, ...], in_axis: int, out_shape: tuple[int, ...]
+) -> tuple[int | None, np.ndarray | None]:
+    """Where the channels of a value end up after a row-major reshape.
+
+    Returns `(axis, index_map)`: output axis `axis` carries channels, and output position j along it
+    holds input channel `index_map[j]` (a flatten of NCHW repeats each channel H*W times). When the
+    reshape mixes channels into several output axes there is no such axis: `(None, None)`.
+    """
+    channels = in_shape[in_axis]
+    shape = [1] * len(in_shape)
+    shape[in_axis] = channels
+    element_channel = np.broadcast_to(np.arange(channels).reshape(shape), in_shape).reshape(out_shape)
+    candidates = []
+    for axis in range(len(out_shape)):
+        rows = np.moveaxis(element_channel, axis, 0).reshape(out_shape[axis], -1)
+        if (rows == rows[:, :1]).all():
+            candidates.append(axis)
+    if channels == 1:
+        candidates = [a for a in candidates if out_shape[a] > 1] or candidates
+    candidates = [a for a in candidates if a > 0] or candidates
+    if not candidates:
+        return None, None
+    axis = max(candidates, key=lambda a: (out_shape[a], -a))
+    index_map = np.moveaxis(element_channel, axis, 0).reshape(out_shape[axis], -1)[:, 0]
+    return axis, index_map

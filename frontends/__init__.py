@@ -1,0 +1,62 @@
+"""Frontends: lower a framework model into the IR. Frameworks are imported only when used."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from asgnas_ir.errors import AsgnasError, SpecError
+from asgnas_ir.ir.graph import Graph
+
+FRONTENDS = ("auto", "fx", "onnx", "keras")
+
+
+def is_torch_module(model: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(model, torch.nn.Module)
+
+
+def detect(model: Any) -> str:
+    """The frontend `auto` picks for `model`."""
+    if is_torch_module(model):
+        return "fx"
+    name = type(model).__module__
+    if name.startswith("keras") or name.startswith("tensorflow"):
+        return "keras"
+    if name.startswith("onnx") or (isinstance(model, str) and model.endswith(".onnx")):
+        return "onnx"
+    if isinstance(model, str) and model.endswith(".keras"):
+        return "keras"
+    raise SpecError(
+        f"cannot tell which frontend lowers a {type(model).__name__} ({name}); pass a torch.nn.Module, "
+        "a keras.Model, an onnx.ModelProto or a path to a .onnx/.keras file"
+    )
+
+
+def as_tuple(example_inputs: Any) -> tuple:
+    if example_inputs is None:
+        return ()
+    if isinstance(example_inputs, (list, tuple)):
+        return tuple(example_inputs)
+    return (example_inputs,)
+
+
+def lower(model: Any, example_inputs: Any = None, *, frontend: str = "auto", on_unsupported: str = "error") -> Graph:
+    """Lower `model` into an IR graph with its weights (the engine behind `ai.compile`)."""
+    if frontend not in FRONTENDS:
+        raise SpecError(f"frontend must be one of {', '.join(FRONTENDS)}, not '{frontend}'")
+    if on_unsupported not in ("error", "opaque"):
+        raise SpecError(f"on_unsupported must be 'error' or 'opaque', not '{on_unsupported}'")
+    chosen = detect(model) if frontend == "auto" else frontend
+    inputs = as_tuple(example_inputs)
+    if chosen == "fx":
+        if not is_torch_module(model):
+            raise SpecError(f"frontend 'fx' needs a torch.nn.Module, got {type(model).__name__}")
+        if not inputs:
+            raise SpecError("compiling a PyTorch model needs example_inputs (a tensor or a tuple of tensors)")
+        from asgnas_ir.frontends.torch_fx import lower_torch_fx
+
+        return lower_torch_fx(model, inputs, on_unsupported)
+    raise AsgnasError(
+        f"the '{chosen}' frontend is not available in this version yet; PyTorch models compile with frontend='fx'"
+    )

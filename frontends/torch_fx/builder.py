@@ -1,0 +1,199 @@
+"""The state a torch.fx converter writes into while lowering one traced module.
+
+Every node a converter emits is checked on the spot: its IR shape rule must give the shape torch
+computed for that fx node with the example inputs. A converter that misreads an op therefore fails
+at lowering, naming the fx node and module path, instead of producing a silently wrong graph.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.fx
+
+from asgnas_ir.errors import FrontendError, IRValidationError
+from asgnas_ir.ir.attrs import Attrs
+from asgnas_ir.ir.graph import Graph, Param, Value
+from asgnas_ir.ir.node import NodeBase, make_node
+from asgnas_ir.ir.ops import Op
+from asgnas_ir.opdefs import InferCtx, opdef
+
+_DTYPES = {
+    torch.float32: "float32", torch.float64: "float64", torch.float16: "float16", torch.bfloat16: "bfloat16",
+    torch.int64: "int64", torch.int32: "int32", torch.int8: "int8", torch.uint8: "uint8", torch.bool: "bool",
+}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    try:
+        return _DTYPES[dtype]
+    except KeyError:
+        raise FrontendError(f"tensor dtype {dtype} is not supported by the IR") from None
+
+
+def spatial_letters(rank: int) -> str:
+    return "DHW"[3 - rank :] if rank <= 3 else "".join(f"S{i}" for i in range(rank))
+
+
+class Builder:
+    """Accumulates IR nodes, values and params for one fx graph."""
+
+    def __init__(self, gm: torch.fx.GraphModule, observed: dict[torch.fx.Node, Any]) -> None:
+        self.gm = gm
+        self.observed = observed  # fx node -> concrete result (tensors replaced by their meta)
+        self.env: dict[torch.fx.Node, Any] = {}
+        self.nodes: list[NodeBase] = []
+        self.values: dict[str, Value] = {}
+        self.params: dict[str, Param] = {}
+        self.weights: dict[str, np.ndarray] = {}
+        self.current: torch.fx.Node | None = None
+        self._ids: set[str] = set()
+        self._graph = Graph.model_construct(inputs=[], outputs=[], values=self.values, params=self.params, nodes=self.nodes)
+
+    # ---- reading the fx node ---------------------------------------------------------------
+    @property
+    def source(self) -> str:
+        node = self.current
+        if node is None:
+            return ""
+        return str(node.target) if node.op == "call_module" else node.name
+
+    def arg(self, value: Any) -> Any:
+        """Replace fx nodes inside `value` by what they lowered to (IR value names or Python values)."""
+        if isinstance(value, torch.fx.Node):
+            return self.env[value]
+        if isinstance(value, (list, tuple)):
+            return type(value)(self.arg(v) for v in value)
+        if isinstance(value, dict):
+            return {k: self.arg(v) for k, v in value.items()}
+        if isinstance(value, slice):
+            return slice(self.arg(value.start), self.arg(value.stop), self.arg(value.step))
+        return value
+
+    def args(self, node: torch.fx.Node) -> tuple[list[Any], dict[str, Any]]:
+        return list(self.arg(a) for a in node.args), {k: self.arg(v) for k, v in node.kwargs.items()}
+
+    def module(self, node: torch.fx.Node) -> torch.nn.Module:
+        return self.gm.get_submodule(str(node.target))
+
+    def is_tensor(self, value: Any) -> bool:
+        return isinstance(value, str) and value in self.values
+
+    def value(self, name: str) -> Value:
+        return self.values[name]
+
+    def fail(self, message: str) -> FrontendError:
+        node = self.current
+        where = f"fx node '{node.name}'" + (f" (module '{node.target}')" if node is not None and node.op == "call_module" else "") if node else "fx graph"
+        return FrontendError(f"{where}: {message}")
+
+    def observed_value(self, node: torch.fx.Node) -> Any:
+        return self.observed.get(node)
+
+    # ---- params ----------------------------------------------------------------------------
+    def add_param(self, source: str, tensor: torch.Tensor, axes: str | None, *, trainable: bool | None = None) -> str:
+        """Declare a param by its path in the source model; a second use of the same path shares it."""
+        if source in self.params:
+            return source
+        data = tensor.detach().cpu()
+        self.params[source] = Param(
+            shape=tuple(data.shape),
+            dtype=dtype_name(data.dtype),
+            source=source,
+            axes=axes,
+            trainable=bool(tensor.requires_grad) if trainable is None else trainable,
+        )
+        self.weights[source] = data.numpy().copy()
+        return source
+
+    def module_params(self, prefix: str, module: torch.nn.Module, axes: dict[str, str | None]) -> dict[str, str]:
+        """Params (and buffers) of `module` for the given roles, skipping those that are None."""
+        roles: dict[str, str] = {}
+        for role, role_axes in axes.items():
+            tensor = getattr(module, role, None)
+            if isinstance(tensor, torch.Tensor):
+                trainable = isinstance(tensor, torch.nn.Parameter) and tensor.requires_grad
+                roles[role] = self.add_param(f"{prefix}.{role}" if prefix else role, tensor, role_axes, trainable=trainable)
+        return roles
+
+    # ---- emitting ----------------------------------------------------------------------------
+    def _fresh_id(self, base: str) -> str:
+        candidate, n = base, 1
+        while candidate in self._ids or candidate in self.values:
+            candidate = f"{base}_{n}"
+            n += 1
+        self._ids.add(candidate)
+        return candidate
+
+    def emit(
+        self,
+        op: Op,
+        inputs: list[str],
+        attrs: Attrs | None = None,
+        params: dict[str, str] | None = None,
+        *,
+        outputs: int = 1,
+        name: str | None = None,
+    ) -> Any:
+        """Append a node and type its outputs with the op's shape rule.
+
+        Returns the output value name (or the list of names when `outputs > 1`).
+        """
+        base = name or (self.current.name if self.current is not None else op.value)
+        node_id = self._fresh_id(base)
+        out_names = [node_id] if outputs == 1 else [self._fresh_id(f"{node_id}_{i}") for i in range(outputs)]
+        node = make_node(op, node_id, inputs, out_names, attrs=attrs, params=params, source=self.source)
+        try:
+            types = opdef(op).infer(InferCtx(self._graph, node, [self.values[i] for i in inputs]))
+        except IRValidationError as exc:
+            raise self.fail(f"lowering to {op.value} failed: {exc}") from None
+        for out, value in zip(out_names, types, strict=True):
+            self.values[out] = value
+        self.nodes.append(node)
+        return out_names[0] if outputs == 1 else out_names
+
+    def emit_opaque(self, inputs: list[str], attrs: Attrs, observed: Any) -> Any:
+        """An op the IR does not know: outputs typed from what torch observed."""
+        metas = list(observed) if isinstance(observed, (list, tuple)) else [observed]
+        node_id = self._fresh_id(self.current.name if self.current is not None else "opaque")
+        out_names = [node_id] if len(metas) == 1 else [self._fresh_id(f"{node_id}_{i}") for i in range(len(metas))]
+        for out, meta in zip(out_names, metas, strict=True):
+            if not isinstance(meta, TensorMeta):
+                raise self.fail("an opaque op must return tensors")
+            self.values[out] = meta.to_value()
+        self.nodes.append(make_node(Op.OPAQUE, node_id, inputs, out_names, attrs=attrs, source=self.source))
+        return out_names[0] if len(out_names) == 1 else out_names
+
+    def check_shape(self, node: torch.fx.Node, result: Any) -> None:
+        """The lowered value's shape must equal what torch computed for this fx node."""
+        seen = self.observed.get(node)
+        pairs = []
+        if isinstance(seen, TensorMeta) and isinstance(result, str):
+            pairs.append((result, seen))
+        elif isinstance(seen, (list, tuple)) and isinstance(result, (list, tuple)):
+            pairs.extend((r, s) for r, s in zip(result, seen, strict=False) if isinstance(s, TensorMeta) and isinstance(r, str))
+        for name, meta in pairs:
+            value = self.values.get(name)
+            if value is not None and value.shape != meta.shape:
+                raise self.fail(
+                    f"lowered to shape {list(value.shape)} but torch computes {list(meta.shape)}; "
+                    "the converter misreads this op's arguments"
+                )
+
+
+class TensorMeta:
+    """Shape and dtype torch observed for one fx node (the tensor itself is not kept)."""
+
+    __slots__ = ("dtype", "shape")
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.shape = tuple(int(d) for d in tensor.shape)
+        self.dtype = dtype_name(tensor.dtype)
+
+    def to_value(self) -> Value:
+        rank = len(self.shape)
+        floating = self.dtype.startswith(("float", "bfloat"))
+        channel_axis = 1 if rank >= 2 and floating else None
+        return Value(shape=self.shape, dtype=self.dtype, channel_axis=channel_axis)

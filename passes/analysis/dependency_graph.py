@@ -1,0 +1,246 @@
+"""dependency-graph: the channel groups of a graph (what prune mode may remove).
+
+Algorithm (see NOTE: [Coupling by labels] in `asgnas_ir.opdefs._opdef`):
+1. Give every channel of every graph input a fresh, pinned label (the input shape is fixed).
+2. Walk the nodes in order; each op's coupling rule labels its outputs, ties labels, pins labels
+   and records which param indices belong to which label.
+3. A param used by several nodes (weight sharing) ties the labels recorded at the same index.
+4. Pin the labels of the graph outputs (their shape is fixed too).
+5. Connected components of the tie graph are the candidate groups; a component with a pinned
+   label, or without any param slice to zero, is not removable.
+
+Invariant: every group is zero-invariant. With all its slices zeroed, removing its channels
+from every value and param leaves every graph output unchanged.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from asgnas_ir.errors import IRValidationError
+from asgnas_ir.ir.graph import Graph
+from asgnas_ir.ir.node import NodeBase
+from asgnas_ir.opdefs import opdef
+from asgnas_ir.opdefs._opdef import SliceKind
+from asgnas_ir.pass_manager import Pass, analysis, register_pass
+
+
+class Slice(BaseModel):
+    """Indices `indices` along `axis` of `param`. `kind` says why: `out` makes the channel (a
+    conv's filters, a norm's scale), `in` consumes it (a conv's input columns), `stat` is a running
+    statistic that is sliced but never needs to be zero."""
+
+    param: str
+    axis: int
+    indices: list[int]
+    kind: SliceKind
+
+
+class ChannelGroup(BaseModel):
+    id: int
+    kind: Literal["channel", "operator"] = "channel"
+    slices: list[Slice]
+    nodes: list[str]
+    parent: int | None = None
+    flops: int = 0
+    params: int = 0
+    channels: int = Field(0, description="how many channels of the widest value the group holds")
+
+
+class DependencyGraph(BaseModel):
+    """Channel groups plus, for the subnet pass, which group every channel belongs to (-1: pinned)."""
+
+    groups: list[ChannelGroup]
+    value_groups: dict[str, list[int]]
+    param_groups: dict[str, dict[int, list[int]]]
+    pinned_reasons: dict[str, int]
+
+
+class _Labeller:
+    """The CoupleCtx the op rules write into."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.node: NodeBase = None  # type: ignore[assignment]
+        self.count = 0
+        self.edges: list[tuple[np.ndarray, np.ndarray]] = []
+        self.pinned: list[np.ndarray] = []
+        self.pin_reasons: list[str] = []
+        self.value_labels: dict[str, np.ndarray | None] = {}
+        self.records: dict[tuple[str, int], list[tuple[np.ndarray, SliceKind, str]]] = defaultdict(list)
+
+    def labels(self, value: str) -> np.ndarray | None:
+        return self.value_labels.get(value)
+
+    def set_labels(self, value: str, labels: np.ndarray | None) -> None:
+        meta = self.graph.values[value]
+        if labels is not None:
+            expected = None if meta.channel_axis is None else meta.shape[meta.channel_axis]
+            if expected != len(labels):
+                raise IRValidationError(
+                    f"coupling rule of {self.node.op.value} gave {len(labels)} channel labels to "
+                    f"'%{value}' whose channel axis holds {expected}",
+                    node=self.node.id, source=self.node.source,
+                )
+        self.value_labels[value] = labels
+
+    def fresh(self, count: int) -> np.ndarray:
+        labels = np.arange(self.count, self.count + count, dtype=np.int64)
+        self.count += count
+        return labels
+
+    def tie(self, a: np.ndarray, b: np.ndarray) -> None:
+        if len(a) != len(b):
+            raise IRValidationError(f"cannot tie {len(a)} channels to {len(b)}", node=self.node.id, source=self.node.source)
+        self.edges.append((a, b))
+
+    def tie_all(self, labels: np.ndarray) -> None:
+        if len(labels) > 1:
+            self.edges.append((np.full(len(labels) - 1, labels[0]), labels[1:]))
+
+    def pin(self, labels: np.ndarray | None, reason: str) -> None:
+        if labels is not None and len(labels):
+            self.pinned.append(labels)
+            self.pin_reasons.append(reason)
+
+    def param_slice(self, role: str, axis: int, labels: np.ndarray, kind: SliceKind) -> None:
+        self.param_slice_named(self.node.params[role], axis, labels, kind)
+
+    def param_slice_named(self, param: str, axis: int, labels: np.ndarray, kind: SliceKind) -> None:
+        size = self.graph.params[param].shape[axis]
+        if size != len(labels):
+            raise IRValidationError(
+                f"param '@{param}' axis {axis} has {size} entries but {len(labels)} channels reach it",
+                node=self.node.id, source=self.node.source,
+            )
+        self.records[(param, axis)].append((labels, kind, self.node.id))
+
+    def constant_param(self, value: str) -> str | None:
+        producer = self.graph.producer(value)
+        if producer is not None and producer.op.value == "constant":
+            return producer.params["value"]
+        return None
+
+
+def _label_graph(graph: Graph) -> _Labeller:
+    ctx = _Labeller(graph)
+    for name in graph.inputs:
+        meta = graph.values[name]
+        if meta.channel_axis is not None:
+            labels = ctx.fresh(meta.shape[meta.channel_axis])
+            ctx.pin(labels, "graph input")
+            ctx.value_labels[name] = labels
+        else:
+            ctx.value_labels[name] = None
+    for node in graph.nodes:
+        ctx.node = node
+        opdef(node.op).couple(ctx)
+    for (_, _), records in ctx.records.items():
+        first = records[0][0]
+        for labels, _, _ in records[1:]:
+            ctx.edges.append((first, labels))  # weight sharing: the same index is the same channel
+    for name in graph.outputs:
+        ctx.pin(ctx.value_labels.get(name), "graph output")
+    return ctx
+
+
+def _components(ctx: _Labeller) -> np.ndarray:
+    if not ctx.edges:
+        return np.arange(ctx.count)
+    rows = np.concatenate([a for a, _ in ctx.edges])
+    cols = np.concatenate([b for _, b in ctx.edges])
+    matrix = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(ctx.count, ctx.count))
+    _, component = connected_components(matrix, directed=False)
+    return component
+
+
+def _group_indices(comps: np.ndarray) -> list[tuple[int, list[int]]]:
+    """(component, indices holding it) for each component in `comps`, without a quadratic scan."""
+    order = np.argsort(comps, kind="stable")
+    sorted_comps = comps[order]
+    starts = np.flatnonzero(np.r_[True, sorted_comps[1:] != sorted_comps[:-1]])
+    bounds = np.r_[starts, len(comps)]
+    return [(int(sorted_comps[b]), order[b:e].tolist()) for b, e in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def build_dependency_graph(graph: Graph) -> DependencyGraph:
+    ctx = _label_graph(graph)
+    component = _components(ctx)
+    pinned_components = set(component[np.concatenate(ctx.pinned)].tolist()) if ctx.pinned else set()
+
+    # Collect slices per component, in param declaration order for stable output.
+    slices: dict[int, list[Slice]] = defaultdict(list)
+    nodes: dict[int, list[str]] = defaultdict(list)
+    has_out: set[int] = set()
+    axis_components: dict[tuple[str, int], np.ndarray] = {}
+    for (param, axis), records in ctx.records.items():
+        labels, kind, _ = records[0]
+        comps = component[labels]
+        axis_components[(param, axis)] = comps
+        makes_channels = any(k == "out" for _, k, _ in records)
+        record_nodes = list(dict.fromkeys(node_id for _, _, node_id in records))
+        for comp, indices in _group_indices(comps):
+            slices[comp].append(Slice(param=param, axis=axis, indices=indices, kind=kind))
+            if makes_channels:
+                has_out.add(comp)
+            nodes[comp].extend(n for n in record_nodes if n not in nodes[comp])
+
+    _, first_atom = np.unique(component, return_index=True)
+    removable = sorted(
+        (comp for comp in slices if comp not in pinned_components and comp in has_out),
+        key=lambda comp: int(first_atom[comp]),
+    )
+    group_of = {comp: gid for gid, comp in enumerate(removable)}
+    lookup = np.full(int(component.max(initial=-1)) + 1, -1, dtype=np.int64)
+    for comp, gid in group_of.items():
+        lookup[comp] = gid
+
+    node_flops = {node.id: opdef(node.op).flops(node, graph) for node in graph.nodes}
+    groups = []
+    for comp in removable:
+        group_slices = slices[comp]
+        params = sum(
+            graph.params[s.param].numel // graph.params[s.param].shape[s.axis] * len(s.indices)
+            for s in group_slices if s.kind != "stat"
+        )
+        flops = 0
+        for s in group_slices:
+            for node_id in nodes[comp]:
+                node = graph.node(node_id)
+                if node.params.get("weight") == s.param:
+                    flops += node_flops[node_id] * len(s.indices) // graph.params[s.param].shape[s.axis]
+        channels = max(len(s.indices) for s in group_slices)
+        groups.append(ChannelGroup(id=group_of[comp], slices=group_slices, nodes=nodes[comp], flops=flops, params=params, channels=channels))
+
+    value_groups = {
+        name: lookup[component[labels]].tolist() for name, labels in ctx.value_labels.items() if labels is not None
+    }
+    param_groups: dict[str, dict[int, list[int]]] = defaultdict(dict)
+    for (param, axis), comps in axis_components.items():
+        param_groups[param][axis] = lookup[comps].tolist()
+    return DependencyGraph(
+        groups=groups,
+        value_groups=value_groups,
+        param_groups=dict(param_groups),
+        pinned_reasons=dict(Counter(ctx.pin_reasons)),
+    )
+
+
+@register_pass
+class DependencyGraphPass(Pass):
+    name = "dependency-graph"
+    description = "Channel groups: which channels of which params must be removed together (zero-invariant groups)."
+    requires = ("verify",)
+
+    def run(self, graph: Graph) -> DependencyGraph:
+        return build_dependency_graph(graph)
+
+
+def dependency_graph(graph: Graph) -> DependencyGraph:
+    return analysis("dependency-graph", graph)

@@ -1,0 +1,66 @@
+"""Shared pieces of the code printers: literal formatting and the GeneratedCode value object.
+
+Printing and writing are separate steps: a printer returns `GeneratedCode` (source text plus the
+arrays for the weights file) and `write` puts them on disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from asgnas_ir.ir.graph import contiguous
+
+
+def lit(value: object) -> str:
+    """A Python literal for an attribute value: tuples whose entries agree collapse to one int."""
+    if isinstance(value, tuple) and value and all(v == value[0] for v in value) and not isinstance(value[0], tuple):
+        return lit(value[0])
+    if isinstance(value, float):
+        return repr(float(value))
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, (tuple, list)):
+        inner = ", ".join(lit_exact(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    return repr(value)
+
+
+def lit_exact(value: object) -> str:
+    """Like `lit` but never collapses a tuple (for shapes and permutations)."""
+    if isinstance(value, (tuple, list)):
+        inner = ", ".join(lit_exact(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    return lit(value)
+
+
+def call(func: str, *args: str, **kwargs: str | None) -> str:
+    parts = list(args) + [f"{k}={v}" for k, v in kwargs.items() if v is not None]
+    return f"{func}({', '.join(parts)})"
+
+
+@dataclass
+class GeneratedCode:
+    """Source files by name and the weights to save beside them."""
+
+    files: dict[str, str]
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    weights_file: str = "weights.safetensors"
+
+    def write(self, out_dir: str | Path) -> list[Path]:
+        from safetensors.numpy import save_file
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, text in self.files.items():
+            path = out / name
+            path.write_text(text)
+            written.append(path)
+        if self.weights:
+            path = out / self.weights_file
+            save_file({k: contiguous(v) for k, v in self.weights.items()}, str(path))
+            written.append(path)
+        return written
