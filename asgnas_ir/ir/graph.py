@@ -13,6 +13,7 @@ functional: they build a new Graph, so the full network and its sub-network coex
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,7 +71,7 @@ class Param(BaseModel):
 
     @property
     def numel(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)
 
 
 class GraphMeta(BaseModel):

@@ -176,7 +176,7 @@ def build_dependency_graph(graph: Graph) -> DependencyGraph:
 
     # Collect slices per component, in param declaration order for stable output.
     slices: dict[int, list[Slice]] = defaultdict(list)
-    nodes: dict[int, list[str]] = defaultdict(list)
+    nodes: dict[int, dict[str, None]] = defaultdict(dict)  # ordered set of node ids
     has_out: set[int] = set()
     axis_components: dict[tuple[str, int], np.ndarray] = {}
     for (param, axis), records in ctx.records.items():
@@ -186,10 +186,10 @@ def build_dependency_graph(graph: Graph) -> DependencyGraph:
         makes_channels = any(k == "out" for _, k, _ in records)
         record_nodes = list(dict.fromkeys(node_id for _, _, node_id in records))
         for comp, indices in _group_indices(comps):
-            slices[comp].append(Slice(param=param, axis=axis, indices=indices, kind=kind))
+            slices[comp].append(Slice.model_construct(param=param, axis=axis, indices=indices, kind=kind))
             if makes_channels:
                 has_out.add(comp)
-            nodes[comp].extend(n for n in record_nodes if n not in nodes[comp])
+            nodes[comp].update(dict.fromkeys(record_nodes))
 
     _, first_atom = np.unique(component, return_index=True)
     removable = sorted(
@@ -201,22 +201,25 @@ def build_dependency_graph(graph: Graph) -> DependencyGraph:
     for comp, gid in group_of.items():
         lookup[comp] = gid
 
-    node_flops = {node.id: opdef(node.op).flops(node, graph) for node in graph.nodes}
+    # A group's FLOPs: the share of each weighted op's FLOPs that its slices of the weight carry.
+    weight_flops: dict[str, int] = defaultdict(int)
+    for node in graph.nodes:
+        if "weight" in node.params:
+            weight_flops[node.params["weight"]] += opdef(node.op).flops(node, graph)
     groups = []
     for comp in removable:
         group_slices = slices[comp]
-        params = sum(
-            graph.params[s.param].numel // graph.params[s.param].shape[s.axis] * len(s.indices)
-            for s in group_slices if s.kind != "stat"
-        )
-        flops = 0
+        params = flops = 0
         for s in group_slices:
-            for node_id in nodes[comp]:
-                node = graph.node(node_id)
-                if node.params.get("weight") == s.param:
-                    flops += node_flops[node_id] * len(s.indices) // graph.params[s.param].shape[s.axis]
+            param = graph.params[s.param]
+            share = len(s.indices) / param.shape[s.axis]
+            if s.kind != "stat":
+                params += round(param.numel * share)
+            flops += round(weight_flops.get(s.param, 0) * share)
         channels = max(len(s.indices) for s in group_slices)
-        groups.append(ChannelGroup(id=group_of[comp], slices=group_slices, nodes=nodes[comp], flops=flops, params=params, channels=channels))
+        groups.append(
+            ChannelGroup.model_construct(id=group_of[comp], kind="channel", parent=None, slices=group_slices, nodes=list(nodes[comp]), flops=flops, params=params, channels=channels)
+        )
 
     value_groups = {
         name: lookup[component[labels]].tolist() for name, labels in ctx.value_labels.items() if labels is not None
