@@ -168,8 +168,8 @@ class Graph(BaseModel):
         return sum(p.numel for p in self.params.values() if p.trainable or not trainable_only)
 
     def fingerprint(self) -> str:
-        """Short content hash of the structure (not the weights): goes into generated headers."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+        """Short hash of the structure (not the weights, not the tool versions in `meta`)."""
+        return hashlib.sha256(self.model_dump_json(exclude={"meta"}).encode()).hexdigest()[:12]
 
     def copy_with(self, **changes: Any) -> Graph:
         """A new graph with fields replaced, validated, carrying over the weights unless given."""

@@ -1,0 +1,278 @@
+"""The `asgnas` command line (DESIGN §4).
+
+Exit codes: 0 success, 1 a check ran and failed, 2 bad usage or a model/IR asgnas-ir cannot
+handle (the message goes to stderr as one paragraph, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from asgnas_ir.errors import AsgnasError, SpecError
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _load_spec_model(args: argparse.Namespace) -> tuple[Any, tuple]:
+    from asgnas_ir.spec import load_model, make_torch_inputs, parse_kwargs
+
+    model = load_model(args.spec, parse_kwargs(args.kwargs))
+    from asgnas_ir.frontends import is_torch_module
+
+    if is_torch_module(model):
+        if not args.input:
+            raise SpecError("a PyTorch model needs --input SHAPE (e.g. --input 1,3,224,224) for each forward argument")
+        return model, make_torch_inputs(args.input, args.seed)
+    return model, ()
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    import asgnas_ir as ai
+
+    model, inputs = _load_spec_model(args)
+    graph = ai.compile(model, inputs, frontend=args.frontend)
+    path = graph.save(args.output)
+    _console().print(f"wrote {path} ({len(graph.nodes)} nodes, {len(graph.params)} params) and its .safetensors weights")
+    return EXIT_OK
+
+
+def cmd_passes(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    import asgnas_ir as ai
+
+    table = Table("pass", "kind", "requires", "description")
+    for info in ai.list_passes():
+        table.add_row(info.name, info.kind, ", ".join(info.requires) or "-", info.description)
+    _console().print(table)
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import asgnas_ir as ai
+    from asgnas_ir.pass_manager import PassResult, get_pass
+    from asgnas_ir.spec import parse_kwargs
+
+    cls = get_pass(args.pass_name)
+    graph = ai.load(args.ir)
+    options = parse_kwargs(args.options)
+    if cls.kind == "codegen":
+        if not args.output:
+            raise SpecError(f"pass '{cls.name}' writes files: give the folder with -o DIR")
+        files = ai.run_pass(cls.name, graph, out_dir=args.output, **options)
+        for path in files:
+            print(path)
+        return EXIT_OK
+    result = ai.run_pass(cls.name, graph, **options)
+    if isinstance(result, PassResult):
+        if not args.output:
+            raise SpecError(f"pass '{cls.name}' produces a graph: give the file with -o OUT.json")
+        result.graph.save(args.output)
+        print(f"wrote {args.output} (modified: {result.modified})")
+        return EXIT_OK
+    text = result.model_dump_json(indent=1)
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}")
+    else:
+        print(text)
+    return EXIT_OK
+
+
+def cmd_space(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    import asgnas_ir as ai
+
+    graph = ai.load(args.ir)
+    space = ai.search_space(graph, mode=args.mode)
+    if args.json:
+        print(space.model_dump_json(indent=1))
+        return EXIT_OK
+    total = ai.cost(graph)
+    table = Table(title=f"{graph.name}: {len(space.groups)} {args.mode}-mode groups", show_lines=False)
+    for column in ("id", "kind", "channels", "params", "FLOPs", "nodes"):
+        table.add_column(column, justify="right" if column in ("id", "channels", "params", "FLOPs") else "left")
+    for group in space.groups[: args.limit]:
+        nodes = ", ".join(group.nodes[:3]) + (f" +{len(group.nodes) - 3}" if len(group.nodes) > 3 else "")
+        table.add_row(str(group.id), group.kind, str(group.channels), f"{group.params:,}", f"{group.flops:,}", nodes)
+    console = _console()
+    console.print(table)
+    if len(space.groups) > args.limit:
+        console.print(f"... {len(space.groups) - args.limit} more groups (--limit N to show more, --json for all)")
+    console.print(f"graph: {total.params:,} params, {total.flops:,} FLOPs")
+    return EXIT_OK
+
+
+def _parse_ids(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SpecError(f"--zero takes comma-separated group ids like 0,3,7, got '{text}'") from None
+
+
+def cmd_subnet(args: argparse.Namespace) -> int:
+    import asgnas_ir as ai
+
+    graph = ai.load(args.ir)
+    space = ai.search_space(graph, mode=args.mode)
+    ids = _parse_ids(args.zero) if args.zero is not None else ai.random_zero_groups(graph, space, args.zero_random, args.seed)
+    sub = ai.subnet(graph, space, ids)
+    sub.save(args.output)
+    before, after = ai.cost(graph), ai.cost(sub)
+    print(
+        f"wrote {args.output}: removed {len(ids)} of {len(space.groups)} groups; params {before.params:,} -> "
+        f"{after.params:,}, FLOPs {before.flops:,} -> {after.flops:,}"
+    )
+    return EXIT_OK
+
+
+def cmd_codegen(args: argparse.Namespace) -> int:
+    import asgnas_ir as ai
+
+    graph = ai.load(args.ir)
+    for path in ai.codegen(graph, target=args.target, out_dir=args.output):
+        print(path)
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import asgnas_ir as ai
+
+    model, inputs = _load_spec_model(args)
+    report = ai.check(
+        model, inputs, mode=args.mode, frontend=args.frontend, target=args.target, fraction=args.fraction,
+        seed=args.seed, keep_weights=args.keep_weights, out_dir=args.out,
+    )
+    if args.json:
+        print(report.model_dump_json())
+    else:
+        _print_report(report)
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
+
+
+def _print_report(report: Any) -> None:
+    from rich.table import Table
+
+    table = Table("", "full", "sub-network", title=f"check ({report.frontend} → {report.target}): {'OK' if report.ok else 'FAILED'}")
+    table.add_row("params", f"{report.params_full:,}", f"{report.params_sub:,}")
+    table.add_row("FLOPs", f"{report.flops_full:,}", f"{report.flops_sub:,}")
+    console = _console()
+    console.print(table)
+    console.print(
+        f"groups zeroed: {report.zeroed} of {report.groups}; max |diff| {report.max_abs_diff:.3g} "
+        f"(tolerance {report.tolerance:.3g}, max |ref| {report.max_ref:.3g}); {report.seconds.total:.2f}s"
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from asgnas_ir.demo import run_demo
+
+    return run_demo(Path(args.out))
+
+
+def cmd_not_yet(args: argparse.Namespace) -> int:
+    raise AsgnasError(f"`asgnas {args.command}` is not available in this version yet")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asgnas", description="Compile models to the asgnas-ir IR, find removable structure, emit sub-networks.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def model_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("spec", metavar="SPEC", help="package.module:attr, path/file.py:attr, or a .onnx/.keras file")
+        p.add_argument("--input", action="append", default=[], metavar="SHAPE", help="1,3,32,32 or int64[1,16]; once per input")
+        p.add_argument("--frontend", default="auto", choices=["auto", "fx", "onnx", "keras"])
+        p.add_argument("--kwargs", default=None, metavar="JSON", help="keyword arguments for a callable SPEC")
+        p.add_argument("--seed", type=int, default=0, help="seed for example inputs and random choices")
+
+    p = sub.add_parser("compile", help="lower a model into IR JSON (+ .safetensors weights)")
+    model_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUT.json")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("passes", help="list the registered passes")
+    p.set_defaults(func=cmd_passes)
+
+    p = sub.add_parser("run", help="run one pass on an IR file")
+    p.add_argument("pass_name", metavar="PASS")
+    p.add_argument("ir", metavar="IR.json")
+    p.add_argument("-o", "--output", default=None, metavar="OUT")
+    p.add_argument("--options", default=None, metavar="JSON", help="pass options as a JSON object")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("space", help="show the search space (removable groups)")
+    p.add_argument("ir", metavar="IR.json")
+    p.add_argument("--mode", default="prune", choices=["prune", "erase", "both"])
+    p.add_argument("--json", action="store_true", help="print the full SearchSpace as JSON")
+    p.add_argument("--limit", type=int, default=50, help="rows to show in the table")
+    p.set_defaults(func=cmd_space)
+
+    p = sub.add_parser("subnet", help="remove groups and write the sub-network IR")
+    p.add_argument("ir", metavar="IR.json")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--zero", metavar="ID,...", help="group ids to remove")
+    which.add_argument("--zero-random", type=float, metavar="FRACTION", help="remove a random valid fraction of the groups")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mode", default="prune", choices=["prune", "erase", "both"])
+    p.add_argument("-o", "--output", required=True, metavar="SUB.json")
+    p.set_defaults(func=cmd_subnet)
+
+    p = sub.add_parser("codegen", help="write an IR file as source code + weights")
+    p.add_argument("ir", metavar="IR.json")
+    p.add_argument("--target", default="torch", choices=["torch", "keras", "onnx"])
+    p.add_argument("-o", "--output", required=True, metavar="DIR")
+    p.set_defaults(func=cmd_codegen)
+
+    p = sub.add_parser("viz", help="draw the graph with its groups (SVG or HTML)")
+    p.add_argument("ir", metavar="IR.json")
+    p.add_argument("-o", "--output", required=True, metavar="FILE")
+    p.set_defaults(func=cmd_not_yet)
+
+    p = sub.add_parser("check", help="compile, zero random groups, build and run the sub-network, compare outputs")
+    model_args(p)
+    p.add_argument("--mode", default="prune", choices=["prune", "erase", "both"])
+    p.add_argument("--target", default=None, choices=["torch", "keras", "onnx"])
+    p.add_argument("--fraction", type=float, default=0.5, help="fraction of groups to zero")
+    p.add_argument("--keep-weights", action="store_true", help="do not re-randomize the model's weights first")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--out", default=None, metavar="DIR", help="keep the generated files here")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("train", help="train a super-network from a config file")
+    p.add_argument("config", metavar="CONFIG")
+    p.set_defaults(func=cmd_not_yet)
+
+    p = sub.add_parser("demo", help="the main job on bundled models and data (no downloads)")
+    p.add_argument("--out", default="demo-out", metavar="DIR")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except AsgnasError as exc:
+        message = str(exc).strip()
+        print(f"asgnas {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"asgnas {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
