@@ -27,6 +27,7 @@ from asgnas_ir.ir.serialize import load_graph
 from asgnas_ir.pass_manager import PassManager, get_pass
 from asgnas_ir.pass_manager import list_passes as _pass_classes
 from asgnas_ir.passes.analysis.cost import CostReport
+from asgnas_ir.passes.analysis.dependency_graph import merge_slices
 from asgnas_ir.passes.analysis.search_space import SearchSpace
 
 TARGETS = ("torch", "keras", "onnx")
@@ -221,12 +222,12 @@ def check(
 
     slices = [s for gid in zero for s in space.group(gid).slices]
     zero_slices_(live, graph, slices)
-    zeroed_weights = {name: array.copy() for name, array in graph.weights.items()}
-    for s in slices:
-        if s.kind != "stat":
-            index = [slice(None)] * zeroed_weights[s.param].ndim
-            index[s.axis] = s.indices  # type: ignore[call-overload]
-            zeroed_weights[s.param][tuple(index)] = 0
+    zeroed_weights = dict(graph.weights)
+    for (param, axis), indices in merge_slices(slices).items():
+        array = zeroed_weights[param] = zeroed_weights[param].copy()
+        index = [slice(None)] * array.ndim
+        index[axis] = indices  # type: ignore[call-overload]
+        array[tuple(index)] = 0
     graph.set_weights(zeroed_weights)
     sub = subnet(graph, space, zero)
     t_subnet = time.perf_counter()

@@ -7,7 +7,6 @@ handle (the message goes to stderr as one paragraph, never a traceback).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path

@@ -7,7 +7,7 @@ before raising one error that lists them all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any
 
 Converter = Callable[..., Any]
@@ -39,5 +39,8 @@ class ConverterTable:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._entries
 
-    def keys(self) -> list[Hashable]:
-        return list(self._entries)
+    def __iter__(self) -> Iterator[Hashable]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -26,9 +26,12 @@ def save_graph(graph: Graph, path: Path) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(graph.model_dump_json(indent=1))
+    side = sidecar_path(path)
     if graph.weights:
         arrays = {name: contiguous(graph.weights[name]) for name in graph.params if name in graph.weights}
-        save_file(arrays, str(sidecar_path(path)))
+        save_file(arrays, str(side))
+    elif side.exists():
+        side.unlink()  # a stale sidecar from an earlier save would be attached to this graph on load
     return path
 
 
@@ -49,7 +52,10 @@ def load_graph(path: str | Path, *, weights: bool = True) -> Graph:
             f"'{path}' is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
             "was it truncated? Re-create it with `asgnas compile`."
         ) from None
-    if isinstance(data, dict) and data.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:
+    version = data.get("schema_version", SCHEMA_VERSION) if isinstance(data, dict) else SCHEMA_VERSION
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise IRValidationError(f"'{path}': schema_version must be an integer, got {version!r}")
+    if version > SCHEMA_VERSION:
         raise IRValidationError(
             f"'{path}' uses IR schema {data['schema_version']}, newer than this asgnas-ir "
             f"understands ({SCHEMA_VERSION}); upgrade asgnas-ir"

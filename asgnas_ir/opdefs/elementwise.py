@@ -68,9 +68,12 @@ def _couple_binary(ctx: CoupleCtx) -> None:
     channels = out.shape[axis]
     out_labels = None
     pending_consts: list[tuple[str, int]] = []
-    for name in node.inputs:
+    for position, name in enumerate(node.inputs):
         value = ctx.graph.values[name]
         labels = ctx.labels(name)
+        if node.op is Op.DIV and labels is not None and (position == 1 or node.attrs.reverse):  # type: ignore[attr-defined]
+            # A zeroed divisor gives 0/0 = NaN, which no zeroed consumer column can cancel.
+            ctx.pin(labels, "divisor channels")
         aligned = axis - (len(out.shape) - len(value.shape))
         size = value.shape[aligned] if aligned >= 0 else 1
         if labels is not None and value.channel_axis == aligned and size == channels:

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from asgnas_ir.passes.analysis.dependency_graph import Slice, merge_slices
 
 from asgnas_ir.errors import AsgnasError
 from asgnas_ir.ir.graph import Graph
-from asgnas_ir.passes.analysis.dependency_graph import Slice
 
 
 def live_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -24,15 +24,12 @@ def live_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def zero_slices_(model: torch.nn.Module, graph: Graph, slices: Iterable[Slice]) -> None:
     """Set the given slices to zero in the live model, in place (running statistics excepted)."""
     tensors = live_tensors(model)
-    for s in slices:
-        if s.kind == "stat":
-            continue
-        source = graph.params[s.param].source
+    for (param, axis), indices in merge_slices(slices).items():
+        source = graph.params[param].source
         tensor = tensors.get(source)
         if tensor is None:
-            raise AsgnasError(f"param '{s.param}' (source '{source}') is not a parameter or buffer of {type(model).__name__}")
-        index = torch.as_tensor(s.indices, dtype=torch.long)
-        tensor.index_fill_(s.axis, index, 0)
+            raise AsgnasError(f"param '{param}' (source '{source}') is not a parameter or buffer of {type(model).__name__}")
+        tensor.index_fill_(axis, torch.as_tensor(indices, dtype=torch.long), 0)
 
 
 @torch.no_grad()

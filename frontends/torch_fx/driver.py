@@ -15,15 +15,15 @@ from typing import Any
 
 import torch
 import torch.fx
+from asgnas_ir.frontends.torch_fx.builder import Builder, TensorMeta
+from asgnas_ir.frontends.torch_fx.functions import FUNCTIONS, function_key
+from asgnas_ir.frontends.torch_fx.methods import METHODS
+from asgnas_ir.frontends.torch_fx.modules import MODULES
 
 from asgnas_ir.errors import FrontendError, UnsupportedOp, UnsupportedOpError
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.graph import Graph, GraphMeta
 from asgnas_ir.ir.ops import Op
-from asgnas_ir.frontends.torch_fx.builder import Builder, TensorMeta
-from asgnas_ir.frontends.torch_fx.functions import FUNCTIONS, function_key
-from asgnas_ir.frontends.torch_fx.methods import METHODS
-from asgnas_ir.frontends.torch_fx.modules import MODULES
 
 
 class _Recorder(torch.fx.Interpreter):
@@ -77,7 +77,8 @@ def _location(node: torch.fx.Node) -> str:
     return f"'{node.target}'" if node.op == "call_module" else f"fx node '{node.name}'"
 
 
-def _trace(model: torch.nn.Module, n_inputs: int) -> torch.fx.GraphModule:
+def _trace(model: torch.nn.Module, n_inputs: int) -> tuple[torch.fx.GraphModule, dict[str, Any]]:
+    """Trace `model`; forward arguments past the example inputs are fixed to their defaults."""
     concrete: dict[str, Any] = {}
     try:
         signature = inspect.signature(model.forward)
@@ -86,7 +87,7 @@ def _trace(model: torch.nn.Module, n_inputs: int) -> torch.fx.GraphModule:
     except (TypeError, ValueError):
         pass
     try:
-        return torch.fx.symbolic_trace(model, concrete_args=concrete or None)
+        return torch.fx.symbolic_trace(model, concrete_args=concrete or None), concrete
     except Exception as exc:  # noqa: BLE001  (fx raises many types; all mean "not traceable")
         raise FrontendError(
             f"torch.fx cannot trace {type(model).__name__}: {type(exc).__name__}: {exc}. "
@@ -100,29 +101,36 @@ def lower_torch_fx(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, .
     was_training = model.training
     model.eval()
     try:
-        gm = _trace(model, len(example_inputs))
+        gm, concrete = _trace(model, len(example_inputs))
         placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-        if len(placeholders) != len(example_inputs):
+        # fx keeps a placeholder for every specialised argument, carrying the default as its arg.
+        specialised = {n: (n.args[0] if n.args else None) for n in placeholders[len(example_inputs) :] if concrete}
+        tensor_args = [n for n in placeholders if n not in specialised]
+        if len(tensor_args) != len(example_inputs):
             raise FrontendError(
-                f"{type(model).__name__}.forward takes {len(placeholders)} tensor input(s) "
-                f"({', '.join(n.name for n in placeholders)}) but {len(example_inputs)} example input(s) were given"
+                f"{type(model).__name__}.forward takes {len(tensor_args)} tensor input(s) "
+                f"({', '.join(n.name for n in tensor_args)}) but {len(example_inputs)} example input(s) were given"
             )
+        fixed = iter(example_inputs)
+        run_args = [specialised[n] if n in specialised else next(fixed) for n in placeholders]
         recorder = _Recorder(gm)
         try:
             with torch.no_grad():
-                recorder.run(*example_inputs)
+                recorder.run(*run_args)
         except Exception as exc:  # noqa: BLE001
             shapes = [list(t.shape) for t in example_inputs]
             raise FrontendError(
                 f"{type(model).__name__} fails on example inputs of shape {shapes}: {type(exc).__name__}: {exc}. "
                 "Check the input shapes and dtypes (CLI: --input 1,3,224,224 or int64[1,16])."
             ) from None
-        return _convert(model, gm, recorder.observed, on_unsupported)
+        return _convert(model, gm, recorder.observed, on_unsupported, specialised)
     finally:
         model.train(was_training)
 
 
-def _convert(model: torch.nn.Module, gm: torch.fx.GraphModule, observed: dict, on_unsupported: str) -> Graph:
+def _convert(
+    model: torch.nn.Module, gm: torch.fx.GraphModule, observed: dict, on_unsupported: str, specialised: dict
+) -> Graph:
     missing: dict[str, list[str]] = defaultdict(list)
     for node in gm.graph.nodes:
         if _converter(gm, node) is None:
@@ -136,7 +144,9 @@ def _convert(model: torch.nn.Module, gm: torch.fx.GraphModule, observed: dict, o
     output_kind = "single"
     for node in gm.graph.nodes:
         b.current = node
-        if node.op == "placeholder":
+        if node in specialised:
+            b.env[node] = specialised[node]
+        elif node.op == "placeholder":
             meta = observed.get(node)
             if not isinstance(meta, TensorMeta):
                 raise FrontendError(f"forward argument '{node.name}' must be a tensor")

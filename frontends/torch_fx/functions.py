@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 import torch.fx
-
 from asgnas_ir.frontends._table import ConverterTable
 from asgnas_ir.frontends.torch_fx.builder import Builder, TensorMeta
 from asgnas_ir.frontends.torch_fx.modules import adaptive_output, ntuple, pool_attrs
+
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.ops import Op
 
@@ -142,7 +142,19 @@ FUNCTIONS.add(
 )
 FUNCTIONS.add([f"{F}.gelu"], unary(Op.GELU, lambda a, k: A.GeluAttrs(approximate=k.get("approximate", "none"))))
 FUNCTIONS.add([f"{F}.elu"], unary(Op.ELU, lambda a, k: A.EluAttrs(alpha=_get(a, k, 1, "alpha", 1.0))))
+FUNCTIONS.add(
+    [f"{F}.softplus"],
+    unary(Op.SOFTPLUS, lambda a, k: A.SoftplusAttrs(beta=_get(a, k, 1, "beta", 1.0), threshold=_get(a, k, 2, "threshold", 20.0))),
+)
 FUNCTIONS.add([f"{F}.dropout"], unary(Op.DROPOUT, lambda a, k: A.DropoutAttrs(p=_get(a, k, 1, "p", 0.5))))
+
+
+@FUNCTIONS.register("torch.fx._symbolic_trace._assert_is_none", "torch._assert", "operator.eq", "operator.ne")
+def guard(b: Builder, node: torch.fx.Node) -> Any:
+    """fx's guards on specialised forward arguments (`_assert_is_none`, `eq` + `_assert`): nothing to lower"""
+    if any(b.is_tensor(a) for a in b.args(node)[0]):
+        raise b.fail(f"{function_key(node.target)} on tensors is not supported")
+    return _python_result(b, node)
 
 
 @FUNCTIONS.register("torchvision.ops.stochastic_depth.stochastic_depth")

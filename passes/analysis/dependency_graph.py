@@ -15,7 +15,11 @@ from every value and param leaves every graph output unchanged.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -31,15 +35,29 @@ from asgnas_ir.opdefs._opdef import SliceKind
 from asgnas_ir.pass_manager import Pass, analysis, register_pass
 
 
-class Slice(BaseModel):
+@dataclass(slots=True)
+class Slice:
     """Indices `indices` along `axis` of `param`. `kind` says why: `out` makes the channel (a
     conv's filters, a norm's scale), `in` consumes it (a conv's input columns), `stat` is a running
-    statistic that is sliced but never needs to be zero."""
+    statistic that is sliced but never needs to be zero.
+
+    NOTE: a plain slotted dataclass, not a pydantic model: a large network has 10^5 slices and
+    building them must stay cheap. pydantic still validates and serialises it inside the models.
+    """
 
     param: str
     axis: int
     indices: list[int]
     kind: SliceKind
+
+
+def merge_slices(slices: Iterable[Slice], *, include_stats: bool = False) -> dict[tuple[str, int], list[int]]:
+    """All indices to zero per (param, axis), so callers touch each tensor once."""
+    merged: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for s in slices:
+        if include_stats or s.kind != "stat":
+            merged[(s.param, s.axis)].extend(s.indices)
+    return dict(merged)
 
 
 class ChannelGroup(BaseModel):
@@ -165,11 +183,30 @@ def _group_indices(comps: np.ndarray) -> list[tuple[int, list[int]]]:
     order = np.argsort(comps, kind="stable")
     sorted_comps = comps[order]
     starts = np.flatnonzero(np.r_[True, sorted_comps[1:] != sorted_comps[:-1]])
-    bounds = np.r_[starts, len(comps)]
-    return [(int(sorted_comps[b]), order[b:e].tolist()) for b, e in zip(bounds[:-1], bounds[1:], strict=True)]
+    bounds = np.r_[starts, len(comps)].tolist()
+    order_list, comp_list = order.tolist(), sorted_comps.tolist()
+    return [(comp_list[b], order_list[b:e]) for b, e in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Building 10^5 small slice objects triggers the cyclic GC over and over (it rescans all
+    young objects each time); none of them form cycles, so pause it while they are made."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def build_dependency_graph(graph: Graph) -> DependencyGraph:
+    with _gc_paused():
+        return _build_dependency_graph(graph)
+
+
+def _build_dependency_graph(graph: Graph) -> DependencyGraph:
     ctx = _label_graph(graph)
     component = _components(ctx)
     pinned_components = set(component[np.concatenate(ctx.pinned)].tolist()) if ctx.pinned else set()
@@ -184,12 +221,12 @@ def build_dependency_graph(graph: Graph) -> DependencyGraph:
         comps = component[labels]
         axis_components[(param, axis)] = comps
         makes_channels = any(k == "out" for _, k, _ in records)
-        record_nodes = list(dict.fromkeys(node_id for _, _, node_id in records))
+        record_nodes = dict.fromkeys(node_id for _, _, node_id in records)
         for comp, indices in _group_indices(comps):
-            slices[comp].append(Slice.model_construct(param=param, axis=axis, indices=indices, kind=kind))
+            slices[comp].append(Slice(param, axis, indices, kind))
             if makes_channels:
                 has_out.add(comp)
-            nodes[comp].update(dict.fromkeys(record_nodes))
+            nodes[comp].update(record_nodes)
 
     _, first_atom = np.unique(component, return_index=True)
     removable = sorted(

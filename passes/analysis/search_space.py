@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+from asgnas_ir.passes.analysis.dependency_graph import ChannelGroup
 from pydantic import BaseModel
 
 from asgnas_ir.errors import AsgnasError
 from asgnas_ir.ir.graph import Graph
 from asgnas_ir.pass_manager import Pass, analysis, register_pass
-from asgnas_ir.passes.analysis.dependency_graph import ChannelGroup
 
 Mode = Literal["prune", "erase", "both"]
 MODES = ("prune", "erase", "both")

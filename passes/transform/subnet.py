@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
+from asgnas_ir.passes.analysis.dependency_graph import DependencyGraph
+from asgnas_ir.passes.analysis.shape_inference import infer_values
 
 from asgnas_ir.errors import AsgnasError, PassError
 from asgnas_ir.ir.graph import Graph, Param, Value, contiguous
 from asgnas_ir.opdefs import ResizeCtx, opdef
 from asgnas_ir.pass_manager import Pass, PassResult, analysis, register_pass
-from asgnas_ir.passes.analysis.dependency_graph import DependencyGraph
-from asgnas_ir.passes.analysis.shape_inference import infer_values
 
 
 def _check_ids(deps: DependencyGraph, zero: Iterable[int]) -> np.ndarray:
