@@ -97,6 +97,11 @@ def cost(graph: Graph) -> CostReport:
 
 def subnet(graph: Graph, space: SearchSpace, zero_groups: Any) -> Graph:
     """The sub-network with the groups `zero_groups` (ids into `space.groups`) removed."""
+    if space.graph_fingerprint and space.graph_fingerprint != graph.fingerprint():
+        raise AsgnasError(
+            f"this search space was built for another graph (fingerprint {space.graph_fingerprint}, this graph "
+            f"{graph.fingerprint()}); call ai.search_space on the graph you want to prune"
+        )
     ids = [int(i) for i in zero_groups]
     for gid in ids:
         space.group(gid)

@@ -122,6 +122,7 @@ class DropoutAttrs(Attrs):
     """Dropout is kept in the IR so the generated model trains like the source one."""
 
     p: float = Field(0.5, ge=0.0, le=1.0)
+    channelwise: bool = False  # drop whole channels (Dropout2d) instead of single elements
 
 
 class BinaryAttrs(Attrs):

@@ -443,3 +443,28 @@ def linear(b: Builder, node: torch.fx.Node) -> Any:
     if bias is not None:
         params["bias"] = bias
     return b.emit(Op.LINEAR, [x], None, params)  # type: ignore[arg-type]
+
+
+@FUNCTIONS.register("torch.conv1d", "torch.conv2d", "torch.conv3d")
+def conv(b: Builder, node: torch.fx.Node) -> Any:
+    """conv{1,2,3}d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1)"""
+    from asgnas_ir.frontends.torch_fx.builder import spatial_letters
+    from asgnas_ir.frontends.torch_fx.modules import conv_padding
+
+    args, kwargs = b.args(node)
+    x = _get(args, kwargs, 0, "input")
+    n = _rank(b, x) - 2
+    weight = constant_param(b, _get(args, kwargs, 1, "weight"), "OI" + spatial_letters(n))
+    kernel = b.params[weight].shape[2:]  # type: ignore[index]
+    dilation = ntuple(_get(args, kwargs, 5, "dilation", 1), n)
+    attrs = A.ConvAttrs(
+        stride=ntuple(_get(args, kwargs, 3, "stride", 1), n),
+        padding=conv_padding(b, _get(args, kwargs, 4, "padding", 0), tuple(kernel), dilation),
+        dilation=dilation,
+        groups=int(_get(args, kwargs, 6, "groups", 1)),
+    )
+    params = {"weight": weight}
+    bias = constant_param(b, _get(args, kwargs, 2, "bias"), "O")
+    if bias is not None:
+        params["bias"] = bias
+    return b.emit(Op.CONV, [x], attrs, params)  # type: ignore[arg-type]

@@ -151,6 +151,7 @@ MODULES.add([nn.ELU], _unary(Op.ELU, lambda m: A.EluAttrs(alpha=m.alpha)))
 MODULES.add([nn.Softplus], _unary(Op.SOFTPLUS, lambda m: A.SoftplusAttrs(beta=m.beta, threshold=m.threshold)))
 MODULES.add([nn.Mish], _unary(Op.MISH))
 MODULES.add([nn.Dropout], _unary(Op.DROPOUT, lambda m: A.DropoutAttrs(p=m.p)))
+MODULES.add([nn.Dropout1d, nn.Dropout2d, nn.Dropout3d], _unary(Op.DROPOUT, lambda m: A.DropoutAttrs(p=m.p, channelwise=True)))
 
 
 @MODULES.register(nn.Identity)
@@ -205,10 +206,13 @@ def avg_pool(b: Builder, node: torch.fx.Node) -> str:
     return b.emit(Op.AVG_POOL, [x], attrs)
 
 
-def adaptive_output(b: Builder, x: str, output_size) -> tuple[int, ...]:  # noqa: ANN001
+def adaptive_output(b: Builder, x: str, output_size: int | None | tuple) -> tuple[int, ...]:
+    """torch's output_size with `None` entries (keep that axis) resolved to the input's sizes."""
     spatial = b.value(x).shape[2:]
-    size = ntuple(output_size, len(spatial))
-    return tuple(s if o is None else o for o, s in zip(size, spatial, strict=True))
+    size = list(output_size) if isinstance(output_size, (tuple, list)) else [output_size] * len(spatial)
+    if len(size) == 1:
+        size = size * len(spatial)
+    return tuple(int(s if o is None else o) for o, s in zip(size, spatial, strict=True))
 
 
 @MODULES.register(nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)

@@ -347,6 +347,12 @@ def _unary(template: Callable[[TorchPrinter, NodeBase, str], str]) -> Emitter:
     return emit
 
 
+def _dropout_fn(p: TorchPrinter, node: NodeBase) -> str:
+    if not node.attrs.channelwise:  # type: ignore[attr-defined]
+        return "dropout"
+    return f"dropout{len(p.shape(node.inputs[0])) - 2}d"
+
+
 def _clamp(p: TorchPrinter, node: NodeBase, x: str) -> str:
     attrs: A.ClampAttrs = node.attrs  # type: ignore[assignment]
     if attrs.min == 0.0 and attrs.max == 6.0:
@@ -373,7 +379,7 @@ EMITTERS.update(
         ),
         Op.ELU: _unary(lambda p, n, x: call(p.F("elu"), x, lit(n.attrs.alpha))),
         Op.SOFTPLUS: _unary(lambda p, n, x: call(p.F("softplus"), x, lit(n.attrs.beta), lit(n.attrs.threshold))),
-        Op.DROPOUT: _unary(lambda p, n, x: call(p.F("dropout"), x, lit(n.attrs.p), "self.training")),
+        Op.DROPOUT: _unary(lambda p, n, x: call(p.F(_dropout_fn(p, n)), x, lit(n.attrs.p), "self.training")),
     }
 )
 

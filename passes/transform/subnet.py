@@ -19,6 +19,7 @@ from asgnas_ir.passes.analysis.shape_inference import infer_values
 
 from asgnas_ir.errors import AsgnasError, PassError
 from asgnas_ir.ir.graph import Graph, Param, Value, contiguous
+from asgnas_ir.ir.ops import Op
 from asgnas_ir.opdefs import ResizeCtx, opdef
 from asgnas_ir.pass_manager import Pass, PassResult, analysis, register_pass
 
@@ -68,6 +69,10 @@ def build_subnet(graph: Graph, deps: DependencyGraph, zero: Iterable[int]) -> Gr
         params[name] = param.model_copy(update={"shape": tuple(shape)})
         if array is not None:
             weights[name] = contiguous(array)
+
+    for node in graph.nodes:
+        if node.op is Op.CONSTANT:  # a per-channel param read as a value (layer scale) shrinks with its slices
+            values[node.outputs[0]] = values[node.outputs[0]].model_copy(update={"shape": params[node.params["value"]].shape})
 
     nodes = []
     for node in graph.nodes:

@@ -384,13 +384,12 @@ class Divide(nn.Module):
         return self.c(self.a(x) / self.b(x))
 
 
-@pytest.mark.xfail(
-    reason="BUG: _couple_binary ties a divisor's channels like an add, but zeroing the group makes the "
-    "divisor 0 so 0/0 = NaN reaches the consumer (0 * NaN = NaN): the group is not zero-invariant",
-    strict=True,
-)
-def test_division_by_a_channel_value_keeps_groups_zero_invariant():
-    """Zeroing any group of a model dividing two conv outputs leaves its output finite and unchanged."""
+def test_division_pins_divisor_channels_so_groups_stay_zero_invariant():
+    """Divisor channels are pinned (a zeroed divisor would give 0/0 = NaN), so checking the model stays finite."""
+    graph, deps = deps_of(Divide(), (1, 3, 4, 4))
+    assert deps.value_groups["b"] == [-1] * 4
+    assert deps.value_groups["a"] == [-1] * 4  # tied channel for channel to the divisor
+    assert deps.pinned_reasons.get("divisor channels") == 1
     torch.manual_seed(0)
     report = ai.check(Divide(), torch.randn(1, 3, 4, 4), fraction=0.5)
     assert report.ok, report

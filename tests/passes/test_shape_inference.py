@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import asgnas_ir as ai
@@ -150,11 +148,9 @@ def test_conv_transpose_shape_matches_torch(case):
     ceil_mode=st.booleans(),
 )
 def test_max_pool_shape_matches_torch(size, kernel, stride, pad_frac, dilation, ceil_mode):
-    """max_pool output size (incl. ceil_mode dropping windows that start in the padding) equals torch's."""
+    """max_pool output size, including ceil_mode dropping windows that start in the padding, equals torch's."""
     padding = min(pad_frac, kernel // 2)
-    span = dilation * (kernel - 1) + 1
-    if size + 2 * padding < span:
-        return  # torch rejects it too
+    assume(size + 2 * padding >= dilation * (kernel - 1) + 1)  # torch rejects smaller inputs too
     attrs = A.PoolAttrs(
         kernel_size=(kernel, 1), stride=(stride, 1), padding=(padding, 0), dilation=(dilation, 1), ceil_mode=ceil_mode
     )
@@ -327,4 +323,3 @@ def test_shape_inference_reports_mismatches_without_touching_the_graph():
     assert result.mismatches[0].stored.shape == (1, 4, 8, 8)
     assert result.mismatches[0].inferred.shape == (1, 4, 4, 4)
     assert graph.model_dump() == before
-    assert math.prod(result.values["y"].shape) == 64
