@@ -120,6 +120,8 @@ def random_zero_groups(graph: Graph, space: SearchSpace, fraction: float, seed: 
     """A random valid selection of about `fraction` of the groups: no value loses all its channels."""
     if not 0.0 <= fraction <= 1.0:
         raise SpecError(f"fraction must be within [0, 1], got {fraction}")
+    if space.mode != "prune":
+        return _random_valid(space, fraction, seed)
     deps = PassManager().analysis("dependency-graph", graph)
     remaining: dict[str, Counter] = {}
     touches: dict[int, list[str]] = {}
@@ -140,6 +142,19 @@ def random_zero_groups(graph: Graph, space: SearchSpace, fraction: float, seed: 
         if all(remaining[v]["total"] - remaining[v][gid] > 0 for v in values):
             for v in values:
                 remaining[v]["total"] -= remaining[v][gid]
+            chosen.append(gid)
+    return sorted(chosen)
+
+
+def _random_valid(space: SearchSpace, fraction: float, seed: int) -> list[int]:
+    """Greedy random selection that keeps `space.is_valid` true after every accepted group."""
+    rng = np.random.default_rng(seed)
+    target = int(round(fraction * len(space.groups)))
+    chosen: list[int] = []
+    for gid in rng.permutation(len(space.groups)).tolist():
+        if len(chosen) >= target:
+            break
+        if space.is_valid([*chosen, gid]):
             chosen.append(gid)
     return sorted(chosen)
 

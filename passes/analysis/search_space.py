@@ -1,20 +1,39 @@
 """search-space: the groups a searcher may zero.
 
-`mode="prune"` gives the channel groups of the dependency graph. Erasing mode (operator and branch
-removal structures with their hierarchy) and `mode="both"` build on the same groups; until they
-land the pass says so instead of returning a partial space.
+- `prune`: the channel groups of the dependency graph (ids 0..n-1).
+- `erase`: operator groups, one per removal structure of the segment graph (ids 0..k-1). A group's
+  slices are every param of its segment (whole tensors) plus, where the segment feeds a channel
+  concat, the channel-group slices of those channels downstream (the next norm's scale and shift,
+  the next conv's input columns), so zeroing the group leaves every output unchanged.
+- `both`: channel groups first (0..n-1, as in prune mode), then operator groups (n..n+k-1). A
+  channel group whose slices all lie inside one removal structure has that operator group as
+  `parent`.
+
+Operator groups form a hierarchy: `parent` is the nearest removal structure through which every
+path from this one to the outputs passes (a post-dominator in the segment graph), so removing the
+parent makes the child dead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
-from asgnas_ir.passes.analysis.dependency_graph import ChannelGroup
-from pydantic import BaseModel
+import networkx as nx
+from pydantic import BaseModel, Field
 
 from asgnas_ir.errors import AsgnasError
 from asgnas_ir.ir.graph import Graph
+from asgnas_ir.opdefs import opdef
 from asgnas_ir.pass_manager import Pass, analysis, register_pass
+from asgnas_ir.passes.analysis.dependency_graph import ChannelGroup, DependencyGraph, Slice
+from asgnas_ir.passes.analysis.segments import (
+    SegmentGraph,
+    build_segments,
+    removal_consumers_ok,
+    segment_params,
+    segment_zero_invariant,
+)
 
 Mode = Literal["prune", "erase", "both"]
 MODES = ("prune", "erase", "both")
@@ -26,6 +45,12 @@ class SearchSpace(BaseModel):
     mode: Mode
     groups: list[ChannelGroup]
     graph_fingerprint: str = ""
+    param_sources: dict[str, str] = Field(default_factory=dict, description="IR param name → source-framework path")
+    segment_graph: SegmentGraph | None = None
+    group_segments: dict[int, int] = Field(default_factory=dict, description="operator group id → segment id")
+    value_covers: list[list[int]] = Field(
+        default_factory=list, description="for each value whose channels all lie in groups: those group ids"
+    )
 
     def group(self, group_id: int) -> ChannelGroup:
         if not 0 <= group_id < len(self.groups):
@@ -34,6 +59,133 @@ class SearchSpace(BaseModel):
                 f"{len(self.groups)} groups (ids 0..{len(self.groups) - 1})"
             )
         return self.groups[group_id]
+
+    def operator_ids(self, ids: Iterable[int]) -> list[int]:
+        return [i for i in ids if self.group(i).kind == "operator"]
+
+    def is_valid(self, zero_ids: Iterable[int]) -> bool:
+        """Removing these groups leaves a working network (see `segments` for the erase rule)."""
+        ids = set(zero_ids)
+        for gid in ids:
+            self.group(gid)
+        removed_segments = {self.group_segments[i] for i in ids if i in self.group_segments}
+        if removed_segments and self.segment_graph is not None and not self.segment_graph.is_valid(removed_segments):
+            return False
+        return not any(cover and ids.issuperset(cover) for cover in self.value_covers)
+
+    def explain_invalid(self, zero_ids: Iterable[int]) -> str:
+        ids = set(zero_ids)
+        removed_segments = {self.group_segments[i] for i in ids if i in self.group_segments}
+        if removed_segments and self.segment_graph is not None and not self.segment_graph.is_valid(removed_segments):
+            return "it would disconnect the network (an output, or a branch that reaches one, loses every input)"
+        for cover in self.value_covers:
+            if cover and ids.issuperset(cover):
+                return f"it removes every channel of a layer (groups {sorted(cover)[:8]})"
+        return ""
+
+
+def _value_covers(deps: DependencyGraph, offset: int = 0) -> list[list[int]]:
+    covers = set()
+    for groups in deps.value_groups.values():
+        if groups and min(groups) >= 0:
+            covers.add(tuple(sorted({g + offset for g in groups})))
+    return [list(c) for c in sorted(covers)]
+
+
+def _operator_groups(graph: Graph, deps: DependencyGraph, offset: int) -> tuple[list[ChannelGroup], SegmentGraph, dict[int, int]]:
+    segments, _ = build_segments(graph)
+    candidates = []
+    for seg in segments.segments:
+        if seg.is_joint:
+            continue
+        params = segment_params(graph, seg.nodes)
+        if not any(graph.params[p].trainable for p in params):
+            continue
+        if not removal_consumers_ok(graph, deps, segments, seg):
+            continue
+        if not segment_zero_invariant(graph, seg.nodes):
+            continue
+        candidates.append((seg, params))
+
+    by_id = {g.id: g for g in deps.groups}
+    groups: list[ChannelGroup] = []
+    group_segments: dict[int, int] = {}
+    for seg, params in candidates:
+        gid = offset + len(groups)
+        slices = [
+            Slice(p, 0, list(range(graph.params[p].shape[0])), "out" if graph.params[p].trainable else "stat")
+            for p in params
+            if graph.params[p].shape
+        ]
+        covered = set(params)
+        out = graph.node(seg.nodes[-1]).outputs[0]
+        for channel_group in sorted(set(deps.value_groups.get(out, [])) if any(u.op.value == "concat" for u in graph.users(out)) else []):
+            for s in by_id[channel_group].slices:
+                if s.param not in covered:
+                    slices.append(s)
+        seg_flops = sum(opdef(graph.node(n).op).flops(graph.node(n), graph) for n in seg.nodes)
+        seg_params = sum(graph.params[p].numel for p in params if graph.params[p].trainable)
+        groups.append(
+            ChannelGroup(id=gid, kind="operator", slices=slices, nodes=list(seg.nodes), flops=seg_flops, params=seg_params, channels=0)
+        )
+        group_segments[gid] = seg.id
+    _set_operator_parents(segments, groups, group_segments)
+    return groups, segments, group_segments
+
+
+def _set_operator_parents(segments: SegmentGraph, groups: list[ChannelGroup], group_segments: dict[int, int]) -> None:
+    """parent = nearest removal structure that post-dominates the group's segment."""
+    g = nx.DiGraph()
+    g.add_nodes_from(s.id for s in segments.segments)
+    g.add_edges_from((t, s.id) for s in segments.segments for t in s.successors)  # reversed edges
+    sink = -1
+    g.add_edges_from((sink, s.id) for s in segments.segments if s.writes_output)
+    dominators = nx.immediate_dominators(g, sink)
+    group_of_segment = {seg: gid for gid, seg in group_segments.items()}
+    for group in groups:
+        node = group_segments[group.id]
+        while node in dominators and dominators[node] != node:
+            node = dominators[node]
+            if node in group_of_segment:
+                group.parent = group_of_segment[node]
+                break
+
+
+def _nest_channel_groups(graph: Graph, channel_groups: list[ChannelGroup], operators: list[ChannelGroup]) -> list[ChannelGroup]:
+    """Channel groups whose 'out' slices all sit in one removal structure get it as parent."""
+    owner: dict[str, int] = {}
+    for op_group in operators:
+        for node_id in op_group.nodes:
+            for p in graph.node(node_id).params.values():
+                owner[p] = op_group.id
+    nested = []
+    for group in channel_groups:
+        owners = {owner.get(s.param) for s in group.slices if s.kind == "out"}
+        parent = owners.pop() if len(owners) == 1 else None
+        nested.append(group.model_copy(update={"parent": parent}) if parent is not None else group)
+    return nested
+
+
+def build_search_space(graph: Graph, mode: Mode) -> SearchSpace:
+    deps: DependencyGraph = analysis("dependency-graph", graph)
+    sources = {name: p.source for name, p in graph.params.items()}
+    if mode == "prune":
+        return SearchSpace(
+            mode=mode, groups=deps.groups, graph_fingerprint=graph.fingerprint(), param_sources=sources,
+            value_covers=_value_covers(deps),
+        )
+    offset = len(deps.groups) if mode == "both" else 0
+    operators, segments, group_segments = _operator_groups(graph, deps, offset)
+    groups = (_nest_channel_groups(graph, deps.groups, operators) + operators) if mode == "both" else operators
+    return SearchSpace(
+        mode=mode,
+        groups=groups,
+        graph_fingerprint=graph.fingerprint(),
+        param_sources=sources,
+        segment_graph=segments,
+        group_segments=group_segments,
+        value_covers=_value_covers(deps) if mode == "both" else [],
+    )
 
 
 @register_pass
@@ -45,10 +197,4 @@ class SearchSpacePass(Pass):
     def run(self, graph: Graph, mode: Mode = "prune") -> SearchSpace:
         if mode not in MODES:
             raise AsgnasError(f"search-space mode must be one of {', '.join(MODES)}, not '{mode}'")
-        if mode != "prune":
-            raise AsgnasError(
-                f"search-space mode '{mode}' (erasing operators and branches) is not available in this "
-                "version yet; use mode='prune'"
-            )
-        deps = analysis("dependency-graph", graph)
-        return SearchSpace(mode=mode, groups=deps.groups, graph_fingerprint=graph.fingerprint())
+        return build_search_space(graph, mode)

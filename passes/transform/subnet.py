@@ -11,14 +11,16 @@ same outputs as the full network (up to float rounding from the shorter sums).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import numpy as np
 from asgnas_ir.passes.analysis.dependency_graph import DependencyGraph
+from asgnas_ir.passes.analysis.search_space import SearchSpace
 from asgnas_ir.passes.analysis.shape_inference import infer_values
 
 from asgnas_ir.errors import AsgnasError, PassError
 from asgnas_ir.ir.graph import Graph, Param, Value, contiguous
+from asgnas_ir.ir.node import NodeBase
 from asgnas_ir.ir.ops import Op
 from asgnas_ir.opdefs import ResizeCtx, opdef
 from asgnas_ir.pass_manager import Pass, PassResult, analysis, register_pass
@@ -35,13 +37,21 @@ def _check_ids(deps: DependencyGraph, zero: Iterable[int]) -> np.ndarray:
     return ids
 
 
-def build_subnet(graph: Graph, deps: DependencyGraph, zero: Iterable[int]) -> Graph:
-    """The pruned graph with its weights sliced (see the module docstring)."""
+def build_subnet(graph: Graph, deps: DependencyGraph, zero: Iterable[int], erase: Collection[str] = ()) -> Graph:
+    """The sub-network with channel groups `zero` sliced away and nodes `erase` deleted.
+
+    An `add` or `concat` that loses an operand to erasure keeps the others (with one left it
+    becomes that operand); nodes that then reach no output are dropped, and so are their params.
+    """
     ids = _check_ids(deps, zero)
+    erased = set(erase)
+    erased_values = {o for n in graph.nodes if n.id in erased for o in n.outputs}
     value_keep = {name: ~np.isin(groups, ids) for name, groups in deps.value_groups.items()}
     values: dict[str, Value] = {}
     for name, value in graph.values.items():
         keep = value_keep.get(name)
+        if name in erased_values:
+            continue
         if keep is None or keep.all():
             values[name] = value
             continue
@@ -71,14 +81,18 @@ def build_subnet(graph: Graph, deps: DependencyGraph, zero: Iterable[int]) -> Gr
             weights[name] = contiguous(array)
 
     for node in graph.nodes:
-        if node.op is Op.CONSTANT:  # a per-channel param read as a value (layer scale) shrinks with its slices
+        if node.op is Op.CONSTANT and node.id not in erased:
+            # a per-channel param read as a value (layer scale) shrinks with its slices
             values[node.outputs[0]] = values[node.outputs[0]].model_copy(update={"shape": params[node.params["value"]].shape})
 
-    nodes = []
-    for node in graph.nodes:
+    nodes, rename = _rewire(graph, erased, erased_values, values)
+    outputs = [rename.get(o, o) for o in graph.outputs]
+    nodes = _live_nodes(nodes, outputs)
+    resized = []
+    for node in nodes:
         rule = opdef(node.op).resize
         if rule is None:
-            nodes.append(node)
+            resized.append(node)
             continue
         ctx = ResizeCtx(
             node=node,
@@ -88,16 +102,18 @@ def build_subnet(graph: Graph, deps: DependencyGraph, zero: Iterable[int]) -> Gr
             new_output_shapes=[values[o].shape for o in node.outputs],
             input_keep=[value_keep.get(i) for i in node.inputs],
         )
-        nodes.append(node.model_copy(update={"attrs": rule(ctx)}))
+        resized.append(node.model_copy(update={"attrs": rule(ctx)}))
 
+    used_values = set(graph.inputs) | {v for n in resized for v in (*n.inputs, *n.outputs)}
+    used_params = {p for n in resized for p in n.params.values()}
     sub = Graph.model_construct(
         schema_version=graph.schema_version,
         name=graph.name,
         inputs=list(graph.inputs),
-        outputs=list(graph.outputs),
-        values=values,
-        params=params,
-        nodes=nodes,
+        outputs=outputs,
+        values={k: v for k, v in values.items() if k in used_values},
+        params={k: v for k, v in params.items() if k in used_params},
+        nodes=resized,
         meta=graph.meta.model_copy(deep=True),
     )
     inferred = infer_values(sub)
@@ -110,8 +126,46 @@ def build_subnet(graph: Graph, deps: DependencyGraph, zero: Iterable[int]) -> Gr
                     "this is a bug in the op's resize rule"
                 )
     sub = Graph.model_validate(sub.model_dump())
-    sub.set_weights(weights)
+    sub.set_weights({k: v for k, v in weights.items() if k in used_params})
     return sub
+
+
+def _rewire(
+    graph: Graph, erased: set[str], erased_values: set[str], values: dict[str, Value]
+) -> tuple[list[NodeBase], dict[str, str]]:
+    """Drop erased nodes; joints lose the erased operands and, left with one, become it."""
+    rename: dict[str, str] = {}
+    nodes: list[NodeBase] = []
+    for node in graph.nodes:
+        if node.id in erased:
+            continue
+        inputs = [rename.get(i, i) for i in node.inputs]
+        kept = [i for i in inputs if i not in erased_values]
+        if len(kept) != len(inputs):
+            if node.op not in (Op.ADD, Op.CONCAT):
+                raise PassError(
+                    f"subnet: node '{node.id}' ({node.op.value}, from '{node.source}') reads an erased value but "
+                    "is not an add or concat; the search space should not have offered that removal"
+                )
+            if not kept:
+                raise AsgnasError(f"removing these groups leaves node '{node.id}' (from '{node.source}') with no inputs")
+            if len(kept) == 1:
+                rename[node.outputs[0]] = kept[0]
+                values.pop(node.outputs[0], None)
+                continue
+        nodes.append(node.model_copy(update={"inputs": kept}) if kept != node.inputs else node)
+    return nodes, rename
+
+
+def _live_nodes(nodes: list[NodeBase], outputs: list[str]) -> list[NodeBase]:
+    """Nodes some graph output depends on (dead-code elimination, in one backward sweep)."""
+    needed = set(outputs)
+    live = []
+    for node in reversed(nodes):
+        if any(o in needed for o in node.outputs):
+            live.append(node)
+            needed.update(node.inputs)
+    return live[::-1]
 
 
 @register_pass
@@ -122,8 +176,23 @@ class Subnet(Pass):
     requires = ("dependency-graph",)
 
     def run(self, graph: Graph, zero_groups: Iterable[int] = (), mode: str = "prune") -> PassResult:
-        if mode != "prune":
-            raise AsgnasError(f"subnet mode '{mode}' is not available in this version yet; use mode='prune'")
         deps = analysis("dependency-graph", graph)
-        sub = build_subnet(graph, deps, zero_groups)
+        ids = sorted({int(i) for i in zero_groups})
+        if mode == "prune":
+            sub = build_subnet(graph, deps, ids)
+        else:
+            space: SearchSpace = analysis("search-space", graph, mode=mode)
+            for gid in ids:
+                space.group(gid)
+            if not space.is_valid(ids):
+                raise AsgnasError(f"cannot remove groups {ids[:20]}: {space.explain_invalid(ids)}; choose a valid set")
+            channel_ids = [gid for gid in ids if space.group(gid).kind == "channel"]
+            erase: set[str] = set()
+            for gid in space.operator_ids(ids):
+                group = space.group(gid)
+                erase.update(group.nodes)
+                out = graph.node(group.nodes[-1]).outputs[0]
+                if any(user.op is Op.CONCAT for user in graph.users(out)):
+                    channel_ids.extend(deps.value_groups[out])
+            sub = build_subnet(graph, deps, channel_ids, erase)
         return PassResult(graph=sub, modified=sub.model_dump() != graph.model_dump())
