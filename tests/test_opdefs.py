@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from asgnas_ir.passes.codegen.torch_codegen import EMITTERS
-
 from asgnas_ir.ir.node import NODE_CLASSES, OP_ATTRS
 from asgnas_ir.ir.ops import Op
 from asgnas_ir.opdefs import OPDEFS
+from asgnas_ir.passes.codegen.torch_codegen import EMITTERS
 
 
 def test_every_op_has_attrs_a_node_class_and_an_opdef() -> None:

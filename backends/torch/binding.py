@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from asgnas_ir.passes.analysis.dependency_graph import Slice, merge_slices
 
 from asgnas_ir.errors import AsgnasError
 from asgnas_ir.ir.graph import Graph
+from asgnas_ir.passes.analysis.dependency_graph import Slice, merge_slices
 
 
 def live_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:

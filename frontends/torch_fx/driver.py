@@ -15,12 +15,12 @@ from typing import Any
 
 import torch
 import torch.fx
+
+from asgnas_ir.errors import FrontendError, UnsupportedOp, UnsupportedOpError
 from asgnas_ir.frontends.torch_fx.builder import Builder, TensorMeta
 from asgnas_ir.frontends.torch_fx.functions import FUNCTIONS, function_key
 from asgnas_ir.frontends.torch_fx.methods import METHODS
 from asgnas_ir.frontends.torch_fx.modules import MODULES
-
-from asgnas_ir.errors import FrontendError, UnsupportedOp, UnsupportedOpError
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.graph import Graph, GraphMeta
 from asgnas_ir.ir.ops import Op

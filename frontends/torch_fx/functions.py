@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 import torch.fx
+
 from asgnas_ir.frontends._table import ConverterTable
 from asgnas_ir.frontends.torch_fx.builder import Builder, TensorMeta
 from asgnas_ir.frontends.torch_fx.modules import adaptive_output, ntuple, pool_attrs
-
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.ops import Op
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch.fx
+
 from asgnas_ir.frontends._table import ConverterTable
 from asgnas_ir.frontends.torch_fx import functions as fn
 from asgnas_ir.frontends.torch_fx.builder import Builder
-
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.ops import Op
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import torch
 import torch.fx
-from asgnas_ir.frontends._table import ConverterTable
-from asgnas_ir.frontends.torch_fx.builder import Builder, spatial_letters
 from torch import nn
 
+from asgnas_ir.frontends._table import ConverterTable
+from asgnas_ir.frontends.torch_fx.builder import Builder, spatial_letters
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.ops import Op
 

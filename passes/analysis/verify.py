@@ -9,13 +9,13 @@ neighbourhood in the text form.
 
 from __future__ import annotations
 
-from asgnas_ir.passes.analysis.shape_inference import ShapeInference
 from pydantic import BaseModel
 
 from asgnas_ir.errors import IRValidationError
 from asgnas_ir.ir.graph import Graph
 from asgnas_ir.ir.text import neighbourhood
 from asgnas_ir.pass_manager import Pass, register_pass
+from asgnas_ir.passes.analysis.shape_inference import ShapeInference
 
 
 class VerifyResult(BaseModel):

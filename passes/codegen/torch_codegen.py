@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from asgnas_ir.passes.codegen._printer import GeneratedCode, call, lit, lit_exact
 
 from asgnas_ir import __version__
 from asgnas_ir.errors import CodegenError
@@ -26,6 +25,7 @@ from asgnas_ir.ir.node import NodeBase
 from asgnas_ir.ir.ops import Op
 from asgnas_ir.naming import Namespace, sanitize
 from asgnas_ir.pass_manager import Pass, register_pass
+from asgnas_ir.passes.codegen._printer import GeneratedCode, call, lit, lit_exact
 
 # Attributes every nn.Module already has; a layer must not be named like one of them.
 _MODULE_RESERVED = {

@@ -14,9 +14,6 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 
 import numpy as np
-from asgnas_ir.passes.analysis.dependency_graph import DependencyGraph
-from asgnas_ir.passes.analysis.search_space import SearchSpace
-from asgnas_ir.passes.analysis.shape_inference import infer_values
 
 from asgnas_ir.errors import AsgnasError, PassError
 from asgnas_ir.ir.graph import Graph, Param, Value, contiguous
@@ -24,6 +21,9 @@ from asgnas_ir.ir.node import NodeBase
 from asgnas_ir.ir.ops import Op
 from asgnas_ir.opdefs import ResizeCtx, opdef
 from asgnas_ir.pass_manager import Pass, PassResult, analysis, register_pass
+from asgnas_ir.passes.analysis.dependency_graph import DependencyGraph
+from asgnas_ir.passes.analysis.search_space import SearchSpace
+from asgnas_ir.passes.analysis.shape_inference import infer_values
 
 
 def _check_ids(deps: DependencyGraph, zero: Iterable[int]) -> np.ndarray:

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from asgnas_ir.passes.codegen.torch_codegen import generate_torch
 
 import asgnas_ir as ai
+from asgnas_ir.passes.codegen.torch_codegen import generate_torch
 from tests.models import REPLICAS, example_inputs
 
 GOLDEN = Path(__file__).parent / "golden"
