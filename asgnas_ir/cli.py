@@ -101,11 +101,15 @@ def cmd_space(args: argparse.Namespace) -> int:
         return EXIT_OK
     total = ai.cost(graph)
     table = Table(title=f"{graph.name}: {len(space.groups)} {args.mode}-mode groups", show_lines=False)
-    for column in ("id", "kind", "channels", "params", "FLOPs", "nodes"):
-        table.add_column(column, justify="right" if column in ("id", "channels", "params", "FLOPs") else "left")
-    for group in space.groups[: args.limit]:
+    for column in ("id", "kind", "channels", "parent", "params", "FLOPs", "nodes"):
+        table.add_column(column, justify="right" if column in ("id", "channels", "parent", "params", "FLOPs") else "left")
+    shown = sorted(space.groups, key=lambda g: (g.kind != "operator", g.id))[: args.limit]
+    for group in shown:
         nodes = ", ".join(group.nodes[:3]) + (f" +{len(group.nodes) - 3}" if len(group.nodes) > 3 else "")
-        table.add_row(str(group.id), group.kind, str(group.channels), f"{group.params:,}", f"{group.flops:,}", nodes)
+        table.add_row(
+            str(group.id), group.kind, str(group.channels) if group.kind == "channel" else "-",
+            "-" if group.parent is None else str(group.parent), f"{group.params:,}", f"{group.flops:,}", nodes,
+        )
     console = _console()
     console.print(table)
     if len(space.groups) > args.limit:
@@ -178,7 +182,17 @@ def _print_report(report: Any) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from asgnas_ir.demo import run_demo
 
-    return run_demo(Path(args.out))
+    return run_demo(Path(args.out), resume=args.resume, epochs=args.epochs)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from asgnas_ir.backends.torch.trainer import TrainConfig, run_training
+
+    config = TrainConfig.from_file(args.config)
+    if args.out:
+        config = config.model_copy(update={"out": args.out})
+    report = run_training(config, resume=args.resume)
+    return EXIT_OK if report["predictions_identical"] else EXIT_CHECK_FAILED
 
 
 def cmd_not_yet(args: argparse.Namespace) -> int:
@@ -249,12 +263,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="DIR", help="keep the generated files here")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("train", help="train a super-network from a config file")
-    p.add_argument("config", metavar="CONFIG")
-    p.set_defaults(func=cmd_not_yet)
+    p = sub.add_parser("train", help="train a super-network with H2SPG from a JSON config, then build and emit its sub-network")
+    p.add_argument("config", metavar="CONFIG", help="JSON file with TrainConfig fields (see docs/training.md)")
+    p.add_argument("--out", default=None, metavar="DIR", help="override the config's output folder")
+    p.add_argument("--resume", action="store_true", help="continue from the last epoch checkpoint in the output folder")
+    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("demo", help="the main job on bundled models and data (no downloads)")
+    p = sub.add_parser("demo", help="the main job: H2SPG on a bundled super-network and digits (no downloads)")
     p.add_argument("--out", default="demo-out", metavar="DIR")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted demo from its checkpoints")
+    p.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -1,0 +1,295 @@
+"""The training job behind `asgnas train CONFIG` and `asgnas demo`.
+
+Train a super-network on digits with a structured-sparsity optimizer (H2SPG by default), then build
+the sub-network from the groups that ended exactly zero, generate its source, and measure both:
+test accuracy, params, FLOPs and CPU latency. A plain-SGD run of the same super-network for the
+same epochs is the baseline. Every epoch is checkpointed (written atomically, so an interrupted
+run never leaves a torn file) and `resume=True` continues from the last completed epoch with the
+same result as an uninterrupted run: shuffling is seeded per epoch, not by a running generator.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from asgnas_ir.backends.data import Split, load_digits_split
+from asgnas_ir.errors import AsgnasError, SpecError
+
+
+class TrainConfig(BaseModel):
+    """What to train and how (the CONFIG file of `asgnas train` is this model as JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    supernet: str = Field("super_resnet", description="a name in asgnas_ir.examples.supernets.SUPERNETS or a SPEC")
+    mode: Literal["prune", "erase", "both"] = "erase"
+    optimizer: Literal["h2spg", "hesso"] = "h2spg"
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    target_group_sparsity: float = Field(0.5, ge=0, le=1)
+    warmup_epochs: int = Field(5, ge=0)
+    seed: int = 0
+    test_fraction: float = Field(0.25, gt=0, lt=1)
+    baseline: bool = True
+    out: str = "demo-out"
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise SpecError(f"config file '{path}' does not exist")
+        try:
+            return cls.model_validate_json(path.read_text())
+        except ValueError as exc:
+            raise SpecError(f"config file '{path}' is not a valid training config:\n{exc}") from None
+
+
+class TrainingDiverged(AsgnasError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def build_supernet(name: str, num_classes: int = 10, in_channels: int = 1) -> nn.Module:
+    from asgnas_ir.examples.supernets import SUPERNETS
+
+    if name in SUPERNETS:
+        return SUPERNETS[name](num_classes=num_classes, in_channels=in_channels)
+    if ":" in name:
+        from asgnas_ir.spec import load_model
+
+        return load_model(name, {"num_classes": num_classes, "in_channels": in_channels})
+    raise SpecError(f"unknown super-network '{name}'; choose one of {', '.join(SUPERNETS)} or give a SPEC")
+
+
+def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """(accuracy in %, predicted labels)."""
+    model.eval()
+    with torch.no_grad():
+        predictions = model(torch.from_numpy(x)).argmax(1).numpy()
+    return float((predictions == y).mean() * 100), predictions
+
+
+def latency_ms(model: nn.Module, x: torch.Tensor, repeats: int = 30) -> float:
+    """Median wall time of one forward pass on `x` (after a few warm-up calls)."""
+    model.eval()
+    with torch.no_grad():
+        for _ in range(3):
+            model(x)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def _save_atomically(payload: dict[str, Any], path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+class _Fit:
+    """One training run with per-epoch checkpoints (`label` names it in progress and files)."""
+
+    def __init__(self, config: TrainConfig, split: Split, model: nn.Module, optimizer: torch.optim.Optimizer, checkpoint: Path) -> None:
+        self.config, self.split, self.model, self.optimizer, self.checkpoint = config, split, model, optimizer, checkpoint
+        self.history: list[dict[str, float]] = []
+        self.start_epoch = 0
+
+    def resume(self) -> None:
+        if not self.checkpoint.exists():
+            return
+        state = torch.load(self.checkpoint, weights_only=True)  # tensors and plain containers only: nothing unpickled
+        if state.get("config") != self.config.model_dump(exclude={"out"}):
+            raise SpecError(f"checkpoint '{self.checkpoint}' was written with a different config; remove it or use that config")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.history = state["history"]
+        self.start_epoch = state["epoch"] + 1
+
+    def run(self, progress: Any, label: str) -> None:
+        steps = math.ceil(len(self.split.x_train) / self.config.batch_size)
+        task = progress.add_task(label, total=self.config.epochs, completed=self.start_epoch, status="")
+        x_all = torch.from_numpy(self.split.x_train)
+        y_all = torch.from_numpy(self.split.y_train)
+        loss_fn = nn.CrossEntropyLoss()
+        for epoch in range(self.start_epoch, self.config.epochs):
+            self.model.train()
+            order = torch.randperm(len(x_all), generator=torch.Generator().manual_seed(self.config.seed * 100_003 + epoch))
+            total = 0.0
+            for step in range(steps):
+                index = order[step * self.config.batch_size : (step + 1) * self.config.batch_size]
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(self.model(x_all[index]), y_all[index])
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"{label}: loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; the last good "
+                        f"checkpoint '{self.checkpoint}' (epoch {epoch}) is kept. Lower the learning rate and rerun with --resume."
+                    )
+                loss.backward()
+                self.optimizer.step()
+                total += loss.item()
+            accuracy, _ = evaluate(self.model, self.split.x_test, self.split.y_test)
+            self.history.append({"epoch": epoch + 1, "loss": total / steps, "test_accuracy": accuracy})
+            _save_atomically(
+                {
+                    "epoch": epoch,
+                    "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "history": self.history,
+                    "config": self.config.model_dump(exclude={"out"}),
+                },
+                self.checkpoint,
+            )
+            progress.update(task, advance=1, status=f"loss {total / steps:.3f}  test acc {accuracy:.1f}%")
+
+
+def _import_generated(path: Path) -> Any:
+    name = f"asgnas_generated_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def run_training(config: TrainConfig, *, resume: bool = False, console: Any = None) -> dict[str, Any]:
+    """Train, build the sub-network, generate it, measure; returns (and writes) the report."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    import asgnas_ir as ai
+    from asgnas_ir.backends.torch.optim import H2SPG, HESSO
+
+    console = console or Console(highlight=False)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        for stale in ("checkpoint.pt", "baseline.pt"):
+            (out / stale).unlink(missing_ok=True)
+    split = load_digits_split(config.test_fraction, config.seed)
+    example = torch.from_numpy(split.x_test[:1])
+    steps_per_epoch = math.ceil(len(split.x_train) / config.batch_size)
+
+    torch.manual_seed(config.seed)
+    model = build_supernet(config.supernet)
+    graph = ai.compile(model.eval(), example)
+    space = ai.search_space(graph, mode=config.mode)
+    if not space.groups:
+        raise AsgnasError(f"super-network '{config.supernet}' has no removable groups in {config.mode} mode")
+    optimizer_cls = H2SPG if config.optimizer == "h2spg" else HESSO
+    optimizer = optimizer_cls(
+        model, space, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+        target_group_sparsity=config.target_group_sparsity, warmup_steps=config.warmup_epochs * steps_per_epoch,
+    )
+    fits = [("H2SPG" if config.optimizer == "h2spg" else "HESSO", _Fit(config, split, model, optimizer, out / "checkpoint.pt"))]
+    baseline_model = None
+    if config.baseline:
+        torch.manual_seed(config.seed)
+        baseline_model = build_supernet(config.supernet)
+        sgd = torch.optim.SGD(baseline_model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        fits.append(("baseline SGD", _Fit(config, split, baseline_model, sgd, out / "baseline.pt")))
+
+    columns = (TextColumn("{task.description:>13}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[status]}"))
+    started = time.perf_counter()
+    with Progress(*columns, console=console, transient=False) as progress:
+        for label, fit in fits:
+            if resume:
+                fit.resume()
+            fit.run(progress, label)
+    train_seconds = time.perf_counter() - started
+    optimizer.finalize()
+
+    acc_super, pred_super = evaluate(model, split.x_test, split.y_test)
+    trained_graph = ai.compile(model.eval(), example)
+    trained_space = ai.search_space(trained_graph, mode=config.mode)
+    zero = optimizer.zero_groups()
+    sub = ai.subnet(trained_graph, trained_space, zero)
+    files = ai.codegen(sub, target="torch", out_dir=out)
+    generated = _import_generated(out / "model.py").load(out / "weights.safetensors")
+    acc_sub, pred_sub = evaluate(generated, split.x_test, split.y_test)
+    batch = torch.from_numpy(split.x_test[:64])
+    full_cost, sub_cost = ai.cost(trained_graph), ai.cost(sub)
+    report: dict[str, Any] = {
+        "config": config.model_dump(),
+        "groups": len(trained_space.groups),
+        "zero_groups": zero,
+        "super_network": {
+            "test_accuracy": acc_super, "params": full_cost.params, "flops": full_cost.flops,
+            "latency_ms": latency_ms(model, batch),
+        },
+        "sub_network": {
+            "test_accuracy": acc_sub, "params": sub_cost.params, "flops": sub_cost.flops,
+            "latency_ms": latency_ms(generated, batch),
+        },
+        "predictions_identical": bool((pred_super == pred_sub).all()),
+        "flops_reduction": 1 - sub_cost.flops / full_cost.flops,
+        "train_seconds": train_seconds,
+        "history": fits[0][1].history,
+        "files": [str(p) for p in files],
+    }
+    if baseline_model is not None:
+        acc_base, _ = evaluate(baseline_model, split.x_test, split.y_test)
+        report["baseline_sgd"] = {"test_accuracy": acc_base, "history": fits[1][1].history}
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    _plot(report, out / "accuracy_flops.png")
+    _print_summary(console, report, out)
+    return report
+
+
+def _plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    full, sub = report["super_network"], report["sub_network"]
+    if "baseline_sgd" in report:
+        ax.scatter(full["flops"] / 1e6, report["baseline_sgd"]["test_accuracy"], marker="s", s=60, label="super-network, plain SGD")
+    ax.scatter(full["flops"] / 1e6, full["test_accuracy"], marker="o", s=60, label=f"super-network, {report['config']['optimizer'].upper()}")
+    ax.scatter(sub["flops"] / 1e6, sub["test_accuracy"], marker="*", s=160, label="generated sub-network")
+    ax.set_xlabel("FLOPs (millions, multiply-add = 2)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{report['config']['supernet']} on digits ({report['config']['mode']} mode)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _print_summary(console: Any, report: dict[str, Any], out: Path) -> None:
+    from rich.table import Table
+
+    full, sub = report["super_network"], report["sub_network"]
+    table = Table(title=f"{report['config']['supernet']}: removed {len(report['zero_groups'])} of {report['groups']} groups")
+    for column in ("", "test accuracy", "params", "FLOPs", "CPU latency (64 images)"):
+        table.add_column(column, justify="left" if not column else "right")
+    if "baseline_sgd" in report:
+        table.add_row("super-network, plain SGD", f"{report['baseline_sgd']['test_accuracy']:.2f}%", f"{full['params']:,}", f"{full['flops']:,}", "")
+    table.add_row("super-network, trained", f"{full['test_accuracy']:.2f}%", f"{full['params']:,}", f"{full['flops']:,}", f"{full['latency_ms']:.2f} ms")
+    table.add_row("generated sub-network", f"{sub['test_accuracy']:.2f}%", f"{sub['params']:,}", f"{sub['flops']:,}", f"{sub['latency_ms']:.2f} ms")
+    console.print(table)
+    same = "identical" if report["predictions_identical"] else "DIFFERENT"
+    console.print(f"FLOPs -{report['flops_reduction']:.0%}; predictions of sub- and super-network on the test set: {same}.")
+    console.print(f"Wrote {out}/model.py, weights.safetensors, report.json, accuracy_flops.png")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run_training(TrainConfig.model_validate_json(Path(sys.argv[1]).read_text()))
