@@ -16,6 +16,8 @@ DEMO_CONFIG = {
     "epochs": 30,
     "target_group_sparsity": 0.5,
     "warmup_epochs": 5,
+    "lmbda": 1.0,
+    "epsilon": 0.5,
 }
 
 

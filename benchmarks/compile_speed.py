@@ -15,11 +15,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from asgnas_ir.passes.analysis.dependency_graph import build_dependency_graph  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import asgnas_ir as ai  # noqa: E402
+from asgnas_ir.passes.analysis.dependency_graph import build_dependency_graph  # noqa: E402
 from benchmarks._report import machine, median_seconds, write_section  # noqa: E402
 from tests.models import REPLICAS, example_inputs  # noqa: E402
 

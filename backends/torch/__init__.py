@@ -5,5 +5,6 @@ How torch differs from the IR: params are found by `named_parameters()`/`named_b
 """
 
 from asgnas_ir.backends.torch.binding import live_tensors, rerandomize_, run_model, zero_slices_
+from asgnas_ir.backends.torch.optim import H2SPG, HESSO
 
-__all__ = ["live_tensors", "rerandomize_", "run_model", "zero_slices_"]
+__all__ = ["H2SPG", "HESSO", "live_tensors", "rerandomize_", "run_model", "zero_slices_"]

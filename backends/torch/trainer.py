@@ -44,6 +44,9 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(1e-4, ge=0)
     target_group_sparsity: float = Field(0.5, ge=0, le=1)
     warmup_epochs: int = Field(5, ge=0)
+    lmbda: float = Field(1.0, ge=0, description="H2SPG group penalty λ on the redundant groups")
+    epsilon: float = Field(0.5, ge=0, lt=1, description="H2SPG half-space projection threshold ε")
+    shrink_epochs: int = Field(10, ge=1, description="HESSO: epochs over which redundant groups shrink to zero")
     seed: int = 0
     test_fraction: float = Field(0.25, gt=0, lt=1)
     baseline: bool = True
@@ -192,11 +195,14 @@ def run_training(config: TrainConfig, *, resume: bool = False, console: Any = No
     space = ai.search_space(graph, mode=config.mode)
     if not space.groups:
         raise AsgnasError(f"super-network '{config.supernet}' has no removable groups in {config.mode} mode")
-    optimizer_cls = H2SPG if config.optimizer == "h2spg" else HESSO
-    optimizer = optimizer_cls(
-        model, space, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
-        target_group_sparsity=config.target_group_sparsity, warmup_steps=config.warmup_epochs * steps_per_epoch,
-    )
+    common = {
+        "lr": config.lr, "momentum": config.momentum, "weight_decay": config.weight_decay,
+        "target_group_sparsity": config.target_group_sparsity, "warmup_steps": config.warmup_epochs * steps_per_epoch,
+    }
+    if config.optimizer == "h2spg":
+        optimizer: H2SPG = H2SPG(model, space, lmbda=config.lmbda, epsilon=config.epsilon, **common)
+    else:
+        optimizer = HESSO(model, space, shrink_period=config.shrink_epochs * steps_per_epoch, **common)
     fits = [("H2SPG" if config.optimizer == "h2spg" else "HESSO", _Fit(config, split, model, optimizer, out / "checkpoint.pt"))]
     baseline_model = None
     if config.baseline:
@@ -268,7 +274,8 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{report['config']['supernet']} on digits ({report['config']['mode']} mode)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.margins(x=0.15, y=0.25)
+    ax.legend(loc="center", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

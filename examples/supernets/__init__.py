@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from . import darts_cell, regnet_super, stacked_unets, super_resnet
+from asgnas_ir.examples.supernets import darts_cell, regnet_super, stacked_unets, super_resnet
 
 SUPERNETS: dict[str, Callable[..., nn.Module]] = {
     "stacked_unets": stacked_unets.build,

@@ -2,10 +2,15 @@
 
 Architecture
 ------------
-``stem`` (conv3x3-bn) produces the first two cell inputs. Three cells follow::
+``stem`` (conv3x3 stride 2, bn) produces the first two cell inputs. Three cells follow::
 
-    stem (8x8) -> cell0: normal (8x8) -> cell1: reduction (8x8 -> 4x4) -> cell2: normal (4x4)
+    stem (8x8 -> 4x4) -> cell0: normal (4x4) -> cell1: reduction (4x4 -> 2x2) -> cell2: normal (2x2)
     -> global mean over H, W -> Linear
+
+(The stem's stride keeps the cells small: 27 edges of three candidates each are many small ops,
+and the CPU cost of one epoch is dominated by their count, most of all by depthwise-conv backward
+passes. ``DartsNet(stem_stride=1)`` runs the first cell at 8x8. At 2x2 the dilated conv only
+sees its centre tap; it stays a valid, weaker candidate.)
 
 Each :class:`Cell` has two input nodes, the outputs of the previous two cells ``s0`` and ``s1``,
 each preprocessed by ReLU-conv1x1-BN to ``C`` channels (``preprocess0``/``preprocess1``), and three
@@ -26,6 +31,8 @@ search decides which operators to erase)::
 Reductions are done outside the edges, so every skip-connect stays an identity: the reduction
 cell's two preprocessing convs use a stride-2 kernel-2 conv, and so does ``preprocess0`` of the
 cell after it (whose ``s0`` is still at the previous resolution, as with DARTS' FactorizedReduce).
+``nodes`` (default 3) sets the intermediate nodes per cell and ``group_width`` (default 1, true
+depthwise) the channels per group of the spatial convs in ``sep_conv3x3``/``dil_conv3x3``.
 
 Removal structures (erasing mode)
 ---------------------------------
@@ -42,8 +49,6 @@ import torch
 from torch import nn
 
 INPUT_SHAPE = (1, 1, 8, 8)
-
-NODES = 3
 
 
 class ReLUConvBN(nn.Module):
@@ -62,11 +67,23 @@ class ReLUConvBN(nn.Module):
         return self.op(x)
 
 
-def sep_conv(channels: int, dilation: int = 1) -> nn.Sequential:
-    """ReLU, depthwise 3x3 conv (optionally dilated), pointwise 1x1 conv and BatchNorm."""
+def sep_conv(channels: int, dilation: int = 1, group_width: int = 1) -> nn.Sequential:
+    """ReLU, depthwise 3x3 conv (optionally dilated), pointwise 1x1 conv and BatchNorm.
+
+    ``group_width`` > 1 makes the spatial conv grouped rather than depthwise (``group_width``
+    channels per group).
+    """
     return nn.Sequential(
         nn.ReLU(inplace=False),
-        nn.Conv2d(channels, channels, 3, padding=dilation, dilation=dilation, groups=channels, bias=False),
+        nn.Conv2d(
+            channels,
+            channels,
+            3,
+            padding=dilation,
+            dilation=dilation,
+            groups=channels // group_width,
+            bias=False,
+        ),
         nn.Conv2d(channels, channels, 1, bias=False),
         nn.BatchNorm2d(channels),
     )
@@ -75,13 +92,15 @@ def sep_conv(channels: int, dilation: int = 1) -> nn.Sequential:
 class MixedEdge(nn.Module):
     """``x + sep_conv3x3(x) + dil_conv3x3(x) + conv1x1(x)``: one DARTS edge with all candidates summed."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, group_width: int = 1) -> None:
         super().__init__()
         self.ops = nn.ModuleDict(
             {
-                "sep_conv3x3": sep_conv(channels),
-                "dil_conv3x3": sep_conv(channels, dilation=2),
-                "conv1x1": nn.Sequential(nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels)),
+                "sep_conv3x3": sep_conv(channels, group_width=group_width),
+                "dil_conv3x3": sep_conv(channels, dilation=2, group_width=group_width),
+                "conv1x1": nn.Sequential(
+                    nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels)
+                ),
             }
         )
 
@@ -101,16 +120,28 @@ class Cell(nn.Module):
         reduction_prev: ``s0`` has twice the resolution of ``s1`` (the previous cell reduced).
     """
 
-    def __init__(self, c_prev_prev: int, c_prev: int, channels: int, reduction: bool, reduction_prev: bool) -> None:
+    def __init__(
+        self,
+        c_prev_prev: int,
+        c_prev: int,
+        channels: int,
+        reduction: bool,
+        reduction_prev: bool,
+        nodes: int = 3,
+        group_width: int = 1,
+    ) -> None:
         super().__init__()
+        self.nodes = nodes
         self.preprocess0 = ReLUConvBN(c_prev_prev, channels, reduce=reduction or reduction_prev)
         self.preprocess1 = ReLUConvBN(c_prev, channels, reduce=reduction)
-        self.edges = nn.ModuleList(MixedEdge(channels) for i in range(NODES) for _ in range(2 + i))
+        self.edges = nn.ModuleList(
+            MixedEdge(channels, group_width) for i in range(nodes) for _ in range(2 + i)
+        )
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         offset = 0
-        for _ in range(NODES):
+        for _ in range(self.nodes):
             node = self.edges[offset](states[0])
             for j in range(1, len(states)):
                 node = node + self.edges[offset + j](states[j])
@@ -122,14 +153,26 @@ class Cell(nn.Module):
 class DartsNet(nn.Module):
     """Stem, normal cell, reduction cell, normal cell, global mean and a Linear head."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, channels: int = 16) -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        channels: int = 16,
+        stem_stride: int = 2,
+        reductions: tuple[bool, ...] = (False, True, False),
+        nodes: int = 3,
+        group_width: int = 1,
+    ) -> None:
         super().__init__()
         c_stem = 2 * channels
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, c_stem, 3, stride=stem_stride, padding=1, bias=False),
+            nn.BatchNorm2d(c_stem),
+        )
         cells, c_pp, c_p, reduction_prev = [], c_stem, c_stem, False
-        for reduction in (False, True, False):
-            cells.append(Cell(c_pp, c_p, channels, reduction, reduction_prev))
-            c_pp, c_p, reduction_prev = c_p, NODES * channels, reduction
+        for reduction in reductions:
+            cells.append(Cell(c_pp, c_p, channels, reduction, reduction_prev, nodes, group_width))
+            c_pp, c_p, reduction_prev = c_p, nodes * channels, reduction
         self.cells = nn.ModuleList(cells)
         self.head = nn.Linear(c_p, num_classes)
 

@@ -48,7 +48,9 @@ class Bottleneck(nn.Module):
         )
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
         self.relu = nn.ReLU(inplace=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,11 +76,15 @@ class RegNetSuper(nn.Module):
     ) -> None:
         super().__init__()
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, stem_width, 3, padding=1, bias=False), nn.BatchNorm2d(stem_width), nn.ReLU(inplace=False)
+            nn.Conv2d(in_channels, stem_width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(stem_width),
+            nn.ReLU(inplace=False),
         )
         stages, c_in = [], stem_width
         for width, depth, stride in zip(widths, depths, strides, strict=True):
-            blocks = [Bottleneck(c_in if i == 0 else width, width, stride if i == 0 else 1) for i in range(depth)]
+            blocks = [
+                Bottleneck(c_in if i == 0 else width, width, stride if i == 0 else 1) for i in range(depth)
+            ]
             stages.append(nn.Sequential(*blocks))
             c_in = width
         self.stages = nn.Sequential(*stages)

@@ -78,7 +78,9 @@ class SmallUnet(nn.Module):
         self.up2 = up_bn_relu(2 * base, 2 * base)
         self.dec2 = conv_bn_relu(2 * base, base)
         self.up1 = up_bn_relu(base, base)
-        self.out = nn.Sequential(nn.Conv2d(base, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+        self.out = nn.Sequential(
+            nn.Conv2d(base, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         e1 = self.enc1(x)  # 8x8

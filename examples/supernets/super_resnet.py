@@ -2,7 +2,8 @@
 
 Architecture
 ------------
-``stem`` (conv3x3-bn-relu) followed by three stages at 8x8, 4x4 and 2x2. Each stage holds
+``stem`` (conv3x3-bn-relu) followed by three stages (widths 12, 20, 28; two blocks each) at 8x8,
+4x4 and 2x2. Each stage holds
 :class:`SuperBlock` s, and stages are joined by a stride-2 conv-bn-relu ``down`` layer (part of
 the backbone, never removable). The head is a global mean over H and W and a Linear layer.
 
@@ -79,14 +80,17 @@ class SuperResNet(nn.Module):
         self,
         num_classes: int = 10,
         in_channels: int = 1,
-        widths: tuple[int, ...] = (16, 24, 32),
+        widths: tuple[int, ...] = (12, 20, 28),
         depths: tuple[int, ...] = (2, 2, 2),
     ) -> None:
         super().__init__()
         self.stem = nn.Sequential(*conv_bn(in_channels, widths[0], 3), nn.ReLU(inplace=False))
-        self.stages = nn.ModuleList(nn.Sequential(*(SuperBlock(w) for _ in range(d))) for w, d in zip(widths, depths, strict=True))
+        self.stages = nn.ModuleList(
+            nn.Sequential(*(SuperBlock(w) for _ in range(d))) for w, d in zip(widths, depths, strict=True)
+        )
         self.downs = nn.ModuleList(
-            nn.Sequential(*conv_bn(c_in, c_out, 3, stride=2), nn.ReLU(inplace=False)) for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
+            nn.Sequential(*conv_bn(c_in, c_out, 3, stride=2), nn.ReLU(inplace=False))
+            for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
         )
         self.head = nn.Linear(widths[-1], num_classes)
 

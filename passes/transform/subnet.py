@@ -2,8 +2,16 @@
 
 Prune mode: every channel whose group is zeroed leaves every value it lives on and every param
 slice recorded for it; ops whose attributes count channels (groups, split sizes, reshape targets)
-are resized by their OpDef. The new graph's types are re-inferred from the op rules and must equal
-the sliced types: a disagreement is a bug, reported with the node, never written out.
+are resized by their OpDef.
+
+Erase and both modes: the nodes of each zeroed removal structure are deleted. An `add` that loses an
+operand keeps the others, and a `concat` also loses that operand's channels, which are sliced out of
+everything downstream by the channel groups they belong to. A joint left with one operand becomes
+that operand, and nodes that then reach no output (dead branches) are dropped with their params.
+The selection must be valid (`SearchSpace.is_valid`), otherwise the pass says why.
+
+The new graph's types are re-inferred from the op rules and must equal the sliced types: a
+disagreement is a bug, reported with the node, never written out.
 
 Invariant: for weights in which the zeroed groups' slices are zero, the sub-network computes the
 same outputs as the full network (up to float rounding from the shorter sums).

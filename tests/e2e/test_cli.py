@@ -131,8 +131,15 @@ def test_unsupported_ops_are_listed_all_at_once(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_runs_and_writes_generated_code(tmp_path: Path) -> None:
-    """`asgnas demo` (the main job) succeeds offline and leaves readable model.py files."""
-    result = asgnas("demo", "--out", str(tmp_path / "demo"))
+    """`asgnas demo` (the main job) trains offline, and its sub-network predicts exactly like the super-network
+    with at least 40% fewer FLOPs and accuracy within a point of plain SGD."""
+    out = tmp_path / "demo"
+    result = asgnas("demo", "--out", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (tmp_path / "demo" / "resnet20" / "model.py").exists()
-    assert (tmp_path / "demo" / "mobile_net" / "weights.safetensors").exists()
+    for name in ("model.py", "weights.safetensors", "report.json", "accuracy_flops.png", "checkpoint.pt"):
+        assert (out / name).exists(), name
+    report = json.loads((out / "report.json").read_text())
+    assert report["predictions_identical"] is True
+    assert report["sub_network"]["test_accuracy"] == report["super_network"]["test_accuracy"]
+    assert report["flops_reduction"] >= 0.4
+    assert report["sub_network"]["test_accuracy"] >= report["baseline_sgd"]["test_accuracy"] - 1.0

@@ -1,0 +1,646 @@
+"""H2SPG and HESSO: structured-sparsity optimizers over a SearchSpace, as `torch.optim.Optimizer`s.
+
+H2SPG (digest §1.2): (1) `warmup_steps` base steps (SGD with momentum, or Adam) while keeping an
+exponential average of each group's redundancy score; (2) once, walk the groups from most redundant
+down and accept one only if the network stays valid with it and all accepted ones removed, until
+K = ⌊target_group_sparsity · groups⌋; (3) base step everywhere else, and on the accepted groups
+x̃ = x - lr·(grad + λ_g·x/‖x_g‖) with the half-space projection x_g ← 0 when ⟨x̃_g, x_g⟩ < ε‖x_g‖².
+`finalize()` projects the accepted groups to exactly zero. HESSO shrinks them linearly instead.
+The group math is `asgnas_ir.backends.reference` (numpy); tests hold this file to it.
+
+NOTE: [Group membership matrix] A group is a set of entries of a few tensors (whole tensors, rows,
+input columns). At construction every group's entries become one row of a sparse CSR matrix
+M (groups × entries of the concatenated tensors). Per step the tensors are concatenated once and
+every per-group sum is one sparse-dense product M @ [x·g, x², g², |x|]; the way back (group →
+entry) is one 1-D `index_select` per "layer" (an entry in two groups, a conv's row and its input
+column, sits in two layers; disjoint groups have one). A fixed handful of ops
+whatever the number of groups, tensors or channels, no Python loop over them in `step()`, and the
+kernels stay vectorised on large models. Scores are computed during warm-up only; after selection
+only the tensors of the redundant groups are read, and when each of those tensors lies wholly in
+one group (erase mode) the update is three multi-tensor ops on the tensors themselves.
+
+NOTE: [Per-group scalars on the host] λ, the projection test and the scores are a few numbers per
+group. On an accelerator they stay tensors (no host sync). On CPU with few groups they are plain
+Python floats: after a forward/backward every torch or numpy kernel not run recently costs ~10 µs
+(cold caches), so twenty tiny tensor ops cost more than the whole SGD step of a small model.
+
+NOTE: [Choices the digest leaves open]
+- Redundant groups take the *raw* gradient (no momentum, no weight decay), as does λ's rule; DHSPG
+  uses its momentum/Adam direction. Their momentum entries are never used again.
+- An entry in several redundant groups (prune mode: a conv's rows and its input columns) takes
+  the subgradient of f + Σ λ_g‖x_g‖ and is zero as soon as any of its groups is projected
+  (`reference.group_half_space_step`); a redundant group wins over a kept group sharing an entry.
+- DHSPG stops penalising once the target sparsity is reached; here the set is fixed at selection
+  and penalised until it is zero, and zero groups stay zero.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch.optim.adam import adam as _adam
+from torch.optim.sgd import sgd as _sgd
+
+from asgnas_ir.backends.reference import hesso_ratio, select_redundant
+from asgnas_ir.backends.torch.binding import live_tensors
+from asgnas_ir.errors import AsgnasError
+from asgnas_ir.passes.analysis.search_space import SearchSpace
+
+_MAGNITUDE_EPS = 1e-6
+# Warm-up steps whose weight in the final score average would be below this are not scored.
+_SCORE_WEIGHT_CUTOFF = 1e-6
+
+
+class _GroupIndex:
+    """The groups' entries in the concatenation of their tensors (NOTE: [Group membership matrix])."""
+
+    host_max = 512  # at most this many groups on CPU: per-group scalars as Python floats
+
+    def __init__(self, tensors: list[torch.Tensor], entries: list[np.ndarray]) -> None:
+        self.tensors = tensors
+        self.numels = [t.numel() for t in tensors]
+        self.shapes = [t.shape for t in tensors]
+        self.total, self.groups = sum(self.numels), len(entries)
+        self._cols = np.concatenate(entries) if entries else np.zeros(0, np.int64)
+        self._lengths = np.array([len(e) for e in entries], np.int64)
+        counts = np.bincount(self._cols, minlength=self.total)
+        self.covers_all, self.overlap = bool((counts > 0).all()), bool((counts > 1).any())
+        # layer l: the l-th group of each entry (self.groups: none); disjoint groups need one layer
+        owner = np.repeat(np.arange(self.groups), self._lengths)
+        order = np.argsort(self._cols, kind="stable")
+        cols, owner = self._cols[order], owner[order]
+        rank = np.arange(len(cols)) - np.searchsorted(cols, cols)
+        self._layers = []
+        for layer in range(int(rank.max()) + 1 if len(rank) else 1):
+            entry_group = np.full(self.total, self.groups, np.int64)
+            entry_group[cols[rank == layer]] = owner[rank == layer]
+            self._layers.append(entry_group)
+        bounds = np.cumsum([0, *self.numels])
+        self.full = [t for t, a, b in zip(tensors, bounds[:-1], bounds[1:], strict=True) if (counts[a:b] > 0).all()]
+        # each tensor wholly in one group, none shared: the group of each tensor, else None
+        owners = [self._layers[0][a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        whole = not self.overlap and all(len(o) and (o == o[0]).all() and o[0] < self.groups for o in owners)
+        self.tensor_group: list[int] | None = [int(o[0]) for o in owners] if whole else None
+        self._ptrs: list[int] = []
+        self._flat_views: list[torch.Tensor] = []
+        self._place(tensors[0].device if tensors else torch.device("cpu"))
+
+    def _place(self, device: torch.device) -> None:
+        self.device = device
+        self.host = device.type == "cpu" and self.groups <= self.host_max
+        index = torch.int32 if max(self.total, len(self._cols)) < 2**31 - 1 else torch.int64
+        crow = torch.as_tensor(np.concatenate([[0], np.cumsum(self._lengths)]), dtype=index, device=device)
+        cols = torch.as_tensor(self._cols, dtype=index, device=device)
+        self.layers = [torch.as_tensor(layer, device=device) for layer in self._layers]
+        self.member = torch.as_tensor(self._layers[0] < self.groups, device=device)
+        self.sizes = torch.as_tensor(self._lengths, dtype=torch.float64, device=device)
+        self.sizes_list = self._lengths.astype(float).tolist()
+        dtype = self.tensors[0].dtype if self.tensors and self.tensors[0].dtype in (torch.float32, torch.float64) else torch.float32
+        ones = torch.ones(len(self._cols), dtype=dtype, device=device)
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore")
+            self.matrix = torch.sparse_csr_tensor(crow, cols, ones, (self.groups, self.total))
+        self._buffer = torch.empty(2, self.total, dtype=dtype, device=device)
+        self._products = torch.empty(self.total, 4, dtype=dtype, device=device)
+
+    def _views(self) -> list[torch.Tensor]:
+        """1-D views of the tensors, cached while their storage stays put (re-placed if the model moved)."""
+        ptrs = [t.data_ptr() for t in self.tensors]
+        if ptrs != self._ptrs:
+            if self.tensors and self.tensors[0].device != self.device:
+                self._place(self.tensors[0].device)
+            self._flat_views = [t.detach().reshape(-1) for t in self.tensors]
+            contiguous = all(t.is_contiguous() for t in self.tensors)
+            self._ptrs = ptrs if contiguous else []
+        return self._flat_views
+
+    def flat(self, grads: bool = False) -> torch.Tensor:
+        """Values (row 0) and, with `grads`, gradients (row 1; none counts as zero) of the tensors, concatenated."""
+        torch.cat(self._views(), out=self._buffer[0])
+        if grads:
+            parts = [t.grad.reshape(-1) if t.grad is not None else t.new_zeros(t.numel()) for t in self.tensors]
+            torch.cat(parts, out=self._buffer[1])
+        return self._buffer
+
+    def products(self, x: torch.Tensor, g: torch.Tensor, k: int = 4) -> torch.Tensor:
+        """Per entry the first `k` of [x·g, x², g², |x|] (rows: entries), ready for `matrix @`."""
+        out = self._products[:, :k]
+        torch.mul(x, g, out=out[:, 0])
+        torch.mul(x, x, out=out[:, 1])
+        torch.mul(g, g, out=out[:, 2])
+        if k > 3:
+            torch.abs(x, out=out[:, 3])
+        return out
+
+    def to_entries(self, per_group: Any) -> torch.Tensor:
+        """Per group (a Python list on the host, else a tensor) → per entry, summed over its groups (0 off them)."""
+        if self.host:
+            table = torch.tensor([*per_group, 0.0], dtype=self._buffer.dtype)
+        else:
+            table = torch.nn.functional.pad(per_group.to(self._buffer.dtype), (0, 1))
+        result = table.index_select(0, self.layers[0])
+        for layer in self.layers[1:]:
+            result += table.index_select(0, layer)
+        return result
+
+    def group_sums(self, per_entry: torch.Tensor) -> Any:
+        """Per entry (entries × k) → per group (k × groups): Python floats on the host, else float64."""
+        sums = (self.matrix @ per_entry).T
+        return sums.tolist() if self.host else sums.to(torch.float64)
+
+    def write(self, flat: torch.Tensor) -> None:
+        """Copy a concatenation back into the tensors."""
+        views = self._views()
+        if self._ptrs:  # the cached views are the tensors' own storage
+            torch._foreach_copy_(views, list(flat.split(self.numels)))
+        else:
+            chunks = [c.view(s) for c, s in zip(flat.split(self.numels), self.shapes, strict=True)]
+            torch._foreach_copy_([t.detach() for t in self.tensors], chunks)
+
+
+def _entries(tensor: torch.Tensor, axis: int, indices: list[int]) -> np.ndarray:
+    """Flat positions in `tensor` of the entries at `indices` along `axis` (row-major order)."""
+    if tensor.dim() == 0:
+        return np.zeros(1, np.int64)
+    shape = tuple(tensor.shape)
+    outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
+    rows = np.asarray(indices, np.int64)
+    positions = (np.arange(outer)[:, None, None] * shape[axis] + rows[None, :, None]) * inner + np.arange(inner)[None, None, :]
+    return positions.ravel()
+
+
+def _resolve(model: torch.nn.Module, live: dict[str, torch.Tensor], param: str, source: str) -> torch.Tensor:
+    tensor = live.get(source)
+    if tensor is None:  # a tied weight is listed once by named_parameters(); its other path still resolves
+        for getter in (model.get_parameter, model.get_buffer):
+            try:
+                return getter(source)
+            except (AttributeError, TypeError):
+                pass
+        raise AsgnasError(
+            f"search-space param '{param}' (source '{source}') is not a parameter or buffer of "
+            f"{type(model).__name__}; build the search space from this model (ai.compile(model, x))"
+        )
+    return tensor
+
+
+def _host_scores(dot: list[float], xx: list[float], gg: list[float], l1: list[float], sizes: list[float]) -> list[float]:
+    """`reference.redundancy_scores` from per-group ⟨x,g⟩, ‖x‖², ‖g‖², ‖x‖₁ and sizes (Python floats)."""
+    cos = [d / math.sqrt(a * b) if a * b > 0 else 0.0 for d, a, b in zip(dot, xx, gg, strict=True)]
+    inv = [1.0 / ((s1 / n if n else 0.0) + _MAGNITUDE_EPS) for s1, n in zip(l1, sizes, strict=True)]
+    cos_norm, inv_norm = math.sqrt(sum(c * c for c in cos)) or 1.0, math.sqrt(sum(i * i for i in inv)) or 1.0
+    return [0.5 * c / cos_norm + 0.5 * i / inv_norm for c, i in zip(cos, inv, strict=True)]
+
+
+def _host_lambda(dot: list[float], norm: list[float], gg: list[float], lmbda: float, amplify: float, hat: float) -> list[float]:
+    """`reference.select_lambda` (Python floats; ⟨x,g⟩ < 0 implies ‖x‖ > 0)."""
+    lams = []
+    for d, n, q in zip(dot, norm, gg, strict=True):
+        if d < 0:
+            lo, hi = -d / n, -q * n / d
+            chosen = min(max(amplify * lo, lmbda), lmbda * hat)
+            lams.append(0.5 * (lo + hi) if chosen >= hi else chosen)
+        else:
+            lams.append(lmbda)
+    return lams
+
+
+def _reciprocal(v: torch.Tensor) -> torch.Tensor:
+    """1/v, and 0 where v is 0."""
+    return v.reciprocal().nan_to_num_(posinf=0.0)
+
+
+def _scores(dot: torch.Tensor, xx: torch.Tensor, gg: torch.Tensor, l1: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+    """`reference.redundancy_scores` from per-group ⟨x,g⟩, ‖x‖², ‖g‖², ‖x‖₁ and sizes."""
+    cos = dot * _reciprocal((xx * gg).sqrt_())
+    inv = (l1 * _reciprocal(sizes)).add_(_MAGNITUDE_EPS).reciprocal_()
+    parts = torch.stack([cos, inv])
+    return (parts * _reciprocal(torch.linalg.vector_norm(parts, dim=1, keepdim=True))).sum(0).mul_(0.5)
+
+
+def _lambda(dot: torch.Tensor, norm: torch.Tensor, gg: torch.Tensor, lmbda: float, amplify: float, hat: float) -> torch.Tensor:
+    """`reference.select_lambda` (a growing group has ⟨x,g⟩ < 0, which implies ‖x‖ > 0)."""
+    lo = -dot * _reciprocal(norm)
+    hi = -gg * norm / dot
+    chosen = (amplify * lo).clamp_(lmbda, lmbda * hat)
+    chosen = torch.where(chosen >= hi, 0.5 * (lo + hi), chosen)
+    return torch.where(dot < 0, chosen, lmbda)
+
+
+class H2SPG(torch.optim.Optimizer):
+    """Hierarchical half-space projected gradient over the groups of `space`.
+
+    Args:
+        model: the live model whose parameters `space.param_sources` names.
+        space: from `ai.search_space(ai.compile(model, x), mode=...)`.
+        lr, momentum, weight_decay, nesterov: the base SGD step (read from `param_groups` each step,
+            so LR schedulers work); `base="adam"` uses Adam with `betas`, `adam_eps`.
+        target_group_sparsity: K = ⌊target · number of groups⌋ groups are selected.
+        warmup_steps: base steps before selection (scores are averaged over them).
+        ema: ω of the score average s ← ω·s + (1-ω)·score (only the last ⌈ln 1e-6 / ln ω⌉ warm-up
+            steps are scored: earlier ones would weigh less than 1e-6 in the average).
+        epsilon: half-space projection threshold ε.
+        lmbda, lmbda_amplify, hat_lmbda_coeff: DHSPG's λ rule (`reference.select_lambda`).
+        foreach: use torch's multi-tensor base step (also on CPU, where torch.optim.SGD defaults to a loop).
+
+    Raises:
+        AsgnasError: an option is out of range, or a param of `space` is not in `model`.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        space: SearchSpace,
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        target_group_sparsity: float = 0.5,
+        warmup_steps: int = 100,
+        ema: float = 0.9,
+        epsilon: float = 0.0,
+        lmbda: float = 1e-3,
+        *,
+        lmbda_amplify: float = 2.0,
+        hat_lmbda_coeff: float = 10.0,
+        base: str = "sgd",
+        nesterov: bool = False,
+        betas: tuple[float, float] = (0.9, 0.999),
+        adam_eps: float = 1e-8,
+        foreach: bool = True,
+    ) -> None:
+        checks = [
+            (lr >= 0, f"lr must be ≥ 0, got {lr}"),
+            (0 <= momentum < 1, f"momentum must be in [0, 1), got {momentum}"),
+            (weight_decay >= 0, f"weight_decay must be ≥ 0, got {weight_decay}"),
+            (0 <= target_group_sparsity <= 1, f"target_group_sparsity must be in [0, 1], got {target_group_sparsity}"),
+            (warmup_steps >= 0, f"warmup_steps must be ≥ 0, got {warmup_steps}"),
+            (0 <= ema < 1, f"ema must be in [0, 1), got {ema}"),
+            (epsilon >= 0, f"epsilon must be ≥ 0, got {epsilon}"),
+            (lmbda >= 0, f"lmbda must be ≥ 0, got {lmbda}"),
+            (base in ("sgd", "adam"), f"base must be 'sgd' or 'adam', got '{base}'"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise AsgnasError(f"{type(self).__name__}: {message}")
+        params = [p for p in model.parameters() if p.requires_grad]
+        defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov, "betas": betas, "eps": adam_eps}
+        super().__init__(params, defaults)
+        self.space = space
+        self.target_group_sparsity = target_group_sparsity
+        self.warmup_steps, self.ema, self.epsilon = warmup_steps, ema, epsilon
+        self.lmbda, self.lmbda_amplify, self.hat_lmbda_coeff = lmbda, lmbda_amplify, hat_lmbda_coeff
+        self.base, self.foreach = base, foreach
+        self._tensors, self._entries = self._bind(model, space)
+        self._all = self._index(list(range(len(space.groups))), self._tensors)
+        self._inside = self._operators_holding()
+        self._red: _GroupIndex | None = None
+        self._flat_sgd: bool = False
+        self._momentum: torch.Tensor | None = None
+        # step t of T contributes (1-ω)·ω^(T-1-t) to the average: only the last steps matter
+        self._score_window = 1 if ema == 0 else math.ceil(math.log(_SCORE_WEIGHT_CUTOFF) / math.log(ema))
+        self._base_params: list[torch.Tensor] = list(params)
+        self._steps = 0
+        self._selected_at: int | None = None
+        self._ema = torch.zeros(len(space.groups), dtype=torch.float64)
+        self.redundant_groups: list[int] = []
+
+    @staticmethod
+    def _bind(model: torch.nn.Module, space: SearchSpace) -> tuple[list[torch.Tensor], list[dict[int, np.ndarray]]]:
+        """Unique live tensors of the non-stat slices and, per group, its entries in each (by position)."""
+        live = live_tensors(model)
+        tensors: list[torch.Tensor] = []
+        position: dict[int, int] = {}
+        entries: list[dict[int, np.ndarray]] = []
+        for group in space.groups:
+            parts: dict[int, list[np.ndarray]] = {}
+            for s in group.slices:
+                if s.kind == "stat":
+                    continue
+                source = space.param_sources.get(s.param, s.param)
+                tensor = _resolve(model, live, s.param, source)
+                top = max(s.indices, default=-1)
+                if tensor.dim() and (s.axis >= tensor.dim() or top >= tensor.shape[s.axis]):
+                    raise AsgnasError(
+                        f"search-space param '{s.param}' (source '{source}') has shape {tuple(tensor.shape)} in the model, "
+                        f"too small for index {top} on axis {s.axis}; was the space built from another model?"
+                    )
+                position.setdefault(id(tensor), len(tensors))
+                if len(tensors) < len(position):
+                    tensors.append(tensor)
+                parts.setdefault(position[id(tensor)], []).append(_entries(tensor, s.axis, s.indices))
+            entries.append({i: np.unique(np.concatenate(chunks)) for i, chunks in parts.items()})
+        if len({t.device for t in tensors}) > 1:
+            raise AsgnasError("the search space's params lie on several devices; move the model to one device first")
+        return tensors, entries
+
+    def _index(self, ids: list[int], tensors: list[torch.Tensor]) -> _GroupIndex:
+        """The `_GroupIndex` of groups `ids` over `tensors` (which hold all their entries)."""
+        offsets = dict(zip((id(t) for t in tensors), np.cumsum([0] + [t.numel() for t in tensors]).tolist(), strict=False))
+        entries = []
+        for gid in ids:
+            parts = [e + offsets[id(self._tensors[i])] for i, e in sorted(self._entries[gid].items())]
+            entries.append(np.concatenate(parts) if parts else np.zeros(0, np.int64))
+        return _GroupIndex(tensors, entries)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Only the model's own group (torch adds it at construction); the group math assumes one."""
+        if self.param_groups:
+            raise AsgnasError(f"{type(self).__name__} keeps one parameter group (the model's); it cannot add another")
+        super().add_param_group(param_group)
+
+    @property
+    def selected(self) -> bool:
+        """Whether the redundant groups have been chosen (warm-up is over)."""
+        return self._selected_at is not None
+
+    @property
+    def scores(self) -> np.ndarray:
+        """The averaged redundancy score of every group (frozen at selection)."""
+        return self._ema.detach().cpu().numpy().copy()
+
+    @torch.no_grad()
+    def zero_groups(self) -> list[int]:
+        """Groups whose non-stat slices are all exactly zero (what `ai.subnet` should remove).
+
+        In `both` mode a channel group lying wholly inside a zero operator group is zero too; it is
+        left out, since removing the operator removes it (and listing every channel of a layer is refused).
+        """
+        index = self._all
+        if not index.groups:
+            return []
+        l1 = index.matrix @ index.flat()[0].abs().unsqueeze(1)
+        zero = torch.nonzero(l1.squeeze(1) == 0).flatten().tolist()
+        zero_set = set(zero)
+        return [gid for gid in zero if not zero_set.intersection(self._inside.get(gid, ()))]
+
+    def _operators_holding(self) -> dict[int, list[int]]:
+        """Channel group → the operator groups that hold every one of its entries (`both` mode)."""
+        groups = self.space.groups
+        operators = [g.id for g in groups if g.kind == "operator"]
+        inside: dict[int, list[int]] = {}
+        for group in groups:
+            if group.kind != "channel" or not operators:
+                continue
+            mine = self._entries[group.id]
+            holders = [
+                op for op in operators
+                if all(i in self._entries[op] and np.isin(e, self._entries[op][i]).all() for i, e in mine.items())
+            ]
+            if holders:
+                inside[group.id] = holders
+        return inside
+
+    @torch.no_grad()
+    def finalize(self) -> list[int]:
+        """Project every redundant group to exactly zero (selecting first if warm-up has not ended).
+
+        Returns:
+            The redundant group ids, sorted.
+        """
+        if not self.selected:
+            self._select()
+        red = self._red
+        if red is not None:
+            x = red.flat()[0]
+            red.write(torch.zeros_like(x) if red.covers_all else x.masked_fill(red.member, 0))
+        return sorted(self.redundant_groups)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One optimisation step (warm-up, then selection once, then the sparsifying phase)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        if not self.selected:
+            if self._all.groups and self._steps >= self.warmup_steps - self._score_window:
+                self._update_scores()
+            if self._steps >= self.warmup_steps:  # warmup_steps == 0: select before the first update
+                self._select()
+        if self.selected:
+            self._sparsify_step()
+        else:
+            self._base_step()
+        self._steps += 1
+        if not self.selected and self._steps >= self.warmup_steps:
+            self._select()
+        return loss
+
+    def _update_scores(self) -> None:
+        index = self._all
+        xg = index.flat(grads=True)
+        dot, xx, gg, l1 = index.group_sums(index.products(xg[0], xg[1]))
+        if index.host:
+            scores = torch.tensor(_host_scores(dot, xx, gg, l1, index.sizes_list), dtype=torch.float64)
+        else:
+            scores = _scores(dot, xx, gg, l1, index.sizes)
+        if self._ema.device != scores.device:
+            self._ema = self._ema.to(scores.device)
+        self._ema.mul_(self.ema).add_(scores, alpha=1.0 - self.ema)
+
+    def _select(self) -> None:
+        k = math.floor(self.target_group_sparsity * len(self.space.groups) + 1e-9)
+        self.redundant_groups = select_redundant(self.scores, k, self.space.is_valid)
+        self._selected_at = self._steps
+        self._build_redundant()
+
+    _skip_full_tensors = True  # a tensor wholly in redundant groups takes no base step
+
+    def _build_redundant(self) -> None:
+        ids = sorted(self.redundant_groups)
+        params = self.param_groups[0]["params"]
+        if not ids:
+            self._red, self._base_params = None, list(params)
+            return
+        used = sorted({i for gid in ids for i in self._entries[gid]})
+        tensors = [self._tensors[i] for i in used]
+        red = self._red = self._index(ids, tensors)
+        param_ids = {id(p) for p in params}
+        # NOTE: the SGD step of every tensor the redundant groups touch runs on the concatenation,
+        # merged with the half-space step, its momentum buffers viewing one flat buffer
+        self._flat_sgd = (
+            self._skip_full_tensors and self.base == "sgd" and red.tensor_group is None
+            and all(id(t) in param_ids for t in red.tensors)
+        )
+        skip = {id(t) for t in (red.tensors if self._flat_sgd else red.full)} if self._skip_full_tensors else set()
+        self._base_params = [p for p in params if id(p) not in skip]
+        self._momentum = None
+        if self._flat_sgd and self.param_groups[0]["momentum"]:
+            self._momentum = torch.cat([
+                self.state[t].get("momentum_buffer", torch.zeros_like(t)).reshape(-1) for t in red.tensors
+            ])
+            for t, chunk in zip(red.tensors, self._momentum.split(red.numels), strict=True):
+                self.state[t]["momentum_buffer"] = chunk.view(t.shape)
+
+    def _flat_sgd_step(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """torch.optim.SGD's update of the concatenated tensors (a missing gradient counts as zero)."""
+        group = self.param_groups[0]
+        direction = g.add(x, alpha=group["weight_decay"]) if group["weight_decay"] else g
+        if group["momentum"]:
+            if self._momentum is None:  # momentum switched on after selection
+                self._build_redundant()
+            assert self._momentum is not None
+            self._momentum.mul_(group["momentum"]).add_(direction)
+            direction = direction.add(self._momentum, alpha=group["momentum"]) if group["nesterov"] else self._momentum
+        return torch.add(x, direction, alpha=-group["lr"])
+
+    def _sparsify_step(self) -> None:
+        red = self._red
+        if red is None:
+            self._base_step()
+            return
+        lr, eps, rule = self.param_groups[0]["lr"], self.epsilon, (self.lmbda, self.lmbda_amplify, self.hat_lmbda_coeff)
+        xg = red.flat(grads=True)
+        x, g = xg[0], xg[1]
+        dot, xx, gg = red.group_sums(red.products(x, g, 3))
+        if red.host:
+            norm = [math.sqrt(v) for v in xx]
+            lam = _host_lambda(dot, norm, gg, *rule)
+            coef = [lm / n if n > 0 else 0.0 for lm, n in zip(lam, norm, strict=True)]
+        else:
+            norm = xx.sqrt()
+            lam = _lambda(dot, norm, gg, *rule)
+            coef = lam * _reciprocal(norm)
+        if not red.overlap:
+            # disjoint groups: ⟨x̃_g, x_g⟩ = ‖x‖² - lr(⟨x,g⟩ + λ‖x‖), so the projection is known before the step
+            if red.host:
+                keep = [v > 0 and v - lr * (d + lm * n) >= eps * v for v, d, lm, n in zip(xx, dot, lam, norm, strict=True)]
+                scale = [1.0 - lr * c if k else 0.0 for c, k in zip(coef, keep, strict=True)]
+                if red.tensor_group is not None:
+                    self._whole_tensor_step(red, red.tensor_group, keep, scale, lr)
+                    return
+                shift: Any = [-lr if k else 0.0 for k in keep]
+            else:
+                kept = ((xx - lr * (dot + lam * norm) >= eps * xx) & (xx > 0)).to(xx.dtype)
+                scale, shift = kept * (1.0 - lr * coef), kept * -lr
+            new = torch.addcmul(red.to_entries(scale) * x, red.to_entries(shift), g)
+        else:
+            new = x - lr * (g + red.to_entries(coef) * x)
+            inner = red.group_sums((new * x).unsqueeze(1))[0]
+            if red.host:
+                dropped: Any = [1.0 if v <= 0 or i < eps * v else 0.0 for i, v in zip(inner, xx, strict=True)]
+            else:
+                dropped = ((inner < eps * xx) | (xx == 0)).to(xx.dtype)
+            new = new.masked_fill(red.to_entries(dropped) > 0, 0.0)
+        if self._flat_sgd:
+            red.write(torch.where(red.member, new, self._flat_sgd_step(x, g)))
+            self._base_step()
+            return
+        self._base_step()
+        if not red.covers_all:
+            new = torch.where(red.member, new, red.flat()[0])
+        red.write(new)
+
+    def _whole_tensor_step(self, red: _GroupIndex, groups: list[int], keep: list[bool], scale: list[float], lr: float) -> None:
+        """The disjoint-group update when every tensor lies in one group: x ← scale_g·x - lr·grad, or 0."""
+        kept = [i for i, gid in enumerate(groups) if keep[gid]]
+        dropped = [t for i, t in enumerate(red.tensors) if not keep[groups[i]]]
+        with_grad = [i for i in kept if red.tensors[i].grad is not None]
+        if kept:
+            torch._foreach_mul_([red.tensors[i] for i in kept], [scale[groups[i]] for i in kept])
+        if with_grad:
+            torch._foreach_add_([red.tensors[i] for i in with_grad], [red.tensors[i].grad for i in with_grad], alpha=-lr)
+        if dropped:
+            torch._foreach_zero_(dropped)
+        self._base_step()
+
+    def _base_step(self) -> None:
+        group = self.param_groups[0]
+        params = [p for p in self._base_params if p.grad is not None]
+        if not params:
+            return
+        grads = [p.grad for p in params]
+        if any(g.is_sparse for g in grads):
+            raise AsgnasError(f"{type(self).__name__} does not support sparse gradients")
+        if self.base == "sgd":
+            bufs = [self.state[p].get("momentum_buffer") for p in params]
+            _sgd(
+                params, grads, bufs, foreach=self.foreach, weight_decay=group["weight_decay"], momentum=group["momentum"],
+                lr=group["lr"], dampening=0.0, nesterov=group["nesterov"], maximize=False,
+            )
+            if group["momentum"]:
+                for p, buf in zip(params, bufs, strict=True):
+                    self.state[p]["momentum_buffer"] = buf
+            return
+        for p in params:
+            if not self.state[p]:
+                self.state[p].update(step=torch.tensor(0.0), exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+        states = [self.state[p] for p in params]
+        beta1, beta2 = group["betas"]
+        _adam(
+            params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [], [s["step"] for s in states],
+            foreach=self.foreach, amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"],
+            eps=group["eps"], maximize=False,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The torch optimizer state plus phase, step count, averaged scores and the redundant set."""
+        state = super().state_dict()
+        state["h2spg"] = {
+            "steps": self._steps,
+            "selected_at": self._selected_at,
+            "scores": self._ema.detach().cpu().clone(),
+            "redundant_groups": list(self.redundant_groups),
+            "num_groups": len(self.space.groups),
+        }
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a `state_dict()` (same model structure and search space)."""
+        state_dict = dict(state_dict)
+        extra = state_dict.pop("h2spg", None)
+        if extra is None:
+            raise AsgnasError(f"this state dict was not written by {type(self).__name__}.state_dict() (no 'h2spg' entry)")
+        if extra["num_groups"] != len(self.space.groups):
+            raise AsgnasError(
+                f"the checkpoint has {extra['num_groups']} groups but this search space has {len(self.space.groups)}; "
+                "build the space from the same model and mode"
+            )
+        super().load_state_dict(state_dict)
+        self._steps, self._selected_at = int(extra["steps"]), extra["selected_at"]
+        self._ema = torch.as_tensor(extra["scores"], dtype=torch.float64).clone()
+        self.redundant_groups = [int(g) for g in extra["redundant_groups"]]
+        if self.selected:
+            self._build_redundant()
+        else:
+            self._red, self._base_params, self._flat_sgd = None, list(self.param_groups[0]["params"]), False
+
+
+class HESSO(H2SPG):
+    """H2SPG's warm-up and selection, then a linear shrink of the redundant groups to exactly zero.
+
+    After selection every parameter takes the base step, then the redundant groups' entries are
+    multiplied by `reference.hesso_ratio(n, 0, shrink_period)` at the n-th step after selection:
+    their magnitude follows hesso_scale (1 → 0 over `shrink_period` steps) and they are exactly
+    zero from the `shrink_period`-th step on (held at zero afterwards). No λ, no ε.
+
+    Args:
+        shrink_period: steps from selection to zero (default 100). Other args as H2SPG.
+    """
+
+    def __init__(self, model: torch.nn.Module, space: SearchSpace, *args: Any, shrink_period: int = 100, **kwargs: Any) -> None:
+        if shrink_period < 0:
+            raise AsgnasError(f"HESSO: shrink_period must be ≥ 0, got {shrink_period}")
+        super().__init__(model, space, *args, **kwargs)
+        self.shrink_period = shrink_period
+
+    _skip_full_tensors = False  # HESSO steps every parameter
+
+    def _sparsify_step(self) -> None:
+        self._base_step()
+        red = self._red
+        if red is None or self._selected_at is None:
+            return
+        ratio = hesso_ratio(self._steps + 1 - self._selected_at, 0, self.shrink_period)
+        if ratio == 1.0:
+            return
+        if red.covers_all:
+            torch._foreach_mul_([t.detach() for t in red.tensors], ratio)
+            return
+        x = red.flat()[0]
+        red.write(torch.where(red.member, x * ratio, x))

@@ -1,0 +1,365 @@
+"""H2SPG / HESSO for torch: held to the numpy reference, the Fig. 2 validity rule, and the end-to-end guarantee."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import io
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import asgnas_ir as ai
+from asgnas_ir.backends import reference as ref
+from asgnas_ir.backends.torch import optim
+from asgnas_ir.backends.torch.optim import H2SPG, HESSO
+from asgnas_ir.errors import AsgnasError
+from tests.models import REPLICAS
+
+X_SHAPE = (1, 3, 32, 32)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: these models are tiny, and it keeps timings stable on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class _ConcatNet(nn.Module):
+    """Three conv-bn branches concatenated, then a conv: erase groups hold part of that conv (its input columns)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.branches = nn.ModuleList(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)) for _ in range(3))
+        self.mix = nn.Conv2d(12, 6, 1)
+        self.head = nn.Linear(6, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.stem(x))
+        y = self.mix(torch.cat([branch(h) for branch in self.branches], 1))
+        return self.head(y.mean((2, 3)))
+
+
+def _resnet(mode: str, name: str = "resnet") -> tuple[nn.Module, ai.SearchSpace]:
+    if name == "concat":
+        torch.manual_seed(0)
+        model = _ConcatNet()
+    else:
+        model = REPLICAS["resnet_basic"].build()
+    space = ai.search_space(ai.compile(model.eval(), torch.randn(X_SHAPE)), mode=mode)
+    return model.train(), space
+
+
+class _Layout:
+    """Independent numpy view of the groups: flat positions of each group's non-stat entries."""
+
+    def __init__(self, model: nn.Module, space: ai.SearchSpace) -> None:
+        self.params = dict(model.named_parameters())
+        per_group: list[dict[str, set[int]]] = []
+        for group in space.groups:
+            entries: dict[str, set[int]] = {}
+            for s in group.slices:
+                if s.kind == "stat":
+                    continue
+                source = space.param_sources[s.param]
+                grid = np.arange(self.params[source].numel()).reshape(tuple(self.params[source].shape))
+                entries.setdefault(source, set()).update(np.take(grid, s.indices, axis=s.axis).ravel().tolist())
+            per_group.append(entries)
+        self.sources = sorted({src for entries in per_group for src in entries})
+        self.offsets = dict(zip(self.sources, np.cumsum([0] + [self.params[s].numel() for s in self.sources]).tolist(), strict=False))
+        self.groups = [
+            np.array(sorted(self.offsets[src] + i for src, idx in entries.items() for i in idx), np.int64) for entries in per_group
+        ]
+
+    def flat(self, grads: bool = False) -> np.ndarray:
+        tensors = [self.params[s].grad if grads else self.params[s].detach() for s in self.sources]
+        return np.concatenate([t.reshape(-1).double().numpy() for t in tensors])
+
+
+def _set_grads(models: list[nn.Module], generator: torch.Generator) -> None:
+    for params in zip(*(m.parameters() for m in models), strict=True):
+        grad = torch.randn(params[0].shape, generator=generator) * 0.1
+        for p in params:
+            p.grad = grad.clone()
+
+
+def _train_step(model: nn.Module, opt: torch.optim.Optimizer, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    opt.zero_grad(set_to_none=True)
+    F.cross_entropy(model(batch[0]), batch[1]).backward()
+    opt.step()
+
+
+def _batches(n: int, seed: int = 0, size: int = 8) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn((size, *X_SHAPE[1:]), generator=g), torch.randint(0, 10, (size,), generator=g)) for _ in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("name", "mode", "host"),
+    [
+        ("resnet", "erase", True),  # whole tensors, one group each: multi-tensor update
+        ("resnet", "prune", True),  # rows and columns, groups sharing entries
+        ("concat", "erase", True),  # disjoint groups holding part of a tensor
+        ("resnet", "erase", False),  # per-group scalars as tensors (the accelerator path)
+        ("resnet", "prune", False),
+    ],
+)
+def test_scores_selection_and_half_space_step_match_reference(
+    name: str, mode: str, host: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Warm-up scores (EMA), the selection and the sparsifying step equal the numpy reference, kept entries equal SGD."""
+    if not host:
+        monkeypatch.setattr(optim._GroupIndex, "host_max", -1)
+    model, space = _resnet(mode, name)
+    twin = copy.deepcopy(model)
+    lr, lmbda, eps, omega, warmup, target = 0.1, 1e-2, 0.5, 0.5, 3, 0.5 if name == "resnet" else 2 / 3
+    opt = H2SPG(model, space, lr=lr, momentum=0.9, weight_decay=1e-4, target_group_sparsity=target, warmup_steps=warmup,
+                ema=omega, epsilon=eps, lmbda=lmbda)
+    sgd = torch.optim.SGD(twin.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+    layout, twin_layout = _Layout(model, space), _Layout(twin, space)
+    generator = torch.Generator().manual_seed(1)
+
+    ema = np.zeros(len(space.groups))
+    for _ in range(warmup):
+        _set_grads([model, twin], generator)
+        x, g = layout.flat(), layout.flat(grads=True)
+        ema = omega * ema + (1 - omega) * ref.redundancy_scores([x[i] for i in layout.groups], [g[i] for i in layout.groups])
+        opt.step()
+        sgd.step()
+        for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(opt.scores, ema, rtol=0, atol=1e-6)
+    k = math.floor(target * len(space.groups) + 1e-9)
+    assert opt.redundant_groups == ref.select_redundant(ema, k, space.is_valid)
+    assert len(opt.redundant_groups) == k
+
+    red = [layout.groups[gid] for gid in sorted(opt.redundant_groups)]
+    member = np.zeros(len(layout.flat()), bool)
+    for idx in red:
+        member[idx] = True
+    seen_projection = seen_kept = False
+    for step in range(2):
+        _set_grads([model, twin], generator)
+        with torch.no_grad():  # first step: drive the first redundant group across the origin, it must be projected
+            x_t = torch.as_tensor(layout.flat(), dtype=torch.float32)
+            first = torch.as_tensor(red[0] if step == 0 else red[0][:0])
+            for src in layout.sources:
+                lo, n = layout.offsets[src], layout.params[src].numel()
+                inside = first[(first >= lo) & (first < lo + n)] - lo
+                grad = layout.params[src].grad.view(-1)
+                grad[inside] = 15 * x_t[lo + inside]
+                twin_layout.params[src].grad.view(-1)[inside] = grad[inside]
+        x, g = layout.flat(), layout.flat(grads=True)
+        dot = np.array([x[i] @ g[i] for i in red])
+        norm = np.array([np.linalg.norm(x[i]) for i in red])
+        gg = np.array([g[i] @ g[i] for i in red])
+        lams = ref.select_lambda(dot, norm, gg, lmbda)
+        expected, projected = ref.group_half_space_step(x, g, red, lr, lams, eps)
+        opt.step()
+        sgd.step()
+        np.testing.assert_allclose(layout.flat()[member], expected[member], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(layout.flat()[~member], twin_layout.flat()[~member], rtol=0, atol=1e-6)
+        for name, p in model.named_parameters():
+            if name not in layout.offsets:
+                torch.testing.assert_close(p, twin_layout.params[name], rtol=0, atol=1e-6)
+        seen_projection |= bool(projected.any())
+        seen_kept |= bool((~projected).any())
+    assert seen_projection and seen_kept
+
+
+def test_scores_skip_steps_too_old_to_matter() -> None:
+    """Only the last warm-up steps are scored, and the average still equals the full one within 1e-6."""
+    model, space = _resnet("prune")
+    layout = _Layout(model, space)
+    omega, warmup = 0.5, 25  # steps older than 20 weigh < 1e-6
+    opt = H2SPG(model, space, lr=0.01, warmup_steps=warmup, ema=omega, target_group_sparsity=0.0)
+    generator = torch.Generator().manual_seed(0)
+    ema = np.zeros(len(space.groups))
+    for _ in range(warmup):
+        _set_grads([model], generator)
+        x, g = layout.flat(), layout.flat(grads=True)
+        ema = omega * ema + (1 - omega) * ref.redundancy_scores([x[i] for i in layout.groups], [g[i] for i in layout.groups])
+        opt.step()
+    np.testing.assert_allclose(opt.scores, ema, rtol=0, atol=2e-6)
+    assert opt.selected and opt.redundant_groups == []
+
+
+def test_reference_half_space_step_agrees_with_group_form() -> None:
+    """`group_half_space_step` on disjoint groups is `half_space_step` per group, and zero stays zero."""
+    rng = np.random.default_rng(0)
+    x, g = rng.normal(size=12), rng.normal(size=12)
+    x[8:] = 0.0
+    groups = [np.arange(0, 4), np.arange(4, 8), np.arange(8, 12)]
+    lams = np.array([1e-2, 0.5, 1e-2])
+    new, projected = ref.group_half_space_step(x, g, groups, 0.1, lams, 0.3)
+    for idx, lam in zip(groups, lams, strict=True):
+        np.testing.assert_allclose(new[idx], ref.half_space_step(x[idx], g[idx], 0.1, lam, 0.3))
+    assert projected[2] and not new[8:].any()
+    assert ref.hesso_scale(5, 5, 10) == 1.0 and ref.hesso_scale(10, 5, 10) == 0.5 and ref.hesso_scale(15, 5, 10) == 0.0
+    assert np.isfinite(ref.redundancy_scores([np.zeros(3), np.ones(3)], [np.zeros(3), np.ones(3)])).all()
+
+
+class _Fig2Net(nn.Module):
+    """Chain with a parallel branch: stem → (A ∥ B) → add → y + C(y) → head; A and B are the only ways through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.a = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8))
+        self.b = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8))
+        self.c = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8))
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.stem(x))
+        y = self.a(h) + self.b(h)
+        z = y + self.c(y)
+        return self.head(z.mean((2, 3)))
+
+
+def test_fig2_skips_group_that_would_disconnect_the_network() -> None:
+    """The second most redundant group (B) would cut the only path once A is taken, so H2SPG takes C instead."""
+    torch.manual_seed(0)
+    model = _Fig2Net().eval()
+    space = ai.search_space(ai.compile(model, torch.randn(1, 3, 8, 8)), mode="erase")
+    assert len(space.groups) >= 3
+    owner = {name: gid for gid, group in enumerate(space.groups) for s in group.slices
+             for name in [space.param_sources[s.param].split(".")[0]]}
+    a, b, c = owner["a"], owner["b"], owner["c"]
+    with torch.no_grad():  # smaller magnitude = more redundant: A, then B, then C
+        for p in model.a.parameters():
+            p.mul_(1e-3)
+        for p in model.b.parameters():
+            p.mul_(1e-2)
+    opt = H2SPG(model, space, lr=0.1, target_group_sparsity=2 / 3, warmup_steps=1)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)  # cosine proxy 0: the scores rank by magnitude only
+    opt.step()
+    assert opt.scores[a] > opt.scores[b] > opt.scores[c]
+    assert not space.is_valid([a, b])
+    assert opt.redundant_groups == [a, c]
+    assert space.is_valid(opt.redundant_groups)
+
+
+def _import_generated(path: Path) -> object:
+    spec = importlib.util.spec_from_file_location(f"generated_{abs(hash(str(path)))}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop(spec.name, None)
+    return module
+
+
+@pytest.mark.parametrize(("mode", "base"), [("erase", "sgd"), ("prune", "sgd"), ("prune", "adam"), ("both", "sgd")])
+def test_training_zeroes_exactly_the_redundant_groups_and_subnet_matches(mode: str, base: str, tmp_path: Path) -> None:
+    """After 60 steps and finalize(), exactly the chosen groups are zero and the generated sub-network reproduces the model."""
+    model, space = _resnet(mode)
+    lr = 0.05 if base == "sgd" else 1e-3
+    opt = H2SPG(model, space, lr=lr, weight_decay=1e-4, target_group_sparsity=0.5, warmup_steps=20, epsilon=0.5, base=base)
+    for batch in _batches(60):
+        _train_step(model, opt, batch)
+    assert len(opt.redundant_groups) == math.floor(0.5 * len(space.groups))
+    opt.finalize()
+    assert space.is_valid(opt.redundant_groups)
+    if mode != "both":
+        assert opt.zero_groups() == sorted(opt.redundant_groups)
+    else:  # channel groups inside a zero operator group are reported through the operator
+        zero = set(opt.zero_groups())
+        assert zero <= set(opt.redundant_groups)
+        for gid in set(opt.redundant_groups) - zero:
+            assert space.groups[gid].kind == "channel" and space.groups[gid].parent in zero
+
+    x = torch.randn(4, *X_SHAPE[1:])
+    model.eval()
+    graph = ai.compile(model, x[:1])
+    trained_space = ai.search_space(graph, mode=mode)
+    assert len(trained_space.groups) == len(space.groups)
+    ai.codegen(ai.subnet(graph, trained_space, opt.zero_groups()), target="torch", out_dir=tmp_path)
+    generated = _import_generated(tmp_path / "model.py").load()  # type: ignore[attr-defined]
+    with torch.no_grad():
+        expected, actual = model(x), generated(x)
+    assert (expected - actual).abs().max().item() <= 1e-4 * expected.abs().max().item()
+
+
+@pytest.mark.parametrize("mode", ["erase", "prune"])
+def test_hesso_shrinks_linearly_to_exact_zero(mode: str) -> None:
+    """HESSO's groups follow the linear schedule (lr 0) and are exactly zero from the period's end on (lr > 0)."""
+    period, warmup = 8, 3
+    model, space = _resnet(mode)
+    layout = _Layout(model, space)
+    opt = HESSO(model, space, lr=0.0, warmup_steps=warmup, shrink_period=period)
+    generator = torch.Generator().manual_seed(0)
+    start = None
+    for n in range(warmup + period):
+        _set_grads([model], generator)
+        opt.step()
+        if n == warmup - 1:
+            red = np.concatenate([layout.groups[g] for g in opt.redundant_groups])
+            start = np.linalg.norm(layout.flat()[red])
+        elif n >= warmup:
+            scale = ref.hesso_scale(n + 1 - warmup, 0, period)
+            assert np.linalg.norm(layout.flat()[red]) == pytest.approx(start * scale, rel=1e-5, abs=1e-12)
+    assert opt.zero_groups() == sorted(opt.redundant_groups)
+
+    model, space = _resnet(mode)
+    opt = HESSO(model, space, lr=0.05, warmup_steps=warmup, shrink_period=period)
+    for n, batch in enumerate(_batches(warmup + period + 4)):
+        _train_step(model, opt, batch)
+        if warmup <= n < warmup + period - 1:
+            assert not set(opt.redundant_groups) & set(opt.zero_groups())
+        elif n >= warmup + period - 1:
+            assert opt.zero_groups() == sorted(opt.redundant_groups)
+
+
+@pytest.mark.parametrize(("mode", "cut"), [("prune", 5), ("prune", 14), ("erase", 14)])
+def test_state_dict_round_trip_resumes_identically(mode: str, cut: int) -> None:
+    """Checkpointing at step `cut` (warm-up or sparsifying phase) and resuming gives the uninterrupted run's parameters."""
+    batches = _batches(24)
+
+    def fresh() -> tuple[nn.Module, H2SPG]:
+        model, space = _resnet(mode)
+        return model, H2SPG(model, space, lr=0.05, weight_decay=1e-4, warmup_steps=10, epsilon=0.2, lmbda=1e-2)
+
+    model, opt = fresh()
+    for batch in batches:
+        _train_step(model, opt, batch)
+
+    first, first_opt = fresh()
+    for batch in batches[:cut]:
+        _train_step(first, first_opt, batch)
+    buffer = io.BytesIO()
+    torch.save({"model": first.state_dict(), "opt": first_opt.state_dict()}, buffer)
+    buffer.seek(0)
+    checkpoint = torch.load(buffer, weights_only=False)
+    resumed, resumed_opt = fresh()
+    resumed.load_state_dict(checkpoint["model"])
+    resumed_opt.load_state_dict(checkpoint["opt"])
+    for batch in batches[cut:]:
+        _train_step(resumed, resumed_opt, batch)
+
+    assert resumed_opt.redundant_groups == opt.redundant_groups
+    np.testing.assert_array_equal(resumed_opt.scores, opt.scores)
+    for (name, p), q in zip(model.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(p, q), name
+
+
+def test_missing_param_names_it() -> None:
+    """Binding a search space to a model that lacks one of its params raises an AsgnasError naming param and source."""
+    model, space = _resnet("erase")
+    other = nn.Sequential(nn.Linear(2, 2))
+    with pytest.raises(AsgnasError, match=r"source 'layer1\.0\.conv1\.weight'"):
+        H2SPG(other, space)

@@ -1,0 +1,69 @@
+"""The training job: checkpoints, resume, divergence handling, and the report it writes."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import torch
+from rich.console import Console
+
+from asgnas_ir.backends.torch.trainer import TrainConfig, TrainingDiverged, run_training
+
+QUIET = {"console": Console(file=io.StringIO())}
+
+
+def small(out, **changes) -> TrainConfig:  # noqa: ANN001
+    base = {"supernet": "stacked_unets", "epochs": 4, "warmup_epochs": 1, "baseline": False, "out": str(out)}
+    return TrainConfig(**{**base, **changes})
+
+
+def test_report_and_files_are_written(tmp_path) -> None:
+    """A short run writes model.py, weights, report.json and the plot, and the sub-network predicts like the super-network."""
+    report = run_training(small(tmp_path), **QUIET)
+    for name in ("model.py", "weights.safetensors", "report.json", "accuracy_flops.png", "checkpoint.pt"):
+        assert (tmp_path / name).exists(), name
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["predictions_identical"] is True and saved["zero_groups"] == report["zero_groups"]
+    assert saved["sub_network"]["flops"] < saved["super_network"]["flops"]
+    assert len(saved["history"]) == 4
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path) -> None:
+    """Stopping after 2 of 4 epochs and resuming ends with the same weights and report as one 4-epoch run."""
+    straight = run_training(small(tmp_path / "a"), **QUIET)
+    run_training(small(tmp_path / "b", epochs=2), **QUIET)
+    state = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 1
+    # Pretend the 2-epoch run was a 4-epoch run cut short: rewrite the config it recorded.
+    state["config"]["epochs"] = 4
+    torch.save(state, tmp_path / "b" / "checkpoint.pt")
+    resumed = run_training(small(tmp_path / "b"), resume=True, **QUIET)
+    assert resumed["history"] == straight["history"]
+    assert resumed["zero_groups"] == straight["zero_groups"]
+    assert resumed["sub_network"]["test_accuracy"] == straight["sub_network"]["test_accuracy"]
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch) -> None:
+    """A NaN loss in epoch 3 stops training with a message naming the checkpoint, which still holds epoch 2."""
+    calls = {"n": 0}
+    original = torch.nn.CrossEntropyLoss.forward
+
+    def flaky(self, logits, target):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        loss = original(self, logits, target)
+        return loss * float("nan") if calls["n"] > 2 * 23 else loss  # 1347 images / 64 = 23 steps per epoch
+
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", flaky)
+    with pytest.raises(TrainingDiverged, match=r"epoch 3.*checkpoint.*kept"):
+        run_training(small(tmp_path), **QUIET)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 1 and len(state["history"]) == 2
+
+
+def test_resume_refuses_a_checkpoint_from_another_config(tmp_path) -> None:
+    """Resuming with a different config is refused instead of silently mixing runs."""
+    run_training(small(tmp_path, epochs=1), **QUIET)
+    with pytest.raises(Exception, match="different config"):
+        run_training(small(tmp_path, epochs=1, lr=0.2), resume=True, **QUIET)
