@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -29,6 +27,7 @@ from asgnas_ir.pass_manager import list_passes as _pass_classes
 from asgnas_ir.passes.analysis.cost import CostReport
 from asgnas_ir.passes.analysis.dependency_graph import merge_slices
 from asgnas_ir.passes.analysis.search_space import SearchSpace
+from asgnas_ir.spec import import_file
 
 TARGETS = ("torch", "keras", "onnx")
 
@@ -185,20 +184,6 @@ class CheckReport(BaseModel):
     max_ref: float
 
 
-def _import_generated(path: Path) -> Any:
-    name = f"asgnas_generated_{abs(hash(str(path.resolve())))}_{time.monotonic_ns()}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise AsgnasError(f"cannot import generated file '{path}'")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.modules.pop(name, None)
-    return module
-
-
 def check(
     model: Any,
     example_inputs: Any,
@@ -256,7 +241,7 @@ def check(
         target_dir = Path(out_dir) if out_dir is not None else Path(tmp)
         codegen(sub, target=target, out_dir=target_dir)
         t_codegen = time.perf_counter()
-        generated = _import_generated(target_dir / "model.py").load(target_dir / "weights.safetensors")
+        generated = import_file(target_dir / "model.py", "asgnas_generated").load(target_dir / "weights.safetensors")
         with torch.no_grad():
             expected = run_model(live, inputs)
             actual = run_model(generated, inputs)

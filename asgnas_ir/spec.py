@@ -49,23 +49,33 @@ def parse_kwargs(text: str | None) -> dict[str, Any]:
     return value
 
 
+def import_file(path: Path, prefix: str = "asgnas_file") -> Any:
+    """Import a Python file by path as a fresh module (SPEC files, generated model.py files).
+
+    Raises:
+        SpecError: the file is missing, or running it raised (the message names the file).
+    """
+    if not path.is_file():
+        raise SpecError(f"file '{path}' does not exist")
+    name = f"{prefix}_{re.sub(r'[^0-9a-zA-Z_]', '_', str(path.resolve()))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise SpecError(f"file '{path}' cannot be imported as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # classes defined in it (dataclasses, fx tracing) look their module up
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001  (any import-time failure is the file's own)
+        sys.modules.pop(name, None)
+        raise SpecError(f"importing '{path}' failed: {type(exc).__name__}: {exc}") from None
+    return module
+
+
 def _import_target(module_part: str) -> Any:
     if module_part.endswith(".py") or "/" in module_part or "\\" in module_part:
-        path = Path(module_part)
-        if not path.is_file():
-            raise SpecError(f"SPEC file '{path}' does not exist")
-        name = f"asgnas_spec_{re.sub(r'[^0-9a-zA-Z_]', '_', str(path.resolve()))}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise SpecError(f"SPEC file '{path}' cannot be imported")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:  # noqa: BLE001  (any import-time failure is the user's file)
-            sys.modules.pop(name, None)
-            raise SpecError(f"importing SPEC file '{path}' failed: {type(exc).__name__}: {exc}") from None
-        return module
+        if not Path(module_part).is_file():
+            raise SpecError(f"SPEC file '{module_part}' does not exist")
+        return import_file(Path(module_part), "asgnas_spec")
     try:
         return importlib.import_module(module_part)
     except ImportError as exc:

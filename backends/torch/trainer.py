@@ -10,7 +10,6 @@ same result as an uninterrupted run: shuffling is seeded per epoch, not by a run
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -27,6 +26,7 @@ from torch import nn
 
 from asgnas_ir.backends.data import Split, load_digits_split
 from asgnas_ir.errors import AsgnasError, SpecError
+from asgnas_ir.spec import import_file
 
 
 class TrainConfig(BaseModel):
@@ -163,14 +163,6 @@ class _Fit:
             progress.update(task, advance=1, status=f"loss {total / steps:.3f}  test acc {accuracy:.1f}%")
 
 
-def _import_generated(path: Path) -> Any:
-    name = f"asgnas_generated_{abs(hash(str(path.resolve())))}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
 def run_training(config: TrainConfig, *, resume: bool = False, console: Any = None) -> dict[str, Any]:
     """Train, build the sub-network, generate it, measure; returns (and writes) the report."""
     from rich.console import Console
@@ -227,7 +219,7 @@ def run_training(config: TrainConfig, *, resume: bool = False, console: Any = No
     zero = optimizer.zero_groups()
     sub = ai.subnet(trained_graph, trained_space, zero)
     files = ai.codegen(sub, target="torch", out_dir=out)
-    generated = _import_generated(out / "model.py").load(out / "weights.safetensors")
+    generated = import_file(out / "model.py", "asgnas_generated").load(out / "weights.safetensors")
     acc_sub, pred_sub = evaluate(generated, split.x_test, split.y_test)
     batch = torch.from_numpy(split.x_test[:64])
     full_cost, sub_cost = ai.cost(trained_graph), ai.cost(sub)
