@@ -67,7 +67,9 @@ def _couple_binary(ctx: CoupleCtx) -> None:
         return
     channels = out.shape[axis]
     out_labels = None
-    pending_consts: list[tuple[str, int]] = []
+    # Per-channel operands that carry no labels: a param to slice with the channels (name, axis),
+    # or anything else (None), which pins them. Resolved once the output labels are known.
+    per_channel: list[tuple[str | None, int]] = []
     for position, name in enumerate(node.inputs):
         value = ctx.graph.values[name]
         labels = ctx.labels(name)
@@ -85,19 +87,15 @@ def _couple_binary(ctx: CoupleCtx) -> None:
         if labels is not None:
             ctx.pin(labels, "channels broadcast against a different channel count")
         if size == channels and channels > 1:
-            const = ctx.constant_param(name)
-            if const is not None:
-                pending_consts.append((const, aligned))
-            else:
-                pending_consts.append(("", aligned))
+            per_channel.append((ctx.constant_param(name), aligned))
     if out_labels is None:
         out_labels = ctx.fresh(channels)
         ctx.pin(out_labels, "binary op of operands without channel labels")
-    for const, aligned in pending_consts:
-        if const:
-            ctx.param_slice_named(const, aligned, out_labels, "out")
-        else:
+    for param, aligned in per_channel:
+        if param is None:
             ctx.pin(out_labels, "per-channel operand that is neither a channel value nor a param")
+        else:
+            ctx.param_slice_named(param, aligned, out_labels, "out")
     ctx.set_labels(node.outputs[0], out_labels)
 
 
