@@ -1,0 +1,195 @@
+"""Group bookkeeping for the torch optimizers: where each group's entries live, and the per-group math.
+
+See NOTE: [Group membership matrix] and NOTE: [Per-group scalars on the host] in `optim.py`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+from asgnas_ir.errors import AsgnasError
+
+_MAGNITUDE_EPS = 1e-6
+# Warm-up steps whose weight in the final score average would be below this are not scored.
+_SCORE_WEIGHT_CUTOFF = 1e-6
+
+
+class _GroupIndex:
+    """The groups' entries in the concatenation of their tensors (NOTE: [Group membership matrix])."""
+
+    host_max = 512  # at most this many groups on CPU: per-group scalars as Python floats
+
+    def __init__(self, tensors: list[torch.Tensor], entries: list[np.ndarray]) -> None:
+        self.tensors = tensors
+        self.numels = [t.numel() for t in tensors]
+        self.shapes = [t.shape for t in tensors]
+        self.total, self.groups = sum(self.numels), len(entries)
+        self._cols = np.concatenate(entries) if entries else np.zeros(0, np.int64)
+        self._lengths = np.array([len(e) for e in entries], np.int64)
+        counts = np.bincount(self._cols, minlength=self.total)
+        self.covers_all, self.overlap = bool((counts > 0).all()), bool((counts > 1).any())
+        # layer l: the l-th group of each entry (self.groups: none); disjoint groups need one layer
+        owner = np.repeat(np.arange(self.groups), self._lengths)
+        order = np.argsort(self._cols, kind="stable")
+        cols, owner = self._cols[order], owner[order]
+        rank = np.arange(len(cols)) - np.searchsorted(cols, cols)
+        self._layers = []
+        for layer in range(int(rank.max()) + 1 if len(rank) else 1):
+            entry_group = np.full(self.total, self.groups, np.int64)
+            entry_group[cols[rank == layer]] = owner[rank == layer]
+            self._layers.append(entry_group)
+        bounds = np.cumsum([0, *self.numels])
+        self.full = [t for t, a, b in zip(tensors, bounds[:-1], bounds[1:], strict=True) if (counts[a:b] > 0).all()]
+        # each tensor wholly in one group, none shared: the group of each tensor, else None
+        owners = [self._layers[0][a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        whole = not self.overlap and all(len(o) and (o == o[0]).all() and o[0] < self.groups for o in owners)
+        self.tensor_group: list[int] | None = [int(o[0]) for o in owners] if whole else None
+        self._ptrs: list[int] = []
+        self._flat_views: list[torch.Tensor] = []
+        self._place(tensors[0].device if tensors else torch.device("cpu"))
+
+    def _place(self, device: torch.device) -> None:
+        self.device = device
+        self.host = device.type == "cpu" and self.groups <= self.host_max
+        index = torch.int32 if max(self.total, len(self._cols)) < 2**31 - 1 else torch.int64
+        crow = torch.as_tensor(np.concatenate([[0], np.cumsum(self._lengths)]), dtype=index, device=device)
+        cols = torch.as_tensor(self._cols, dtype=index, device=device)
+        self.layers = [torch.as_tensor(layer, device=device) for layer in self._layers]
+        self.member = torch.as_tensor(self._layers[0] < self.groups, device=device)
+        self.sizes = torch.as_tensor(self._lengths, dtype=torch.float64, device=device)
+        self.sizes_list = self._lengths.astype(float).tolist()
+        dtype = self.tensors[0].dtype if self.tensors and self.tensors[0].dtype in (torch.float32, torch.float64) else torch.float32
+        ones = torch.ones(len(self._cols), dtype=dtype, device=device)
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore")
+            self.matrix = torch.sparse_csr_tensor(crow, cols, ones, (self.groups, self.total))
+        self._buffer = torch.empty(2, self.total, dtype=dtype, device=device)
+        self._products = torch.empty(self.total, 4, dtype=dtype, device=device)
+
+    def _views(self) -> list[torch.Tensor]:
+        """1-D views of the tensors, cached while their storage stays put (re-placed if the model moved)."""
+        ptrs = [t.data_ptr() for t in self.tensors]
+        if ptrs != self._ptrs:
+            if self.tensors and self.tensors[0].device != self.device:
+                self._place(self.tensors[0].device)
+            self._flat_views = [t.detach().reshape(-1) for t in self.tensors]
+            contiguous = all(t.is_contiguous() for t in self.tensors)
+            self._ptrs = ptrs if contiguous else []
+        return self._flat_views
+
+    def flat(self, grads: bool = False) -> torch.Tensor:
+        """Values (row 0) and, with `grads`, gradients (row 1; none counts as zero) of the tensors, concatenated."""
+        torch.cat(self._views(), out=self._buffer[0])
+        if grads:
+            parts = [t.grad.reshape(-1) if t.grad is not None else t.new_zeros(t.numel()) for t in self.tensors]
+            torch.cat(parts, out=self._buffer[1])
+        return self._buffer
+
+    def products(self, x: torch.Tensor, g: torch.Tensor, k: int = 4) -> torch.Tensor:
+        """Per entry the first `k` of [x·g, x², g², |x|] (rows: entries), ready for `matrix @`."""
+        out = self._products[:, :k]
+        torch.mul(x, g, out=out[:, 0])
+        torch.mul(x, x, out=out[:, 1])
+        torch.mul(g, g, out=out[:, 2])
+        if k > 3:
+            torch.abs(x, out=out[:, 3])
+        return out
+
+    def to_entries(self, per_group: Any) -> torch.Tensor:
+        """Per group (a Python list on the host, else a tensor) → per entry, summed over its groups (0 off them)."""
+        if self.host:
+            table = torch.tensor([*per_group, 0.0], dtype=self._buffer.dtype)
+        else:
+            table = torch.nn.functional.pad(per_group.to(self._buffer.dtype), (0, 1))
+        result = table.index_select(0, self.layers[0])
+        for layer in self.layers[1:]:
+            result += table.index_select(0, layer)
+        return result
+
+    def group_sums(self, per_entry: torch.Tensor) -> Any:
+        """Per entry (entries × k) → per group (k × groups): Python floats on the host, else float64."""
+        sums = (self.matrix @ per_entry).T
+        return sums.tolist() if self.host else sums.to(torch.float64)
+
+    def write(self, flat: torch.Tensor) -> None:
+        """Copy a concatenation back into the tensors."""
+        views = self._views()
+        if self._ptrs:  # the cached views are the tensors' own storage
+            torch._foreach_copy_(views, list(flat.split(self.numels)))
+        else:
+            chunks = [c.view(s) for c, s in zip(flat.split(self.numels), self.shapes, strict=True)]
+            torch._foreach_copy_([t.detach() for t in self.tensors], chunks)
+
+
+def _entries(tensor: torch.Tensor, axis: int, indices: list[int]) -> np.ndarray:
+    """Flat positions in `tensor` of the entries at `indices` along `axis` (row-major order)."""
+    if tensor.dim() == 0:
+        return np.zeros(1, np.int64)
+    shape = tuple(tensor.shape)
+    outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
+    rows = np.asarray(indices, np.int64)
+    positions = (np.arange(outer)[:, None, None] * shape[axis] + rows[None, :, None]) * inner + np.arange(inner)[None, None, :]
+    return positions.ravel()
+
+
+def _resolve(model: torch.nn.Module, live: dict[str, torch.Tensor], param: str, source: str) -> torch.Tensor:
+    tensor = live.get(source)
+    if tensor is None:  # a tied weight is listed once by named_parameters(); its other path still resolves
+        for getter in (model.get_parameter, model.get_buffer):
+            try:
+                return getter(source)
+            except (AttributeError, TypeError):
+                pass
+        raise AsgnasError(
+            f"search-space param '{param}' (source '{source}') is not a parameter or buffer of "
+            f"{type(model).__name__}; build the search space from this model (ai.compile(model, x))"
+        )
+    return tensor
+
+
+def _host_scores(dot: list[float], xx: list[float], gg: list[float], l1: list[float], sizes: list[float]) -> list[float]:
+    """`reference.redundancy_scores` from per-group ⟨x,g⟩, ‖x‖², ‖g‖², ‖x‖₁ and sizes (Python floats)."""
+    cos = [d / math.sqrt(a * b) if a * b > 0 else 0.0 for d, a, b in zip(dot, xx, gg, strict=True)]
+    inv = [1.0 / ((s1 / n if n else 0.0) + _MAGNITUDE_EPS) for s1, n in zip(l1, sizes, strict=True)]
+    cos_norm, inv_norm = math.sqrt(sum(c * c for c in cos)) or 1.0, math.sqrt(sum(i * i for i in inv)) or 1.0
+    return [0.5 * c / cos_norm + 0.5 * i / inv_norm for c, i in zip(cos, inv, strict=True)]
+
+
+def _host_lambda(dot: list[float], norm: list[float], gg: list[float], lmbda: float, amplify: float, hat: float) -> list[float]:
+    """`reference.select_lambda` (Python floats; ⟨x,g⟩ < 0 implies ‖x‖ > 0)."""
+    lams = []
+    for d, n, q in zip(dot, norm, gg, strict=True):
+        if d < 0:
+            lo, hi = -d / n, -q * n / d
+            chosen = min(max(amplify * lo, lmbda), lmbda * hat)
+            lams.append(0.5 * (lo + hi) if chosen >= hi else chosen)
+        else:
+            lams.append(lmbda)
+    return lams
+
+
+def _reciprocal(v: torch.Tensor) -> torch.Tensor:
+    """1/v, and 0 where v is 0."""
+    return v.reciprocal().nan_to_num_(posinf=0.0)
+
+
+def _scores(dot: torch.Tensor, xx: torch.Tensor, gg: torch.Tensor, l1: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+    """`reference.redundancy_scores` from per-group ⟨x,g⟩, ‖x‖², ‖g‖², ‖x‖₁ and sizes."""
+    cos = dot * _reciprocal((xx * gg).sqrt_())
+    inv = (l1 * _reciprocal(sizes)).add_(_MAGNITUDE_EPS).reciprocal_()
+    parts = torch.stack([cos, inv])
+    return (parts * _reciprocal(torch.linalg.vector_norm(parts, dim=1, keepdim=True))).sum(0).mul_(0.5)
+
+
+def _lambda(dot: torch.Tensor, norm: torch.Tensor, gg: torch.Tensor, lmbda: float, amplify: float, hat: float) -> torch.Tensor:
+    """`reference.select_lambda` (a growing group has ⟨x,g⟩ < 0, which implies ‖x‖ > 0)."""
+    lo = -dot * _reciprocal(norm)
+    hi = -gg * norm / dot
+    chosen = (amplify * lo).clamp_(lmbda, lmbda * hat)
+    chosen = torch.where(chosen >= hi, 0.5 * (lo + hi), chosen)
+    return torch.where(dot < 0, chosen, lmbda)
