@@ -53,11 +53,12 @@ def main() -> None:
         groups = len(build_dependency_graph(graph).groups)
         rows.append((name, len(graph.nodes), groups, t_compile, t_deps))
 
-    table = Table(title=f"compile + dependency graph, median of {args.repeats} (torch {torch.__version__})")
+    scope = "replicas and torchvision models" if args.torchvision else "replicas"
+    table = Table(title=f"compile + dependency graph, {scope}, median of {args.repeats} (torch {torch.__version__})")
     for column in ("model", "IR nodes", "channel groups", "compile ms", "dependency graph ms", "total ms"):
         table.add_column(column, justify="left" if column == "model" else "right")
     lines = [
-        "## Analysis speed: compile + dependency graph",
+        f"## Analysis speed: compile + dependency graph ({scope})",
         "",
         f"Command: `python benchmarks/compile_speed.py --repeats {args.repeats}"
         + (" --torchvision`" if args.torchvision else "`")

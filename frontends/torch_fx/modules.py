@@ -240,10 +240,3 @@ def flatten(b: Builder, node: torch.fx.Node) -> str:
     x = _input(b, node)
     rank = len(b.value(x).shape)
     return b.emit(Op.FLATTEN, [x], A.FlattenAttrs(start_axis=m.start_dim % rank, end_axis=m.end_dim % rank))
-
-
-def is_module_supported(module: torch.nn.Module) -> bool:
-    return any(cls in MODULES for cls in type(module).__mro__)
-
-
-__all__ = ["MODULES", "conv_padding", "ntuple", "pool_attrs", "torch"]
