@@ -121,6 +121,33 @@ class Graph(BaseModel):
         self._weights = dict(weights)
         self.touch()
 
+    def update_weights(self, model: Any) -> None:
+        """Copy the live model's current values into `weights` (e.g. after training), by param source.
+
+        Raises:
+            IRValidationError: a param's source is missing from the model or has another shape.
+        """
+        from asgnas_ir.errors import IRValidationError
+        from asgnas_ir.frontends import is_torch_module
+
+        if not is_torch_module(model):
+            raise IRValidationError(f"update_weights needs the model this graph was compiled from, got {type(model).__name__}")
+        from asgnas_ir.backends.torch.binding import live_tensors
+
+        tensors = live_tensors(model)
+        weights = {}
+        for name, param in self.params.items():
+            tensor = tensors.get(param.source)
+            if tensor is None:
+                raise IRValidationError(f"param '@{name}': the model has no parameter or buffer '{param.source}'")
+            if tuple(tensor.shape) != tuple(param.shape):
+                raise IRValidationError(
+                    f"param '@{name}': the model's '{param.source}' has shape {list(tensor.shape)}, the graph "
+                    f"declares {list(param.shape)}; recompile the model instead"
+                )
+            weights[name] = tensor.detach().cpu().numpy().copy()
+        self.set_weights(weights)
+
     # ---- versioned indices -------------------------------------------------------------------
     @property
     def version(self) -> int:

@@ -67,3 +67,18 @@ def test_resume_refuses_a_checkpoint_from_another_config(tmp_path) -> None:
     run_training(small(tmp_path, epochs=1), **QUIET)
     with pytest.raises(Exception, match="different config"):
         run_training(small(tmp_path, epochs=1, lr=0.2), resume=True, **QUIET)
+
+
+def test_update_weights_carries_trained_values_into_the_graph() -> None:
+    """graph.update_weights(model) copies the live values by source path and rejects a mismatched model."""
+    import asgnas_ir as ai
+    from asgnas_ir.examples.supernets import SUPERNETS
+
+    model = SUPERNETS["stacked_unets"]().eval()
+    graph = ai.compile(model, torch.randn(1, 1, 8, 8))
+    with torch.no_grad():
+        model.unet1.out[0].weight.fill_(0.25)
+    graph.update_weights(model)
+    assert (graph.weights["unet1.out.0.weight"] == 0.25).all()
+    with pytest.raises(ai.IRValidationError, match="has no parameter"):
+        graph.update_weights(torch.nn.Linear(2, 2))
