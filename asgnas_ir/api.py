@@ -27,7 +27,7 @@ from asgnas_ir.pass_manager import list_passes as _pass_classes
 from asgnas_ir.passes.analysis.cost import CostReport
 from asgnas_ir.passes.analysis.dependency_graph import merge_slices
 from asgnas_ir.passes.analysis.search_space import SearchSpace
-from asgnas_ir.spec import import_file
+from asgnas_ir.testing import load_generated
 
 TARGETS = ("torch", "keras", "onnx")
 
@@ -241,7 +241,7 @@ def check(
         target_dir = Path(out_dir) if out_dir is not None else Path(tmp)
         codegen(sub, target=target, out_dir=target_dir)
         t_codegen = time.perf_counter()
-        generated = import_file(target_dir / "model.py", "asgnas_generated").load(target_dir / "weights.safetensors")
+        generated = load_generated(target_dir)
         with torch.no_grad():
             expected = run_model(live, inputs)
             actual = run_model(generated, inputs)

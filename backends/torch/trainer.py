@@ -26,7 +26,7 @@ from torch import nn
 
 from asgnas_ir.backends.data import Split, load_digits_split
 from asgnas_ir.errors import AsgnasError, SpecError
-from asgnas_ir.spec import import_file
+from asgnas_ir.testing import load_generated
 
 
 class TrainConfig(BaseModel):
@@ -219,7 +219,7 @@ def run_training(config: TrainConfig, *, resume: bool = False, console: Any = No
     zero = optimizer.zero_groups()
     sub = ai.subnet(trained_graph, trained_space, zero)
     files = ai.codegen(sub, target="torch", out_dir=out)
-    generated = import_file(out / "model.py", "asgnas_generated").load(out / "weights.safetensors")
+    generated = load_generated(out)
     acc_sub, pred_sub = evaluate(generated, split.x_test, split.y_test)
     batch = torch.from_numpy(split.x_test[:64])
     full_cost, sub_cost = ai.cost(trained_graph), ai.cost(sub)

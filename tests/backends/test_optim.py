@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import io
 import math
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from asgnas_ir.backends import reference as ref
 from asgnas_ir.backends.torch import optim
 from asgnas_ir.backends.torch.optim import H2SPG, HESSO
 from asgnas_ir.errors import AsgnasError
+from asgnas_ir.testing import load_generated
 from tests.models import REPLICAS
 
 X_SHAPE = (1, 3, 32, 32)
@@ -252,18 +251,6 @@ def test_fig2_skips_group_that_would_disconnect_the_network() -> None:
     assert space.is_valid(opt.redundant_groups)
 
 
-def _import_generated(path: Path) -> object:
-    spec = importlib.util.spec_from_file_location(f"generated_{abs(hash(str(path)))}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.modules.pop(spec.name, None)
-    return module
-
-
 @pytest.mark.parametrize(("mode", "base"), [("erase", "sgd"), ("prune", "sgd"), ("prune", "adam"), ("both", "sgd")])
 def test_training_zeroes_exactly_the_redundant_groups_and_subnet_matches(mode: str, base: str, tmp_path: Path) -> None:
     """After 60 steps and finalize(), exactly the chosen groups are zero and the generated sub-network reproduces the model."""
@@ -289,7 +276,7 @@ def test_training_zeroes_exactly_the_redundant_groups_and_subnet_matches(mode: s
     trained_space = ai.search_space(graph, mode=mode)
     assert len(trained_space.groups) == len(space.groups)
     ai.codegen(ai.subnet(graph, trained_space, opt.zero_groups()), target="torch", out_dir=tmp_path)
-    generated = _import_generated(tmp_path / "model.py").load()  # type: ignore[attr-defined]
+    generated = load_generated(tmp_path)
     with torch.no_grad():
         expected, actual = model(x), generated(x)
     assert (expected - actual).abs().max().item() <= 1e-4 * expected.abs().max().item()

@@ -9,6 +9,7 @@ from torch import nn
 import asgnas_ir as ai
 from asgnas_ir.ir import Graph
 from tests.models import REPLICAS, example_inputs
+from tests.passes.nets import ConvBnReluConv
 
 IMG = (1, 3, 3, 3)
 
@@ -39,17 +40,6 @@ def assert_costs_consistent(graph: Graph, deps) -> None:
             param = graph.params[s.param]
             expected += param.numel // param.shape[s.axis] * len(s.indices)
         assert group.params == expected, group.id
-
-
-class ConvBnReluConv(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
-        self.bn = nn.BatchNorm2d(6)
-        self.conv2 = nn.Conv2d(6, 5, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(torch.relu(self.bn(self.conv1(x))))
 
 
 def test_conv_bn_relu_conv_has_one_group_per_hidden_channel():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 from torch import nn
@@ -11,6 +9,7 @@ from torch import nn
 import asgnas_ir as ai
 from asgnas_ir.backends.torch.binding import zero_slices_
 from asgnas_ir.passes.analysis.dependency_graph import merge_slices
+from asgnas_ir.testing import emit_and_load
 from tests.models import REPLICAS, example_inputs
 
 
@@ -118,12 +117,8 @@ def test_removing_the_outer_structure_drops_the_dead_inner_branch(tmp_path) -> N
     sub = ai.subnet(graph, ai.search_space(graph, mode="erase"), [outer.id])
     assert {n.id for n in sub.nodes} == {"stem", "relu", "head"}
     assert not any(p.startswith(("conv1", "inner", "outer_tail")) for p in sub.params)
-    ai.codegen(sub, target="torch", out_dir=tmp_path)
-    spec = importlib.util.spec_from_file_location("nested_sub", tmp_path / "model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     with torch.no_grad():
-        torch.testing.assert_close(module.load()(x), model(x), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(emit_and_load(sub, tmp_path)(x), model(x), rtol=1e-5, atol=1e-6)
 
 
 def test_non_zero_invariant_and_gating_branches_are_not_removable() -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +12,9 @@ from torch import nn
 
 import asgnas_ir as ai
 from asgnas_ir.ir import Graph
+from asgnas_ir.testing import load_generated
 from tests.models import REPLICAS, example_inputs
+from tests.passes.nets import ConvBnReluConv
 
 
 def compiled(model: nn.Module, shape: tuple[int, ...] = (1, 3, 4, 4)) -> Graph:
@@ -32,27 +32,8 @@ def groups_with(space, param: str, axis: int, index: int) -> int:
 
 
 def import_generated(folder: Path):
-    """Import the generated model.py in `folder` under a unique module name and return load()."""
-    name = f"generated_{abs(hash(str(folder)))}"
-    spec = importlib.util.spec_from_file_location(name, folder / "model.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.modules.pop(name, None)
-    return module.load()
-
-
-class ConvBnReluConv(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
-        self.bn = nn.BatchNorm2d(6)
-        self.conv2 = nn.Conv2d(6, 5, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(torch.relu(self.bn(self.conv1(x))))
+    """The loaded model generated into `folder`."""
+    return load_generated(folder)
 
 
 def test_removing_groups_shrinks_values_and_params_and_slices_weights():
