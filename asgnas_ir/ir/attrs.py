@@ -179,6 +179,32 @@ class PadAttrs(Attrs):
     value: float = 0.0
 
 
+class EmbeddingAttrs(Attrs):
+    """Table lookup: integer indices of any shape -> indices.shape + (dim,). Weight axes "VE"."""
+
+    num_embeddings: int = Field(ge=1)
+    dim: int = Field(ge=1)
+
+
+class ExpandAttrs(Attrs):
+    """Broadcast to `shape` (the full target shape; no -1), like torch's `expand`."""
+
+    shape: tuple[int, ...]
+
+
+class AttentionAttrs(Attrs):
+    """Scaled dot-product attention over head-split tensors.
+
+    Inputs q [B, H, Tq, D], k [B, H, Tk, D], v [B, H, Tk, Dv] and an optional fourth input, an
+    additive float mask broadcastable to [B, H, Tq, Tk]. Output [B, H, Tq, Dv] =
+    softmax(q @ k^T * scale + mask (+ -inf above the diagonal when `causal`)) @ v. The scale is
+    explicit so that removing heads or channels never changes it.
+    """
+
+    scale: float
+    causal: bool = False
+
+
 class OpaqueAttrs(Attrs):
     """A source op the IR does not know, kept so search can go around it.
 

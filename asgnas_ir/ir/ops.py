@@ -17,6 +17,7 @@ class Op(str, Enum):
     CONV = "conv"
     CONV_TRANSPOSE = "conv_transpose"
     LINEAR = "linear"
+    EMBEDDING = "embedding"
     # normalisation
     BATCH_NORM = "batch_norm"
     LAYER_NORM = "layer_norm"
@@ -53,6 +54,7 @@ class Op(str, Enum):
     FLATTEN = "flatten"
     PERMUTE = "permute"
     PAD = "pad"
+    EXPAND = "expand"
     # pooling and reductions
     MAX_POOL = "max_pool"
     AVG_POOL = "avg_pool"
@@ -61,6 +63,9 @@ class Op(str, Enum):
     MEAN = "mean"
     SUM = "sum"
     SOFTMAX = "softmax"
+    # attention: products of two activations and the fused scaled-dot-product form
+    MATMUL = "matmul"
+    ATTENTION = "attention"
     # leaves
     CONSTANT = "constant"
     OPAQUE = "opaque"
@@ -71,7 +76,7 @@ class Op(str, Enum):
 
 # Erasing-mode vertex taxonomy (ASGNAS Alg. 2): stems hold weights and may change the shape,
 # joints merge several inputs, everything single-input is an accessory.
-STEM_OPS = frozenset({Op.CONV, Op.CONV_TRANSPOSE, Op.LINEAR})
+STEM_OPS = frozenset({Op.CONV, Op.CONV_TRANSPOSE, Op.LINEAR, Op.EMBEDDING})
 NORM_OPS = frozenset({Op.BATCH_NORM, Op.LAYER_NORM, Op.GROUP_NORM, Op.INSTANCE_NORM})
 UNARY_OPS = frozenset(
     {

@@ -196,13 +196,22 @@ def broadcast_shapes(shapes: list[tuple[int, ...]]) -> tuple[int, ...] | None:
 
 
 def reshape_channel_map(
-    in_shape: tuple[int, ...], in_axis: int, out_shape: tuple[int, ...]
-) -> tuple[int | None, np.ndarray | None]:
+    in_shape: tuple[int, ...], in_axis: int, out_shape: tuple[int, ...], prefer: int | None = None
+) -> tuple[int | None, np.ndarray | None, int]:
     """Where the channels of a value end up after a row-major reshape.
 
-    Returns `(axis, index_map)`: output axis `axis` carries channels, and output position j along it
-    holds input channel `index_map[j]` (a flatten of NCHW repeats each channel H*W times). When the
-    reshape mixes channels into several output axes there is no such axis: `(None, None)`.
+    Returns `(axis, index_map, block)`: output axis `axis` carries channels, and output position j
+    along it holds input channels `index_map[j] .. index_map[j] + block - 1`. `block` is 1 for a plain
+    move (a flatten of NCHW repeats each channel H*W times, so `index_map` repeats entries). A block
+    above 1 is a split of the channel axis into (blocks, block), e.g. embedding features into
+    attention heads [B, T, E] -> [B, T, H, Dh]: position h holds the contiguous channels of head h,
+    which must then be removed together. When the reshape scatters channels any other way there is
+    no such axis: `(None, None, 1)`.
+
+    Shapes alone can be ambiguous: [1, 17, 8] -> [1, 17, 1, 8] is an unsqueeze (channels on axis 3)
+    or the one head left of a head split (channels on axis 2). `prefer` is the axis the value
+    already carries (a sub-network keeps its source graph's reading); it wins when it is a valid
+    reading.
     """
     channels = in_shape[in_axis]
     shape = [1] * len(in_shape)
@@ -216,8 +225,28 @@ def reshape_channel_map(
     if channels == 1:
         candidates = [a for a in candidates if out_shape[a] > 1] or candidates
     candidates = [a for a in candidates if a > 0] or candidates
-    if not candidates:
-        return None, None
-    axis = max(candidates, key=lambda a: (out_shape[a], -a))
-    index_map = np.moveaxis(element_channel, axis, 0).reshape(out_shape[axis], -1)[:, 0]
-    return axis, index_map
+
+    def exact(axis: int) -> tuple[int, np.ndarray, int]:
+        return axis, np.moveaxis(element_channel, axis, 0).reshape(out_shape[axis], -1)[:, 0], 1
+
+    def blocked(axis: int) -> tuple[int, np.ndarray, int] | None:
+        blocks = out_shape[axis]
+        if channels % blocks:
+            return None
+        block = channels // blocks
+        rows = np.moveaxis(element_channel, axis, 0).reshape(blocks, -1) // block
+        return (axis, np.arange(blocks) * block, block) if (rows == np.arange(blocks)[:, None]).all() else None
+
+    if prefer is not None and prefer < len(out_shape):
+        if prefer in candidates:
+            return exact(prefer)
+        found = blocked(prefer)
+        if found is not None:
+            return found
+    if candidates:
+        return exact(max(candidates, key=lambda a: (out_shape[a], -a)))
+    for axis in range(1, len(out_shape)):
+        found = blocked(axis) if out_shape[axis] > 1 else None
+        if found is not None:
+            return found
+    return None, None, 1

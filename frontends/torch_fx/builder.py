@@ -136,15 +136,17 @@ class Builder:
         *,
         outputs: int = 1,
         name: str | None = None,
+        source: str | None = None,
     ) -> Any:
         """Append a node and type its outputs with the op's shape rule.
 
-        Returns the output value name (or the list of names when `outputs > 1`).
+        Returns the output value name (or the list of names when `outputs > 1`). `source` overrides
+        the node's source path (a module lowered to several nodes names its sub-layers).
         """
         base = name or (self.current.name if self.current is not None else op.value)
         node_id = self._fresh_id(base)
         out_names = [node_id] if outputs == 1 else [self._fresh_id(f"{node_id}_{i}") for i in range(outputs)]
-        node = make_node(op, node_id, inputs, out_names, attrs=attrs, params=params, source=self.source)
+        node = make_node(op, node_id, inputs, out_names, attrs=attrs, params=params, source=source or self.source)
         try:
             types = opdef(op).infer(InferCtx(self._graph, node, [self.values[i] for i in inputs]))
         except IRValidationError as exc:

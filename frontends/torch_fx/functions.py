@@ -96,7 +96,9 @@ for _op, _keys in {
     FUNCTIONS.add(_keys, binary(_op))
 
 
-@FUNCTIONS.register("operator.floordiv", "operator.mod", "operator.pow", "builtins.getattr")
+@FUNCTIONS.register(
+    "operator.floordiv", "operator.mod", "operator.pow", "builtins.getattr", "math.sqrt", "math.ceil", "math.floor", "math.log"
+)
 def python_only(b: Builder, node: torch.fx.Node) -> Any:
     """Size arithmetic (`x.size(2) // 2`) and attribute reads (`x.shape`): Python values, no tensor."""
     args, _ = b.args(node)

@@ -36,6 +36,39 @@ def lit_exact(value: object) -> str:
     return lit(value)
 
 
+def wrap(line: str, indent: str, width: int = 119) -> list[str]:
+    """`line` (a statement ending in a call) as one line when it fits, else its arguments on one
+    continuation line, else one argument per line.
+
+    Only the outermost call is split, at commas outside brackets and strings, so long local names
+    (attention heads of deep models) stay readable and within the line length generated code promises.
+    """
+    if len(indent) + len(line) <= width or not line.endswith(")") or "(" not in line:
+        return [indent + line]
+    depth, quote, opened, parts, start = 0, "", -1, [], 0
+    for i, ch in enumerate(line):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            if depth == 0 and ch == "(" and opened < 0:
+                opened, start = i, i + 1
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 1 and opened >= 0:
+            parts.append(line[start:i].strip())
+            start = i + 1
+    if opened < 0 or depth != 0:
+        return [indent + line]
+    parts = [part for part in [*parts, line[start:-1].strip()] if part]
+    together = f"{indent}    {', '.join(parts)}"
+    if len(together) <= width:
+        return [indent + line[: opened + 1], together, indent + ")"]
+    return [indent + line[: opened + 1], *(f"{indent}    {part}," for part in parts), indent + ")"]
+
+
 def call(func: str, *args: str, **kwargs: str | None) -> str:
     parts = list(args) + [f"{k}={v}" for k, v in kwargs.items() if v is not None]
     return f"{func}({', '.join(parts)})"

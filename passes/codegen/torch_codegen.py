@@ -25,7 +25,7 @@ from asgnas_ir.ir.node import NodeBase
 from asgnas_ir.ir.ops import Op
 from asgnas_ir.naming import Namespace, sanitize
 from asgnas_ir.pass_manager import Pass, register_pass
-from asgnas_ir.passes.codegen._printer import GeneratedCode, call, lit, lit_exact
+from asgnas_ir.passes.codegen._printer import GeneratedCode, call, lit, lit_exact, wrap
 
 # Attributes every nn.Module already has; a layer must not be named like one of them.
 _MODULE_RESERVED = {
@@ -164,9 +164,9 @@ class TorchPrinter:
             "    def __init__(self) -> None:",
             "        super().__init__()",
         ]
-        lines += [f"        {line}" for line in self.init]
+        lines += [wrapped for line in self.init for wrapped in wrap(line, "        ")]
         lines += ["", f"    def forward(self, {args}) -> {returns}:"]
-        lines += [f"        {line}" for line in self.body]
+        lines += [wrapped for line in self.body for wrapped in wrap(line, "        ")]
         lines += [
             f"        return {result}",
             "",
@@ -507,6 +507,39 @@ def _softmax(p: TorchPrinter, node: NodeBase) -> None:
     p.assign(node, f"torch.softmax({p.x(node)}, dim={node.attrs.axis})")  # type: ignore[attr-defined]
 
 
+@emits(Op.EMBEDDING)
+def _embedding(p: TorchPrinter, node: NodeBase) -> None:
+    attrs: A.EmbeddingAttrs = node.attrs  # type: ignore[assignment]
+    name = p.layer(node, call("nn.Embedding", str(attrs.num_embeddings), str(attrs.dim)), {"weight": "VO"})
+    p.assign(node, f"self.{name}({p.x(node)})")
+
+
+@emits(Op.MATMUL)
+def _matmul(p: TorchPrinter, node: NodeBase) -> None:
+    p.assign(node, f"{p.x(node, 0)} @ {p.x(node, 1)}")
+
+
+@emits(Op.ATTENTION)
+def _attention(p: TorchPrinter, node: NodeBase) -> None:
+    attrs: A.AttentionAttrs = node.attrs  # type: ignore[assignment]
+    q, k, v = (p.x(node, i) for i in range(3))
+    p.assign(
+        node,
+        call(
+            p.F("scaled_dot_product_attention"), q, k, v,
+            attn_mask=p.x(node, 3) if len(node.inputs) == 4 else None,
+            is_causal="True" if attrs.causal else None,
+            scale=lit(attrs.scale),
+        ),
+    )
+
+
+@emits(Op.EXPAND)
+def _expand(p: TorchPrinter, node: NodeBase) -> None:
+    shape = node.attrs.shape  # type: ignore[attr-defined]
+    p.assign(node, f"{p.x(node)}.expand({', '.join(str(d) for d in shape)})")
+
+
 @emits(Op.CONSTANT)
 def _constant(p: TorchPrinter, node: NodeBase) -> None:
     param_name = node.params["value"]
@@ -516,6 +549,8 @@ def _constant(p: TorchPrinter, node: NodeBase) -> None:
         name = p.layers.name(key, param.source or param_name)
         p._layer_of[key] = name
         shape = ", ".join(str(d) for d in param.shape)
+        if param.dtype != "float32":  # load_state_dict copies into the buffer's own dtype
+            shape += f", dtype=torch.{param.dtype}"
         if param.trainable:
             p.init.append(f"self.{name} = nn.Parameter(torch.empty({shape}))")
         else:

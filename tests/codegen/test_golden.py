@@ -13,7 +13,7 @@ from asgnas_ir.passes.codegen.torch_codegen import generate_torch
 from tests.models import REPLICAS, example_inputs
 
 GOLDEN = Path(__file__).parent / "golden"
-CASES = ["resnet_basic", "densenet", "convnext"]
+CASES = ["resnet_basic", "densenet", "convnext", "vit_encoder"]
 
 
 def _pruned_source(name: str) -> str:

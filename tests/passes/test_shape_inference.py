@@ -12,6 +12,7 @@ import asgnas_ir as ai
 from asgnas_ir.ir import Graph, Param, Value, make_node
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.ops import Op
+from asgnas_ir.opdefs._opdef import reshape_channel_map
 
 
 def infer(
@@ -245,16 +246,33 @@ def test_mean_and_sum_keep_channels_only_when_not_reduced(axes, keepdim, expecte
     [
         ((1, 8, 16), (1, 8, 16), 1),
         ((1, -1), (1, 128), 1),
-        ((1, 2, 4, 16), (1, 2, 4, 16), None),
-        ((1, 2, 4, 4, 4), (1, 2, 4, 4, 4), None),
-        ((1, 4, 2, 16), (1, 4, 2, 16), None),
+        # splitting the channel axis into (blocks, block): the blocks axis carries the channels
+        ((1, 2, 4, 16), (1, 2, 4, 16), 1),
+        ((1, 2, 4, 4, 4), (1, 2, 4, 4, 4), 1),
+        ((1, 4, 2, 16), (1, 4, 2, 16), 1),
     ],
 )
 def test_reshape_channel_axis_follows_or_is_lost(target, expected_shape, expected_axis):
-    """A reshape keeping whole channels on one axis keeps a channel axis; one splitting channels has none."""
+    """A reshape keeping whole channels (or contiguous blocks of them) on one axis keeps a channel axis."""
     [out] = infer(Op.RESHAPE, [nchw(1, 8, 4, 4)], A.ReshapeAttrs(shape=target))
     assert out.shape == expected_shape == tuple(zeros((1, 8, 4, 4)).reshape(target).shape)
     assert out.channel_axis == expected_axis
+
+
+def test_reshape_scattering_channels_loses_the_channel_axis():
+    """Channels-last [1, 4, 4, 8] read as [1, 4, 8, 4] interleaves channels on two axes: no channel axis."""
+    x = Value(shape=(1, 4, 4, 8), dtype="float32", channel_axis=3)
+    [out] = infer(Op.RESHAPE, [x], A.ReshapeAttrs(shape=(1, 4, 8, 4)))
+    assert out.channel_axis is None
+
+
+def test_head_split_ties_each_head_and_survives_pruning_to_one_head():
+    """[B, T, E] -> [B, T, H, Dh]: H carries the channels in blocks of Dh; with one head left the
+    ambiguous [B, T, 1, Dh] keeps the reading its source graph had (axis 2, not the Dh axis)."""
+    axis, index_map, block = reshape_channel_map((1, 5, 32), 2, (1, 5, 4, 8))
+    assert (axis, block) == (2, 8) and index_map.tolist() == [0, 8, 16, 24]
+    assert reshape_channel_map((1, 5, 8), 2, (1, 5, 1, 8))[0] == 3
+    assert reshape_channel_map((1, 5, 8), 2, (1, 5, 1, 8), prefer=2)[:3:2] == (2, 8)
 
 
 def test_reshape_with_wrong_element_count_is_rejected():
