@@ -158,6 +158,20 @@ def _random_valid(space: SearchSpace, fraction: float, seed: int) -> list[int]:
     return sorted(chosen)
 
 
+CHECK_TARGETS = ("torch", "onnx")
+
+
+def _run_generated(target: str, folder: Path, inputs: tuple) -> list[np.ndarray]:
+    """Outputs (numpy) of the code generated for `target` in `folder` on `inputs` (torch tensors)."""
+    if target == "onnx":
+        from asgnas_ir.testing import run_onnx
+
+        return run_onnx(folder / "model.onnx", [x.detach().cpu().numpy() for x in inputs])
+    from asgnas_ir.backends.torch.binding import run_model
+
+    return run_model(load_generated(folder), inputs)
+
+
 class CheckSeconds(BaseModel):
     compile: float
     space: float
@@ -205,11 +219,16 @@ def check(
     from asgnas_ir.frontends import as_tuple, detect, is_torch_module
 
     chosen = detect(model) if frontend == "auto" else frontend
+    if not is_torch_module(model) and chosen == "onnx":
+        return _check_onnx_model(
+            model, example_inputs, mode=mode, target=target or "onnx", fraction=fraction, seed=seed,
+            keep_weights=keep_weights, out_dir=out_dir,
+        )
     if not is_torch_module(model):
-        raise AsgnasError(f"check supports PyTorch models in this version; got {type(model).__name__}")
+        raise AsgnasError(f"check supports PyTorch and ONNX models in this version; got {type(model).__name__}")
     target = target or "torch"
-    if target != "torch":
-        raise AsgnasError(f"check target '{target}' is not available in this version yet; use target='torch'")
+    if target not in CHECK_TARGETS:
+        raise AsgnasError(f"check target '{target}' is not available for PyTorch models; use one of {', '.join(CHECK_TARGETS)}")
     import torch
 
     from asgnas_ir.backends.torch.binding import rerandomize_, run_model, zero_slices_
@@ -241,10 +260,9 @@ def check(
         target_dir = Path(out_dir) if out_dir is not None else Path(tmp)
         codegen(sub, target=target, out_dir=target_dir)
         t_codegen = time.perf_counter()
-        generated = load_generated(target_dir)
         with torch.no_grad():
             expected = run_model(live, inputs)
-            actual = run_model(generated, inputs)
+            actual = _run_generated(target, target_dir, inputs)
 
     max_ref = max((float(np.abs(e).max()) for e in expected if e.size), default=0.0)
     if len(expected) != len(actual) or any(e.shape != a.shape for e, a in zip(expected, actual, strict=False)):
@@ -273,5 +291,83 @@ def check(
             codegen=t_codegen - t_subnet,
             total=end - start,
         ),
+        max_ref=max_ref,
+    )
+
+
+def _zeroed(graph: Graph, slices: list) -> None:
+    """Set the given slices of `graph.weights` to zero (copies of the touched arrays)."""
+    weights = dict(graph.weights)
+    for (param, axis), indices in merge_slices(slices).items():
+        array = weights[param] = weights[param].copy()
+        index = [slice(None)] * array.ndim
+        index[axis] = indices  # type: ignore[call-overload]
+        array[tuple(index)] = 0
+    graph.set_weights(weights)
+
+
+def _check_onnx_model(
+    model: Any, example_inputs: Any, *, mode: str, target: str, fraction: float, seed: int, keep_weights: bool,
+    out_dir: str | Path | None,
+) -> CheckReport:
+    """`check` for an onnx.ModelProto or .onnx path: the reference is the (re-randomized) ONNX model
+    itself with the zeroed slices written into its initializers, run in onnxruntime."""
+    if target not in CHECK_TARGETS:
+        raise AsgnasError(f"check target '{target}' is not available for ONNX models; use one of {', '.join(CHECK_TARGETS)}")
+    from asgnas_ir.frontends import as_tuple
+    from asgnas_ir.frontends.onnx import load_onnx
+    from asgnas_ir.frontends.onnx.reference import as_arrays, example_arrays, rerandomize_initializers, with_weights
+    from asgnas_ir.testing import run_onnx
+
+    start = time.perf_counter()
+    proto = load_onnx(model)
+    given = as_tuple(example_inputs)
+    inputs = as_arrays(given) if given else example_arrays(proto, seed)
+    if not keep_weights:
+        proto = rerandomize_initializers(proto, seed)
+    graph = compile(proto, inputs, frontend="onnx")
+    t_compile = time.perf_counter()
+    space = search_space(graph, mode=mode)
+    zero = random_zero_groups(graph, space, fraction, seed)
+    t_space = time.perf_counter()
+    _zeroed(graph, [s for gid in zero for s in space.group(gid).slices])
+    sub = subnet(graph, space, zero)
+    t_subnet = time.perf_counter()
+
+    with tempfile.TemporaryDirectory(prefix="asgnas-check-") as tmp:
+        target_dir = Path(out_dir) if out_dir is not None else Path(tmp)
+        codegen(sub, target=target, out_dir=target_dir)
+        t_codegen = time.perf_counter()
+        reference = Path(tmp) / "reference.onnx"
+        import onnx
+
+        onnx.save(with_weights(proto, graph), str(reference))
+        expected = run_onnx(reference, list(inputs))
+        if target == "onnx":
+            actual = run_onnx(target_dir / "model.onnx", list(inputs))
+        else:
+            import torch
+
+            actual = _run_generated(target, target_dir, tuple(torch.from_numpy(np.ascontiguousarray(x)) for x in inputs))
+    return _report(graph, sub, space, zero, expected, actual, "onnx", target, (start, t_compile, t_space, t_subnet, t_codegen))
+
+
+def _report(graph: Graph, sub: Graph, space: SearchSpace, zero: list[int], expected: list, actual: list, frontend: str,
+            target: str, times: tuple[float, ...]) -> CheckReport:
+    start, t_compile, t_space, t_subnet, t_codegen = times
+    max_ref = max((float(np.abs(e).max()) for e in expected if e.size), default=0.0)
+    if len(expected) != len(actual) or any(e.shape != a.shape for e, a in zip(expected, actual, strict=False)):
+        diff = float("inf")
+    else:
+        diff = max((float(np.abs(e.astype(np.float64) - a).max()) for e, a in zip(expected, actual, strict=True) if e.size), default=0.0)
+    tolerance = 1e-4 * max_ref
+    full_cost, sub_cost = cost(graph), cost(sub)
+    end = time.perf_counter()
+    return CheckReport(
+        ok=bool(max_ref > 1e-3 and diff <= tolerance), max_abs_diff=diff, tolerance=tolerance,
+        params_full=full_cost.params, params_sub=sub_cost.params, flops_full=full_cost.flops, flops_sub=sub_cost.flops,
+        groups=len(space.groups), zeroed=len(zero), frontend=frontend, target=target,
+        seconds=CheckSeconds(compile=t_compile - start, space=t_space - t_compile, subnet=t_subnet - t_space,
+                             codegen=t_codegen - t_subnet, total=end - start),
         max_ref=max_ref,
     )

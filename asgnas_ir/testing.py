@@ -21,3 +21,22 @@ def emit_and_load(graph: Graph, folder: str | Path) -> Any:
 
     codegen(graph, target="torch", out_dir=folder)
     return load_generated(folder)
+
+
+def run_onnx(path: str | Path, inputs: Any) -> list[Any]:
+    """Run the ONNX model at `path` in onnxruntime (CPU): numpy arrays in, in the order of the model's
+    inputs (a single array or a sequence), and the list of numpy outputs out. Torch tensors are
+    accepted too and converted with `.numpy()`."""
+    import numpy as np
+    import onnxruntime as ort
+
+    if isinstance(inputs, np.ndarray) or hasattr(inputs, "numpy"):
+        inputs = [inputs]
+    arrays = [np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x) for x in inputs]
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    if len(names) != len(arrays):
+        raise ValueError(f"{path} takes {len(names)} input(s) ({', '.join(names)}), got {len(arrays)}")
+    return list(session.run(None, dict(zip(names, arrays, strict=True))))
