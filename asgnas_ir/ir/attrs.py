@@ -180,7 +180,7 @@ class PadAttrs(Attrs):
 
 
 class EmbeddingAttrs(Attrs):
-    """Table lookup: integer indices of any shape -> indices.shape + (dim,). Weight axes "VE"."""
+    """Table lookup: integer indices of any shape -> indices.shape + (dim,). Weight axes "VO" (vocabulary, output)."""
 
     num_embeddings: int = Field(ge=1)
     dim: int = Field(ge=1)

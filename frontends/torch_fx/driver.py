@@ -17,7 +17,7 @@ import torch
 import torch.fx
 
 from asgnas_ir.errors import FrontendError, UnsupportedOp, UnsupportedOpError
-from asgnas_ir.frontends.torch_fx import transformer  # noqa: F401  (registers its converters)
+from asgnas_ir.frontends.torch_fx import swin, transformer  # noqa: F401  (register their converters)
 from asgnas_ir.frontends.torch_fx.builder import Builder, TensorMeta
 from asgnas_ir.frontends.torch_fx.functions import FUNCTIONS, function_key
 from asgnas_ir.frontends.torch_fx.methods import METHODS

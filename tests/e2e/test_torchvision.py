@@ -10,7 +10,7 @@ torchvision = pytest.importorskip("torchvision")
 
 MODELS = [
     "resnet18", "resnet50", "densenet121", "vgg16_bn", "mobilenet_v3_large", "convnext_tiny", "efficientnet_b0",
-    "regnet_y_400mf",
+    "regnet_y_400mf", "vit_b_16", "swin_t",
 ]
 
 
