@@ -23,6 +23,13 @@ def test_every_op_has_a_torch_emitter() -> None:
     assert set(EMITTERS) == set(Op)
 
 
+def test_every_op_has_an_onnx_emitter() -> None:
+    """codegen-onnx can write every op kind except opaque ones (refused with a CodegenError)."""
+    from asgnas_ir.passes.codegen.onnx_codegen import ONNX_EMITTERS
+
+    assert set(ONNX_EMITTERS) | {Op.OPAQUE} == set(Op)
+
+
 def test_torch_fx_tables_only_produce_known_ops() -> None:
     """Every fx converter table is non-empty and keyed consistently (no duplicate registration at import)."""
     from asgnas_ir.frontends.torch_fx.functions import FUNCTIONS
