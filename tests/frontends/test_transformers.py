@@ -212,3 +212,32 @@ def test_functional_embedding_and_matmul_with_a_constant() -> None:
     graph = ai.compile(model, idx)
     assert [n.op for n in graph.nodes if n.op in (Op.EMBEDDING, Op.MATMUL)] == [Op.EMBEDDING, Op.MATMUL]
     assert ai.check(model, idx).ok
+
+
+def test_h2spg_on_a_decoder_yields_an_exact_smaller_transformer(tmp_path) -> None:  # noqa: ANN001
+    """Train the GPT replica briefly with H2SPG over heads, MLP units and branches: exactly the chosen
+    groups end at zero, and the generated sub-network reproduces the trained model."""
+    from asgnas_ir.backends.torch import H2SPG
+
+    replica = REPLICAS["gpt_block"]
+    model = replica.build().train()
+    inputs = example_inputs(replica)
+    space = ai.search_space(ai.compile(model, inputs), mode="both")
+    opt = H2SPG(model, space, lr=0.05, warmup_steps=5, target_group_sparsity=0.3)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        ids = torch.randint(0, 50, (4, 16), generator=generator)
+        loss = F.cross_entropy(model(ids)[:, :-1].reshape(-1, 50), ids[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    opt.finalize()
+    zero = opt.zero_groups()
+    assert len(zero) == round(0.3 * len(space.groups))
+    model.eval()
+    graph = ai.compile(model, inputs)
+    sub = ai.subnet(graph, ai.search_space(graph, mode="both"), zero)
+    generated = emit_and_load(sub, tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(generated(*inputs), model(*inputs), atol=1e-5, rtol=1e-5)
+    assert ai.cost(sub).params < ai.cost(graph).params
