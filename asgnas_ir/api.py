@@ -316,7 +316,12 @@ def _check_onnx_model(
         raise AsgnasError(f"check target '{target}' is not available for ONNX models; use one of {', '.join(CHECK_TARGETS)}")
     from asgnas_ir.frontends import as_tuple
     from asgnas_ir.frontends.onnx import load_onnx
-    from asgnas_ir.frontends.onnx.reference import as_arrays, example_arrays, rerandomize_initializers, with_weights
+    from asgnas_ir.frontends.onnx.reference import (
+        as_arrays,
+        example_arrays,
+        rerandomize_initializers,
+        with_weights,
+    )
     from asgnas_ir.testing import run_onnx
 
     start = time.perf_counter()

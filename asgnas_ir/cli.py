@@ -33,6 +33,10 @@ def _load_spec_model(args: argparse.Namespace) -> tuple[Any, tuple]:
         if not args.input:
             raise SpecError("a PyTorch model needs --input SHAPE (e.g. --input 1,3,224,224) for each forward argument")
         return model, make_torch_inputs(args.input, args.seed)
+    if args.input and str(model).endswith(".onnx"):  # else the ONNX graph's declared input shapes
+        from asgnas_ir.spec import make_numpy_inputs
+
+        return model, make_numpy_inputs(args.input, args.seed)
     return model, ()
 
 

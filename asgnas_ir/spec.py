@@ -133,3 +133,18 @@ def make_torch_inputs(shapes: list[str], seed: int = 0) -> tuple[Any, ...]:
         else:
             tensors.append(torch.randint(0, 2, dims, generator=generator, dtype=dtype))
     return tuple(tensors)
+
+
+def make_numpy_inputs(shapes: list[str], seed: int = 0) -> tuple[Any, ...]:
+    """Example numpy arrays for SHAPE strings (ONNX models; same rule, numpy's seeded generator)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for text in shapes:
+        dtype_name, dims = parse_shape(text)
+        if dtype_name.startswith(("float", "bfloat")):
+            arrays.append(rng.standard_normal(dims).astype("float32" if dtype_name == "bfloat16" else dtype_name))
+        else:
+            arrays.append(rng.integers(0, 2, dims).astype(dtype_name))
+    return tuple(arrays)

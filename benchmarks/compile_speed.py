@@ -1,9 +1,11 @@
 """Analysis speed: compile (torch.fx → IR) and dependency-graph time per model, median of N runs.
 
-    python benchmarks/compile_speed.py [--repeats 5] [--torchvision]
+    python benchmarks/compile_speed.py [--repeats 5] [--torchvision] [--frontend onnx]
 
 Prints a table and writes the `compile_speed` section of BENCHMARKS.md. With --torchvision (and
-torchvision installed) the torchvision models at 224x224 are measured too.
+torchvision installed) the torchvision models at 224x224 are measured too. With --frontend onnx it
+compares instead the fx frontend with the onnx one (torch.onnx.export + lowering, and the lowering
+alone) and writes the `compile_speed_onnx` section.
 """
 
 from __future__ import annotations
@@ -43,7 +45,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--torchvision", action="store_true")
+    parser.add_argument("--frontend", choices=["fx", "onnx"], default="fx")
     args = parser.parse_args()
+    if args.frontend == "onnx":
+        compare_onnx(args)
+        return
 
     rows = []
     for name, model, inputs in cases(args.torchvision):
@@ -73,6 +79,48 @@ def main() -> None:
         lines.append("| " + " | ".join(cells) + " |")
     Console().print(table)
     write_section("compile_speed" + ("_torchvision" if args.torchvision else ""), "\n".join(lines))
+
+
+def compare_onnx(args: argparse.Namespace) -> None:
+    """fx vs onnx: compile time per model (the onnx column includes torch.onnx.export)."""
+    import logging
+    import warnings
+
+    from asgnas_ir.frontends.onnx import lower_onnx
+    from asgnas_ir.frontends.onnx.export import export_torch
+
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    warnings.simplefilter("ignore")
+    rows = []
+    for name, model, inputs in cases(args.torchvision):
+        graph = ai.compile(model, inputs, frontend="onnx")
+        t_fx = median_seconds(lambda m=model, i=inputs: ai.compile(m, i, frontend="fx"), args.repeats)
+        t_onnx = median_seconds(lambda m=model, i=inputs: ai.compile(m, i, frontend="onnx"), args.repeats)
+        proto = export_torch(model.eval(), inputs)
+        t_lower = median_seconds(lambda p=proto, i=inputs: lower_onnx(p, i), args.repeats)
+        rows.append((name, len(graph.nodes), t_fx, t_onnx, t_lower))
+    scope = "replicas and torchvision models" if args.torchvision else "replicas"
+    headers = ("model", "IR nodes (onnx)", "fx compile ms", "onnx compile ms (export + lower)", "onnx lower only ms")
+    table = Table(title=f"compile time fx vs onnx, {scope}, median of {args.repeats} (torch {torch.__version__})")
+    for column in headers:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    lines = [
+        f"## Compile time: fx vs onnx frontend ({scope})",
+        "",
+        f"Command: `python benchmarks/compile_speed.py --frontend onnx --repeats {args.repeats}"
+        + (" --torchvision`" if args.torchvision else "`")
+        + f". Machine: {machine()}; torch {torch.__version__}. Median of {args.repeats} runs each. The onnx "
+        "frontend exports with `torch.onnx.export(dynamo=True)` first, which dominates its time.",
+        "",
+        "| " + " | ".join(headers) + " |",
+        "|---|" + "---:|" * (len(headers) - 1),
+    ]
+    for name, nodes, t_fx, t_onnx, t_lower in rows:
+        cells = (name, str(nodes), f"{t_fx * 1e3:.1f}", f"{t_onnx * 1e3:.1f}", f"{t_lower * 1e3:.1f}")
+        table.add_row(*cells)
+        lines.append("| " + " | ".join(cells) + " |")
+    Console().print(table)
+    write_section("compile_speed_onnx" + ("_torchvision" if args.torchvision else ""), "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import PurePath
 from typing import Any
 
 from asgnas_ir.errors import AsgnasError, SpecError
@@ -16,6 +17,13 @@ def is_torch_module(model: Any) -> bool:
     return torch is not None and isinstance(model, torch.nn.Module)
 
 
+def is_onnx_model(model: Any) -> bool:
+    """An onnx.ModelProto or a path to a .onnx file (checked without importing onnx)."""
+    if isinstance(model, (str, PurePath)):
+        return str(model).endswith(".onnx")
+    return type(model).__module__.startswith("onnx") and type(model).__name__ == "ModelProto"
+
+
 def detect(model: Any) -> str:
     """The frontend `auto` picks for `model`."""
     if is_torch_module(model):
@@ -23,9 +31,9 @@ def detect(model: Any) -> str:
     name = type(model).__module__
     if name.startswith("keras") or name.startswith("tensorflow"):
         return "keras"
-    if name.startswith("onnx") or (isinstance(model, str) and model.endswith(".onnx")):
+    if is_onnx_model(model):
         return "onnx"
-    if isinstance(model, str) and model.endswith(".keras"):
+    if isinstance(model, (str, PurePath)) and str(model).endswith(".keras"):
         return "keras"
     raise SpecError(
         f"cannot tell which frontend lowers a {type(model).__name__} ({name}); pass a torch.nn.Module, "
@@ -57,6 +65,18 @@ def lower(model: Any, example_inputs: Any = None, *, frontend: str = "auto", on_
         from asgnas_ir.frontends.torch_fx import lower_torch_fx
 
         return lower_torch_fx(model, inputs, on_unsupported)
+    if chosen == "onnx":
+        if is_torch_module(model):
+            if not inputs:
+                raise SpecError("exporting a PyTorch model to ONNX needs example_inputs (a tensor or a tuple of tensors)")
+            from asgnas_ir.frontends.onnx.export import lower_torch_onnx
+
+            return lower_torch_onnx(model, inputs, on_unsupported)
+        if not is_onnx_model(model):
+            raise SpecError(f"frontend 'onnx' needs an onnx.ModelProto, a .onnx path or a torch.nn.Module, got {type(model).__name__}")
+        from asgnas_ir.frontends.onnx import lower_onnx
+
+        return lower_onnx(model, inputs or None, on_unsupported)
     raise AsgnasError(
         f"the '{chosen}' frontend is not available in this version yet; PyTorch models compile with frontend='fx'"
     )

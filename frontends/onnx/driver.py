@@ -1,0 +1,395 @@
+"""Lower an ONNX model (a ModelProto or a .onnx path) into the IR.
+
+Steps: fix the graph inputs' shapes (from the example inputs, else symbolic dims become 1);
+inline local functions; run ONNX shape inference with data propagation (every value gets a static
+shape); mark the constant part of the graph (initializers, `Constant`, `Shape`/`Size` of values
+with static shapes, and anything computed only from those); scan the rest for ops without a
+converter and raise one `UnsupportedOpError` listing them all (or keep them as opaque nodes); then
+walk the nodes in order, folding constants with numpy / `onnx.reference` and converting the others,
+checking each lowered shape against ONNX's. Converters of patterns (MatMul + bias Add, exact GELU,
+the GroupNorm decomposition) may lower later nodes too; the driver skips those, and drops what the
+pattern left unused at the end.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from asgnas_ir.errors import FrontendError, SpecError, UnsupportedOp, UnsupportedOpError
+from asgnas_ir.frontends.onnx.builder import FUSED, ONNX_DTYPES, Builder, Const, OnnxTensorType, Origin
+from asgnas_ir.frontends.onnx.ops import lookup
+from asgnas_ir.ir import attrs as A
+from asgnas_ir.ir.graph import Graph, GraphMeta, Value
+from asgnas_ir.ir.ops import Op
+
+# Ops whose result has the input's elements in the input's order: a constant seen through them
+# still binds to its initializer.
+_VIEW_OPS = {"Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Cast", "CastLike", "Expand"}
+_NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
+_DOMAINS = ("", "ai.onnx")
+
+
+def load_onnx(model: Any) -> onnx.ModelProto:
+    """A ModelProto from a ModelProto or a path (external data next to the file is loaded too)."""
+    if isinstance(model, onnx.ModelProto):
+        return model
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        if not path.is_file():
+            raise SpecError(f"ONNX file '{path}' does not exist")
+        try:
+            return onnx.load(str(path))
+        except Exception as exc:  # noqa: BLE001  (protobuf raises several types)
+            raise FrontendError(f"'{path}' is not a readable ONNX model: {type(exc).__name__}: {exc}") from None
+    raise SpecError(f"the onnx frontend needs an onnx.ModelProto or a .onnx path, got {type(model).__name__}")
+
+
+def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """The real graph inputs (older exporters also list every initializer as an input)."""
+    inits = {i.name for i in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in inits]
+
+
+def input_specs(model: onnx.ModelProto) -> list[tuple[str, tuple[int, ...]]]:
+    """(dtype, shape) of each graph input; symbolic or unknown dims are taken as 1."""
+    specs = []
+    for item in graph_inputs(model):
+        ttype = item.type.tensor_type
+        dtype = ONNX_DTYPES.get(ttype.elem_type)
+        if dtype is None:
+            raise FrontendError(f"ONNX graph input '{item.name}' has an unsupported element type {ttype.elem_type}")
+        dims = tuple(int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in ttype.shape.dim)
+        specs.append((dtype, dims))
+    return specs
+
+
+def _fix_inputs(model: onnx.ModelProto, shapes: list[tuple[int, ...]] | None) -> onnx.ModelProto:
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    inputs = graph_inputs(model)
+    if shapes is not None and len(shapes) != len(inputs):
+        raise FrontendError(
+            f"the ONNX model has {len(inputs)} input(s) ({', '.join(i.name for i in inputs)}) "
+            f"but {len(shapes)} example input(s) were given"
+        )
+    if shapes is not None:  # shapes recorded for other input shapes would contradict inference
+        del model.graph.value_info[:]
+        for out in model.graph.output:
+            out.type.tensor_type.ClearField("shape")
+    for i, item in enumerate(inputs):
+        dims = item.type.tensor_type.shape.dim
+        wanted = shapes[i] if shapes is not None else tuple(int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in dims)
+        if len(dims) and len(dims) != len(wanted):
+            raise FrontendError(f"ONNX input '{item.name}' has rank {len(dims)} but the example input has shape {list(wanted)}")
+        item.type.tensor_type.ClearField("shape")
+        for d in wanted:
+            item.type.tensor_type.shape.dim.add().dim_value = int(d)
+    return model
+
+
+def _types(model: onnx.ModelProto) -> dict[str, OnnxTensorType]:
+    types: dict[str, OnnxTensorType] = {}
+    g = model.graph
+    for info in [*g.input, *g.value_info, *g.output]:
+        if not info.type.HasField("tensor_type"):
+            continue
+        ttype = info.type.tensor_type
+        shape = None
+        if ttype.HasField("shape") and all(d.HasField("dim_value") for d in ttype.shape.dim):
+            shape = tuple(int(d.dim_value) for d in ttype.shape.dim)
+        types[info.name] = OnnxTensorType(shape=shape, dtype=ONNX_DTYPES.get(ttype.elem_type))
+    return types
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    for item in model.opset_import:
+        if item.domain in _DOMAINS:
+            return int(item.version)
+    return 1
+
+
+def _constant_nodes(model: onnx.ModelProto, nodes: list[onnx.NodeProto], types: dict[str, OnnxTensorType]) -> set[int]:
+    """Ids of the nodes the driver folds: their inputs are all known at lowering time."""
+    known = {i.name for i in model.graph.initializer} | {""}
+    # a lookup into a float weight table stays an embedding even with constant indices (positions)
+    tables = {i.name for i in model.graph.initializer if len(i.dims) == 2 and i.data_type in (1, 10, 11, 16)}
+    folded: set[int] = set()
+    for node in nodes:
+        if node.domain not in _DOMAINS or node.op_type in _NONDETERMINISTIC:
+            continue
+        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+            continue
+        static_shape = node.op_type in ("Shape", "Size") and types.get(node.input[0], OnnxTensorType(None, None)).shape is not None
+        # CastLike reads only the dtype of its second input, which shape inference knows
+        like = node.op_type == "CastLike" and node.input[0] in known and types.get(node.input[1], OnnxTensorType(None, None)).dtype
+        if node.op_type == "Gather" and node.input[0] in tables:
+            continue
+        if node.op_type == "Constant" or static_shape or like or all(i in known for i in node.input):
+            folded.add(id(node))
+            known.update(node.output)
+    return folded
+
+
+def _fold(b: Builder, node: onnx.NodeProto, opset: int) -> list[Const]:
+    """Evaluate a node whose inputs are all constant; keep the initializer a view of one came from."""
+    op = node.op_type
+    if op == "Constant":
+        for name in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+            value = b.attr(node, name)
+            if value is not None:
+                dtype = np.float32 if "float" in name else (np.int64 if "int" in name else None)
+                return [Const(np.asarray(value, dtype=dtype))]
+        raise b.fail("Constant with a sparse or string value is not supported")
+    if op in ("Shape", "Size"):
+        source = b.env.get(node.input[0])
+        shape = source.array.shape if isinstance(source, Const) else b.types[node.input[0]].shape
+        if op == "Size":
+            return [Const(np.asarray(int(np.prod(shape)), dtype=np.int64))]
+        start, end = b.attr(node, "start", 0), b.attr(node, "end", None)
+        return [Const(np.asarray(shape[start:end], dtype=np.int64))]
+    if op == "CastLike":
+        target = b.env.get(node.input[1])
+        dtype = target.array.dtype if isinstance(target, Const) else np.dtype(b.types[node.input[1]].dtype)
+        first = b.get(node.input[0])
+        same = first.array.dtype == dtype
+        return [Const(first.array.astype(dtype), first.origin if same else None)]
+    feeds = {name: b.get(name).array for name in node.input if name}
+    from onnx.reference import ReferenceEvaluator
+
+    try:
+        results = ReferenceEvaluator(node, opsets={"": opset}).run(None, feeds)
+    except Exception as exc:  # noqa: BLE001  (the reference runtime raises many types)
+        raise b.fail(f"folding this constant computation failed: {type(exc).__name__}: {exc}") from None
+    consts = [Const(np.asarray(r)) for r in results]
+    first = b.get(node.input[0]) if node.input and node.input[0] else None
+    if isinstance(first, Const) and first.origin is not None and consts:
+        out = consts[0]
+        if op in _VIEW_OPS and first.origin.perm is None and out.array.dtype == first.array.dtype and out.array.size == first.array.size:
+            out.origin = first.origin
+        elif op == "Transpose" and first.origin.perm is None and first.array.ndim == 2 and b.initializers[first.origin.name].ndim == 2:
+            out.origin = Origin(first.origin.name, (1, 0))
+    return consts
+
+
+def _refine_types(proto: onnx.ModelProto, nodes: list[onnx.NodeProto], folded: set[int], env: dict[str, Any]) -> dict[str, OnnxTensorType]:
+    """Shape inference again with every folded value as an initializer: data propagation misses
+    shapes computed through some ops (a Reshape of a Constant inside a Concat), folding does not."""
+    g = onnx.helper.make_graph(
+        [n for n in nodes if id(n) not in folded],
+        proto.graph.name,
+        list(graph_inputs(proto)),
+        list(proto.graph.output),
+        initializer=list(proto.graph.initializer) + [
+            numpy_helper.from_array(np.asarray(env[out].array), out)
+            for n in nodes if id(n) in folded for out in n.output if out and isinstance(env.get(out), Const)
+        ],
+    )
+    refined = onnx.helper.make_model(g, opset_imports=list(proto.opset_import), ir_version=proto.ir_version)
+    refined = onnx.shape_inference.infer_shapes(refined, check_type=False, strict_mode=False, data_prop=True)
+    return {k: v for k, v in _types(refined).items() if v.shape is not None}
+
+
+def _collect_unsupported(nodes: list[onnx.NodeProto], folded: set[int], opset: int) -> dict[str, list[str]]:
+    missing: dict[str, list[str]] = defaultdict(list)
+    for node in nodes:
+        if id(node) in folded:
+            continue
+        if node.domain not in _DOMAINS or lookup(node.op_type, opset) is None:
+            key = node.op_type if node.domain in _DOMAINS else f"{node.domain}::{node.op_type}"
+            missing[key].append(f"'{node.name or node.output[0]}'")
+    return missing
+
+
+def lower_onnx(
+    model: Any,
+    example_inputs: Any = None,
+    on_unsupported: str = "error",
+    *,
+    source_names: dict[str, str] | None = None,
+    trainable: dict[str, bool] | None = None,
+    framework: str = "onnx",
+    name: str | None = None,
+) -> Graph:
+    """Lower an ONNX model into an IR Graph with its weights.
+
+    Args:
+        model: an `onnx.ModelProto` or a path to a `.onnx` file.
+        example_inputs: arrays or tensors (anything with `.shape`) fixing the input shapes; by
+            default the declared shapes, with symbolic dims taken as 1.
+        on_unsupported: `error` or `opaque`.
+        source_names: initializer name -> `Param.source` (the torch path when exported from torch).
+        trainable: `Param.source` -> whether it is trainable (torch parameters vs buffers).
+        framework: `GraphMeta.framework` (`torch` when the model was exported from torch).
+    """
+    proto = load_onnx(model)
+    shapes = None
+    if example_inputs:
+        shapes = [tuple(int(d) for d in getattr(x, "shape", ())) for x in example_inputs]
+    proto = _fix_inputs(proto, shapes)
+    if proto.functions:
+        proto = onnx.inliner.inline_local_functions(proto)
+    try:
+        proto = onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
+    except Exception as exc:  # noqa: BLE001  (inference errors come as several types)
+        raise FrontendError(f"ONNX shape inference failed: {type(exc).__name__}: {exc}") from None
+    opset = _opset(proto)
+    types = _types(proto)
+    # One list of node objects for the whole lowering: the driver and the converters identify
+    # nodes by id(), and protobuf makes a fresh Python wrapper on every access to a repeated field.
+    nodes = list(proto.graph.node)
+    folded = _constant_nodes(proto, nodes, types)
+    missing = _collect_unsupported(nodes, folded, opset)
+    if missing and on_unsupported != "opaque":
+        raise UnsupportedOpError("onnx", [UnsupportedOp(op, tuple(locs)) for op, locs in missing.items()])
+
+    initializers = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for node in nodes:
+        if id(node) not in folded:  # Shape / CastLike read a tensor's type, not its data
+            for i in node.input:
+                consumers[i].append(node)
+    for out in proto.graph.output:
+        consumers[out.name].append(onnx.NodeProto())  # a graph output is a consumer too
+    b = Builder(initializers, types, source_names or {}, opset, consumers, trainable)
+    for node in nodes:
+        for out in node.output:
+            b.producers[out] = node
+    for init_name, array in initializers.items():
+        b.env[init_name] = Const(array, Origin(init_name))
+
+    inputs: list[str] = []
+    for item in graph_inputs(proto):
+        found = types[item.name]
+        rank = len(found.shape or ())
+        floating = (found.dtype or "").startswith(("float", "bfloat"))
+        value_name = b._fresh_id(item.name)
+        b.values[value_name] = Value(shape=found.shape, dtype=found.dtype, channel_axis=1 if rank >= 2 and floating else None)
+        b.env[item.name] = value_name
+        inputs.append(value_name)
+
+    # Fold every constant first: pattern converters look ahead at constants defined later.
+    for node in nodes:
+        if id(node) in folded:
+            b.current = node
+            for out, const in zip(node.output, _fold(b, node, opset), strict=False):
+                b.env[out] = const
+    b.current = None
+    if any(types.get(out, OnnxTensorType(None, None)).shape is None for n in nodes if id(n) not in folded for out in n.output if out):
+        types.update(_refine_types(proto, nodes, folded, b.env))
+    for node in nodes:
+        b.current = node
+        if id(node) in b.fused or id(node) in folded:
+            continue
+        converter = lookup(node.op_type, opset) if node.domain in _DOMAINS else None
+        if converter is None:
+            result: Any = _opaque(b, node)
+        else:
+            result = converter(b, node)
+        if result is FUSED:
+            continue
+        if len(node.output) > 1 and isinstance(result, list):
+            for out, item in zip(node.output, result, strict=False):
+                if out and item is not None:
+                    b.env[out] = item
+                    b.check_shape(out, item)
+        else:
+            b.env[node.output[0]] = result
+            b.check_shape(node.output[0], result)
+    b.current = None
+
+    outputs = []
+    for out in proto.graph.output:
+        value = b.env.get(out.name)
+        if isinstance(value, Const):
+            value = b.constant_node(value, out.name)
+        if not isinstance(value, str):
+            raise FrontendError(f"ONNX graph output '{out.name}' is not a tensor")
+        outputs.append(value)
+    _drop_dead(b, outputs)
+    _choose_sequence_layout(b, inputs)
+    model_name = name or proto.graph.name or "model"
+    versions = {"onnx": onnx.__version__, "opset": str(opset)}
+    if proto.producer_name:
+        versions["producer"] = f"{proto.producer_name} {proto.producer_version}".strip()
+    graph = Graph(
+        name=model_name,
+        inputs=inputs,
+        outputs=outputs,
+        values=dict(b.values),
+        params=b.params,
+        nodes=b.nodes,
+        meta=GraphMeta(
+            framework=framework,
+            frontend="onnx",
+            model_name=model_name,
+            layout="channels_first",
+            versions=versions,
+            output_kind="tuple" if len(outputs) > 1 else "single",
+        ),
+    )
+    graph.set_weights(b.weights)
+    return graph
+
+
+def _opaque(b: Builder, node: onnx.NodeProto) -> list[str] | str:
+    tensors = [b.tensor(node, i) for i in range(len(node.input)) if b.has_input(node, i)]
+    kwargs = {}
+    for a in node.attribute:
+        value = b.attr(node, a.name)
+        kwargs[a.name] = value.tolist() if isinstance(value, np.ndarray) else value if isinstance(value, (int, float, str, list)) else repr(value)
+    attrs = A.OpaqueAttrs(
+        target=f"onnx::{node.op_type}" if node.domain in _DOMAINS else f"{node.domain}::{node.op_type}",
+        kind="function",
+        args=[{"$input": i} for i in range(len(tensors))],
+        kwargs=kwargs,
+    )
+    outs = b.emit_opaque(node, tensors, attrs)
+    return outs if len(outs) > 1 else outs[0]
+
+
+def _drop_dead(b: Builder, outputs: list[str]) -> None:
+    """Drop nodes nothing reads (values a pattern converter left behind, folded weights) and their params."""
+    while True:
+        used = set(outputs)
+        for node in b.nodes:
+            used.update(node.inputs)
+        kept = [n for n in b.nodes if any(o in used for o in n.outputs)]
+        if len(kept) == len(b.nodes):
+            break
+        dropped = {o for n in b.nodes for o in n.outputs} - {o for n in kept for o in n.outputs}
+        b.nodes[:] = kept
+        for name in dropped:
+            b.values.pop(name, None)
+    params_used = {p for n in b.nodes for p in n.params.values()}
+    for name in list(b.params):
+        if name not in params_used:
+            del b.params[name]
+            b.weights.pop(name, None)
+
+
+_LAST_AXIS_OPS = {Op.LINEAR, Op.LAYER_NORM}
+_CHANNEL_FIRST_OPS = {Op.CONV, Op.CONV_TRANSPOSE, Op.BATCH_NORM, Op.INSTANCE_NORM, Op.GROUP_NORM, Op.MAX_POOL, Op.AVG_POOL}
+
+
+def _choose_sequence_layout(b: Builder, inputs: list[str]) -> None:
+    """Rank-3 float inputs read by Linear / LayerNorm only are [batch, tokens, features] sequences
+    (the rule the fx frontend follows, docs/design-notes.md): channel axis last, types re-inferred."""
+    changed = False
+    for name in inputs:
+        value = b.values[name]
+        if len(value.shape) != 3 or value.channel_axis != 1:
+            continue
+        readers = {node.op for node in b.nodes if name in node.inputs}
+        if readers & _LAST_AXIS_OPS and not readers & _CHANNEL_FIRST_OPS:
+            b.values[name] = value.model_copy(update={"channel_axis": 2})
+            changed = True
+    if changed:
+        from asgnas_ir.passes.analysis.shape_inference import infer_values
+
+        draft = Graph.model_construct(inputs=inputs, outputs=[], values=b.values, params=b.params, nodes=b.nodes)
+        b.values.update(infer_values(draft))

@@ -1,0 +1,106 @@
+"""The fx-independent PyTorch path: export with `torch.onnx.export`, then lower the ONNX graph.
+
+The export keeps the weights recognisable: the model is exported in eval mode without the
+exporter's optimizer (which would fuse BatchNorm into the preceding conv) and without constant
+folding, so every torch parameter and buffer stays an initializer. The dynamo exporter names
+initializers by their torch path; the TorchScript exporter (the fallback when dynamo fails) may
+not, so initializers are also matched to torch tensors by content (directly or, for a 2-d matrix,
+transposed). `Param.source` is then the torch path and `binding.live_tensors` binds the IR to the
+live model exactly as it does for the fx frontend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+
+from asgnas_ir.errors import FrontendError
+from asgnas_ir.ir.graph import Graph
+
+OPSET = 20
+
+
+def export_torch(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> onnx.ModelProto:
+    """Export `model` (already in eval mode) to ONNX; falls back to the TorchScript exporter with a warning."""
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model, example_inputs, dynamo=True, optimize=False, verbose=False, report=False, opset_version=OPSET,
+            )
+        return program.model_proto
+    except Exception as dynamo_exc:  # noqa: BLE001  (the exporter raises many types)
+        reason = f"{type(dynamo_exc).__name__}: {str(dynamo_exc).splitlines()[0] if str(dynamo_exc) else ''}"
+    finally:
+        quiet.setLevel(level)
+    warnings.warn(
+        f"torch.onnx.export(dynamo=True) failed for {type(model).__name__} ({reason}); "
+        "falling back to the TorchScript exporter (dynamo=False)",
+        stacklevel=3,
+    )
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model, example_inputs, buffer, dynamo=False, opset_version=OPSET, do_constant_folding=False,
+                training=torch.onnx.TrainingMode.PRESERVE, export_params=True, keep_initializers_as_inputs=False,
+            )
+    except Exception as exc:  # noqa: BLE001
+        raise FrontendError(
+            f"torch.onnx.export cannot export {type(model).__name__}: dynamo: {reason}; "
+            f"TorchScript: {type(exc).__name__}: {exc}"
+        ) from None
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def source_names(model: torch.nn.Module, proto: onnx.ModelProto) -> dict[str, str]:
+    """Initializer name -> torch parameter/buffer path, by name first, then by content."""
+    tensors = dict(model.named_buffers())
+    tensors.update(dict(model.named_parameters(remove_duplicate=False)))
+    by_content: dict[tuple, str] = {}
+    for path, tensor in tensors.items():
+        array = tensor.detach().cpu().numpy()
+        by_content.setdefault((array.shape, str(array.dtype), array.tobytes()), path)
+    mapping: dict[str, str] = {}
+    for init in proto.graph.initializer:
+        if init.name in tensors:
+            mapping[init.name] = init.name
+            continue
+        array = numpy_helper.to_array(init)
+        key = (array.shape, str(array.dtype), np.ascontiguousarray(array).tobytes())
+        if key in by_content and array.size > 1:
+            mapping[init.name] = by_content[key]
+    return mapping
+
+
+def lower_torch_onnx(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], on_unsupported: str = "error") -> Graph:
+    """Lower `model` through `torch.onnx.export`: params keep their torch paths as `source`."""
+    from asgnas_ir.frontends.onnx.driver import lower_onnx
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            proto = export_torch(model, example_inputs)
+        names = source_names(model, proto)
+        trainable = {path: bool(p.requires_grad) for path, p in model.named_parameters(remove_duplicate=False)}
+        trainable.update({path: False for path, _ in model.named_buffers()})
+        graph = lower_onnx(
+            proto, example_inputs, on_unsupported, source_names=names, trainable=trainable,
+            framework="torch", name=type(model).__name__,
+        )
+    finally:
+        model.train(was_training)
+    graph.meta.versions["torch"] = torch.__version__
+    return graph
