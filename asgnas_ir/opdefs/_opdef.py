@@ -197,56 +197,79 @@ def broadcast_shapes(shapes: list[tuple[int, ...]]) -> tuple[int, ...] | None:
 
 def reshape_channel_map(
     in_shape: tuple[int, ...], in_axis: int, out_shape: tuple[int, ...], prefer: int | None = None
-) -> tuple[int | None, np.ndarray | None, int]:
+) -> tuple[int | None, np.ndarray | None]:
     """Where the channels of a value end up after a row-major reshape.
 
-    Returns `(axis, index_map, block)`: output axis `axis` carries channels, and output position j
-    along it holds input channels `index_map[j] .. index_map[j] + block - 1`. `block` is 1 for a plain
-    move (a flatten of NCHW repeats each channel H*W times, so `index_map` repeats entries). A block
-    above 1 is a split of the channel axis into (blocks, block), e.g. embedding features into
-    attention heads [B, T, E] -> [B, T, H, Dh]: position h holds the contiguous channels of head h,
-    which must then be removed together. When the reshape scatters channels any other way there is
-    no such axis: `(None, None, 1)`.
+    Returns `(axis, ties)`: output axis `axis` carries channels, and output position j along it
+    holds exactly the input channels `ties[j]` (a row of a 2-d array), which must go together.
+    Three readings exist:
+    - plain: one channel per position (`ties` has one column). A flatten of NCHW repeats each
+      channel H*W times, so a channel may sit at several positions.
+    - blocks: the channel axis split into (blocks, block), position h holding a contiguous block,
+      e.g. embedding features into attention heads [B, T, E] -> [B, T, H, Dh].
+    - strided: the same split read on the inner axis, position e holding channels e, e + m, ...,
+      e.g. a packed q/k/v projection [.., 3E] -> [.., 3, E] whose q, k and v are then picked apart.
+    When the reshape scatters channels any other way there is no such axis: `(None, None)`.
 
     Shapes alone can be ambiguous: [1, 17, 8] -> [1, 17, 1, 8] is an unsqueeze (channels on axis 3)
     or the one head left of a head split (channels on axis 2). `prefer` is the axis the value
-    already carries (a sub-network keeps its source graph's reading); it wins when it is a valid
-    reading.
+    already carries (a sub-network keeps its source graph's reading, and a frontend may choose the
+    strided reading); it wins when it is a valid reading. Otherwise plain beats blocks beats strided.
     """
     channels = in_shape[in_axis]
     shape = [1] * len(in_shape)
     shape[in_axis] = channels
     element_channel = np.broadcast_to(np.arange(channels).reshape(shape), in_shape).reshape(out_shape)
-    candidates = []
-    for axis in range(len(out_shape)):
-        rows = np.moveaxis(element_channel, axis, 0).reshape(out_shape[axis], -1)
-        if (rows == rows[:, :1]).all():
-            candidates.append(axis)
-    if channels == 1:
-        candidates = [a for a in candidates if out_shape[a] > 1] or candidates
-    candidates = [a for a in candidates if a > 0] or candidates
 
-    def exact(axis: int) -> tuple[int, np.ndarray, int]:
-        return axis, np.moveaxis(element_channel, axis, 0).reshape(out_shape[axis], -1)[:, 0], 1
+    def rows(axis: int) -> np.ndarray:
+        return np.moveaxis(element_channel, axis, 0).reshape(out_shape[axis], -1)
 
-    def blocked(axis: int) -> tuple[int, np.ndarray, int] | None:
+    def plain(axis: int) -> np.ndarray | None:
+        r = rows(axis)
+        return r[:, :1] if (r == r[:, :1]).all() else None
+
+    def blocked(axis: int) -> np.ndarray | None:
         blocks = out_shape[axis]
         if channels % blocks:
             return None
         block = channels // blocks
-        rows = np.moveaxis(element_channel, axis, 0).reshape(blocks, -1) // block
-        return (axis, np.arange(blocks) * block, block) if (rows == np.arange(blocks)[:, None]).all() else None
+        ties = np.arange(channels).reshape(blocks, block)
+        return ties if (rows(axis) // block == np.arange(blocks)[:, None]).all() else None
+
+    def strided(axis: int) -> np.ndarray | None:
+        period = out_shape[axis]
+        if channels % period or period == channels:
+            return None
+        ties = np.arange(channels).reshape(channels // period, period).T
+        return ties if (rows(axis) % period == np.arange(period)[:, None]).all() else None
 
     if prefer is not None and prefer < len(out_shape):
-        if prefer in candidates:
-            return exact(prefer)
-        found = blocked(prefer)
-        if found is not None:
-            return found
+        for reading in (plain, blocked, strided):
+            ties = reading(prefer)
+            if ties is not None:
+                return prefer, ties
+    candidates = [a for a in range(len(out_shape)) if plain(a) is not None]
+    if channels == 1:
+        candidates = [a for a in candidates if out_shape[a] > 1] or candidates
+    candidates = [a for a in candidates if a > 0] or candidates
     if candidates:
-        return exact(max(candidates, key=lambda a: (out_shape[a], -a)))
+        axis = max(candidates, key=lambda a: (out_shape[a], -a))
+        return axis, plain(axis)
     for axis in range(1, len(out_shape)):
-        found = blocked(axis) if out_shape[axis] > 1 else None
-        if found is not None:
-            return found
-    return None, None, 1
+        ties = blocked(axis) if out_shape[axis] > 1 else None
+        if ties is not None:
+            return axis, ties
+    return None, None
+
+
+def strided_reading(in_shape: tuple[int, ...], in_axis: int, out_shape: tuple[int, ...]) -> int | None:
+    """The output axis of the strided reading of a reshape (see `reshape_channel_map`), or None."""
+    channels = in_shape[in_axis]
+    for axis in range(1, len(out_shape)):
+        period = out_shape[axis]
+        if period < 2 or channels % period or period == channels:
+            continue
+        found, ties = reshape_channel_map(in_shape, in_axis, out_shape, prefer=axis)
+        if found == axis and ties is not None and ties.shape[1] > 1 and ties[0, 1] - ties[0, 0] == period:
+            return axis
+    return None

@@ -153,7 +153,7 @@ def _with_reshaped_channels(ctx: InferCtx, shape: tuple[int, ...]) -> list[Value
     if x.channel_axis is not None:
         stored = ctx.graph.values.get(ctx.node.outputs[0])
         prefer = stored.channel_axis if stored is not None and stored.shape == shape else None
-        channel_axis, _, _ = reshape_channel_map(x.shape, x.channel_axis, shape, prefer)
+        channel_axis, _ = reshape_channel_map(x.shape, x.channel_axis, shape, prefer)
     return [Value(shape=shape, dtype=x.dtype, channel_axis=channel_axis)]
 
 
@@ -190,17 +190,16 @@ def _couple_reshape(ctx: CoupleCtx) -> None:
     if labels is None:
         ctx.set_labels(node.outputs[0], None)
         return
-    axis, index_map, block = reshape_channel_map(x.shape, x.channel_axis, out.shape, out.channel_axis)  # type: ignore[arg-type]
+    axis, ties = reshape_channel_map(x.shape, x.channel_axis, out.shape, out.channel_axis)  # type: ignore[arg-type]
     if axis is None or axis != out.channel_axis:
         ctx.pin(labels, "reshape spreads channels over several axes")
         ctx.set_labels(node.outputs[0], None if out.channel_axis is None else ctx.fresh(out.shape[out.channel_axis]))
         if out.channel_axis is not None:
             ctx.pin(ctx.labels(node.outputs[0]), "reshape output")
         return
-    if block > 1:  # a channel split into (blocks, block): each block goes as one
-        for start in index_map:  # type: ignore[union-attr]
-            ctx.tie_all(labels[start : start + block])
-    ctx.set_labels(node.outputs[0], labels[index_map])
+    for row in ties if ties.shape[1] > 1 else ():  # type: ignore[union-attr]
+        ctx.tie_all(labels[row])  # a split channel axis: the channels at one position go as one
+    ctx.set_labels(node.outputs[0], labels[ties[:, 0]])  # type: ignore[index]
 
 
 def _resize_reshape(ctx: ResizeCtx) -> A.Attrs:

@@ -22,11 +22,11 @@ import onnx
 from onnx import numpy_helper
 
 from asgnas_ir.errors import FrontendError, SpecError, UnsupportedOp, UnsupportedOpError
+from asgnas_ir.frontends._layout import choose_sequence_layout, read_packed_splits_on_features
 from asgnas_ir.frontends.onnx.builder import FUSED, ONNX_DTYPES, Builder, Const, OnnxTensorType, Origin
 from asgnas_ir.frontends.onnx.ops import lookup
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.graph import Graph, GraphMeta, Value
-from asgnas_ir.ir.ops import Op
 
 # Ops whose result has the input's elements in the input's order: a constant seen through them
 # still binds to its initializer.
@@ -311,7 +311,8 @@ def lower_onnx(
             raise FrontendError(f"ONNX graph output '{out.name}' is not a tensor")
         outputs.append(value)
     _drop_dead(b, outputs)
-    _choose_sequence_layout(b, inputs)
+    choose_sequence_layout(b.values, b.params, b.nodes, inputs)
+    read_packed_splits_on_features(b.values, b.params, b.nodes, inputs)
     model_name = name or proto.graph.name or "model"
     versions = {"onnx": onnx.__version__, "opset": str(opset)}
     if proto.producer_name:
@@ -372,24 +373,3 @@ def _drop_dead(b: Builder, outputs: list[str]) -> None:
             b.weights.pop(name, None)
 
 
-_LAST_AXIS_OPS = {Op.LINEAR, Op.LAYER_NORM}
-_CHANNEL_FIRST_OPS = {Op.CONV, Op.CONV_TRANSPOSE, Op.BATCH_NORM, Op.INSTANCE_NORM, Op.GROUP_NORM, Op.MAX_POOL, Op.AVG_POOL}
-
-
-def _choose_sequence_layout(b: Builder, inputs: list[str]) -> None:
-    """Rank-3 float inputs read by Linear / LayerNorm only are [batch, tokens, features] sequences
-    (the rule the fx frontend follows, docs/design-notes.md): channel axis last, types re-inferred."""
-    changed = False
-    for name in inputs:
-        value = b.values[name]
-        if len(value.shape) != 3 or value.channel_axis != 1:
-            continue
-        readers = {node.op for node in b.nodes if name in node.inputs}
-        if readers & _LAST_AXIS_OPS and not readers & _CHANNEL_FIRST_OPS:
-            b.values[name] = value.model_copy(update={"channel_axis": 2})
-            changed = True
-    if changed:
-        from asgnas_ir.passes.analysis.shape_inference import infer_values
-
-        draft = Graph.model_construct(inputs=inputs, outputs=[], values=b.values, params=b.params, nodes=b.nodes)
-        b.values.update(infer_values(draft))

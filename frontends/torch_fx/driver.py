@@ -17,6 +17,7 @@ import torch
 import torch.fx
 
 from asgnas_ir.errors import FrontendError, UnsupportedOp, UnsupportedOpError
+from asgnas_ir.frontends._layout import choose_sequence_layout, read_packed_splits_on_features
 from asgnas_ir.frontends.torch_fx import swin, transformer  # noqa: F401  (register their converters)
 from asgnas_ir.frontends.torch_fx.builder import Builder, TensorMeta
 from asgnas_ir.frontends.torch_fx.functions import FUNCTIONS, function_key
@@ -173,7 +174,8 @@ def _convert(
                 b.env[node] = converter(b, node)
                 b.check_shape(node, b.env[node])
     _drop_dead_constants(b, outputs)
-    _choose_sequence_layout(b, inputs)
+    choose_sequence_layout(b.values, b.params, b.nodes, inputs)
+    read_packed_splits_on_features(b.values, b.params, b.nodes, inputs)
     graph = Graph(
         name=type(model).__name__,
         inputs=inputs,
@@ -194,28 +196,6 @@ def _convert(
     return graph
 
 
-_LAST_AXIS_OPS = {Op.LINEAR, Op.LAYER_NORM}
-_CHANNEL_FIRST_OPS = {Op.CONV, Op.CONV_TRANSPOSE, Op.BATCH_NORM, Op.INSTANCE_NORM, Op.GROUP_NORM, Op.MAX_POOL, Op.AVG_POOL}
-
-
-def _choose_sequence_layout(b: Builder, inputs: list[str]) -> None:
-    """A rank-3 float input is NCL for Conv1d/BatchNorm1d but [batch, tokens, features] for Linear and
-    LayerNorm. Decide by what reads it and, for sequences, move its channel axis to the last one and
-    re-infer every value's type so the channels downstream follow."""
-    changed = False
-    for name in inputs:
-        value = b.values[name]
-        if len(value.shape) != 3 or value.channel_axis != 1:
-            continue
-        readers = {node.op for node in b.nodes if name in node.inputs}
-        if readers & _LAST_AXIS_OPS and not readers & _CHANNEL_FIRST_OPS:
-            b.values[name] = value.model_copy(update={"channel_axis": 2})
-            changed = True
-    if changed:
-        from asgnas_ir.passes.analysis.shape_inference import infer_values
-
-        draft = Graph.model_construct(inputs=inputs, outputs=[], values=b.values, params=b.params, nodes=b.nodes)
-        b.values.update(infer_values(draft))
 
 
 def _lower_get_attr(b: Builder, gm: torch.fx.GraphModule, node: torch.fx.Node) -> Any:

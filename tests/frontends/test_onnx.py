@@ -196,13 +196,6 @@ def test_detect_and_input_override(tmp_path) -> None:  # noqa: ANN001
 torch = pytest.importorskip("torch")
 from tests.models import REPLICAS, example_inputs  # noqa: E402
 
-# vit_encoder: nn.MultiheadAttention exports its packed in_proj as one MatMul whose [T, B, 3E] output
-# is reshaped to [T, B, 3, E], transposed and picked apart by Gather along the "3" axis, then heads are
-# merged into the batch axis ([T, B*H, Dh]). Channel labels do not follow a head through that chain, so
-# the onnx frontend finds all of a layer's heads as one group where fx (which lowers the module itself)
-# finds one group per head. Sound (check passes) but coarser.
-COARSER_ON_ONNX = {"vit_encoder"}
-
 
 @functools.cache
 def _graphs(name: str) -> tuple[ai.Graph, ai.Graph]:
@@ -231,8 +224,6 @@ def test_fx_and_onnx_find_the_same_groups(name: str, mode: str) -> None:
     assert onnx_graph.meta.framework == "torch" and onnx_graph.meta.frontend == "onnx"
     torch_paths = set(dict(REPLICAS[name].build().named_parameters())) | set(dict(REPLICAS[name].build().named_buffers()))
     assert {p.source for p in onnx_graph.params.values() if p.trainable} <= torch_paths
-    if name in COARSER_ON_ONNX and mode == "prune":
-        pytest.xfail("nn.MultiheadAttention heads are not separated through the exported reshape/gather chain")
     assert canonical(fx_graph, mode) == canonical(onnx_graph, mode)
 
 

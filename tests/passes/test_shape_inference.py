@@ -12,7 +12,7 @@ import asgnas_ir as ai
 from asgnas_ir.ir import Graph, Param, Value, make_node
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.ops import Op
-from asgnas_ir.opdefs._opdef import reshape_channel_map
+from asgnas_ir.opdefs._opdef import reshape_channel_map, strided_reading
 
 
 def infer(
@@ -269,10 +269,21 @@ def test_reshape_scattering_channels_loses_the_channel_axis():
 def test_head_split_ties_each_head_and_survives_pruning_to_one_head():
     """[B, T, E] -> [B, T, H, Dh]: H carries the channels in blocks of Dh; with one head left the
     ambiguous [B, T, 1, Dh] keeps the reading its source graph had (axis 2, not the Dh axis)."""
-    axis, index_map, block = reshape_channel_map((1, 5, 32), 2, (1, 5, 4, 8))
-    assert (axis, block) == (2, 8) and index_map.tolist() == [0, 8, 16, 24]
+    axis, ties = reshape_channel_map((1, 5, 32), 2, (1, 5, 4, 8))
+    assert axis == 2 and ties.tolist() == [list(range(h * 8, h * 8 + 8)) for h in range(4)]
     assert reshape_channel_map((1, 5, 8), 2, (1, 5, 1, 8))[0] == 3
-    assert reshape_channel_map((1, 5, 8), 2, (1, 5, 1, 8), prefer=2)[:3:2] == (2, 8)
+    axis, ties = reshape_channel_map((1, 5, 8), 2, (1, 5, 1, 8), prefer=2)
+    assert axis == 2 and ties.tolist() == [list(range(8))]
+
+
+def test_packed_projection_split_can_be_read_on_the_inner_axis():
+    """[.., 3E] -> [.., 3, E]: by default the 3 blocks carry the channels; the strided reading (chosen
+    when q, k and v are picked apart afterwards) puts them on E and ties channel e of q, k and v."""
+    assert reshape_channel_map((17, 1, 12), 2, (17, 1, 3, 4))[0] == 2
+    axis = strided_reading((17, 1, 12), 2, (17, 1, 3, 4))
+    assert axis == 3
+    _, ties = reshape_channel_map((17, 1, 12), 2, (17, 1, 3, 4), prefer=axis)
+    assert ties.tolist() == [[0, 4, 8], [1, 5, 9], [2, 6, 10], [3, 7, 11]]
 
 
 def test_reshape_with_wrong_element_count_is_rejected():
