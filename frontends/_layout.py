@@ -3,10 +3,11 @@
 Shape inference reads each op locally. Two readings need the graph around a value:
 - a rank-3 float input is NCL for Conv1d/BatchNorm1d but [batch, tokens, features] for Linear and
   LayerNorm; what reads it decides (`choose_sequence_layout`);
-- a packed projection reshaped [.., 3E] -> [.., 3, E] reads by default as three blocks (all of q,
-  all of k, all of v), which ties every attention head together. When q, k and v are then picked
-  apart along that axis (slices or a split of size 1, through permutes and unsqueezes), the
-  strided reading on E is exact and keeps heads apart (`read_packed_splits_on_features`).
+- a packed projection reshaped [.., 3E] -> [.., 3, E] (or [.., 3, H, Dh]) reads by default on its
+  outermost factor: three blocks (all of q, all of k, all of v), which ties every attention head
+  together. When q, k and v are then picked apart along that axis (slices or a split of size 1,
+  through permutes and unsqueezes), the next factor's reading is exact and keeps heads apart
+  (`read_packed_splits_on_features`).
 After changing a value's channel axis, every value type is inferred again from the inputs.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 from asgnas_ir.ir.graph import Graph, Param, Value
 from asgnas_ir.ir.node import NodeBase
 from asgnas_ir.ir.ops import Op
-from asgnas_ir.opdefs._opdef import reshape_channel_map, strided_reading
+from asgnas_ir.opdefs._opdef import factor_axes
 
 _LAST_AXIS_OPS = {Op.LINEAR, Op.LAYER_NORM}
 _CHANNEL_FIRST_OPS = {Op.CONV, Op.CONV_TRANSPOSE, Op.BATCH_NORM, Op.INSTANCE_NORM, Op.GROUP_NORM, Op.MAX_POOL, Op.AVG_POOL}
@@ -88,11 +89,10 @@ def read_packed_splits_on_features(values: dict[str, Value], params: dict[str, P
         x, out = values[node.inputs[0]], values[node.outputs[0]]
         if x.channel_axis is None or out.channel_axis is None:
             continue
-        axis, ties = reshape_channel_map(x.shape, x.channel_axis, out.shape)
-        if axis is None or ties is None or ties.shape[1] < 2 or ties[0, 1] != ties[0, 0] + 1:
-            continue  # not a block reading
-        inner = strided_reading(x.shape, x.channel_axis, out.shape)
-        if inner is not None and _picked_apart(node.outputs[0], axis, users, values):
-            chosen[node.outputs[0]] = out.model_copy(update={"channel_axis": inner})
+        factors = factor_axes(x.shape, x.channel_axis, out.shape)
+        if len(factors) < 2 or out.channel_axis != factors[0]:
+            continue  # not split, or not read on its outermost factor
+        if _picked_apart(node.outputs[0], factors[0], users, values):
+            chosen[node.outputs[0]] = out.model_copy(update={"channel_axis": factors[1]})
     if chosen:
         _reinfer(values, params, nodes, {**{name: values[name] for name in inputs}, **chosen})

@@ -118,6 +118,12 @@ class SoftplusAttrs(Attrs):
     threshold: float = 20.0
 
 
+class PowAttrs(Attrs):
+    """x ** exponent elementwise, with a scalar exponent."""
+
+    exponent: float
+
+
 class DropoutAttrs(Attrs):
     """Dropout is kept in the IR so the generated model trains like the source one."""
 

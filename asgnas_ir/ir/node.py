@@ -38,6 +38,7 @@ OP_ATTRS: dict[Op, type[A.Attrs]] = {
     Op.NEG: A.NoAttrs,
     Op.EXP: A.NoAttrs,
     Op.SQRT: A.NoAttrs,
+    Op.POW: A.PowAttrs,
     Op.IDENTITY: A.NoAttrs,
     Op.DROPOUT: A.DropoutAttrs,
     Op.ADD: A.BinaryAttrs,

@@ -39,6 +39,7 @@ class Op(str, Enum):
     NEG = "neg"
     EXP = "exp"
     SQRT = "sqrt"
+    POW = "pow"
     IDENTITY = "identity"
     DROPOUT = "dropout"
     # elementwise binary (numpy broadcasting, optionally with a scalar operand)
@@ -81,7 +82,7 @@ NORM_OPS = frozenset({Op.BATCH_NORM, Op.LAYER_NORM, Op.GROUP_NORM, Op.INSTANCE_N
 UNARY_OPS = frozenset(
     {
         Op.RELU, Op.LEAKY_RELU, Op.CLAMP, Op.GELU, Op.SILU, Op.SIGMOID, Op.TANH, Op.HARDSWISH,
-        Op.HARDSIGMOID, Op.ELU, Op.SOFTPLUS, Op.MISH, Op.NEG, Op.EXP, Op.SQRT, Op.IDENTITY, Op.DROPOUT,
+        Op.HARDSIGMOID, Op.ELU, Op.SOFTPLUS, Op.MISH, Op.NEG, Op.EXP, Op.SQRT, Op.POW, Op.IDENTITY, Op.DROPOUT,
     }
 )
 BINARY_OPS = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV})

@@ -22,6 +22,7 @@ only places where a removed channel meets a kept one are weighted sums whose wei
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -195,6 +196,26 @@ def broadcast_shapes(shapes: list[tuple[int, ...]]) -> tuple[int, ...] | None:
         return None
 
 
+def factor_axes(in_shape: tuple[int, ...], in_axis: int, out_shape: tuple[int, ...]) -> list[int]:
+    """The output axes a row-major reshape splits the channel axis into, outermost first.
+
+    [B, T, 3E] -> [B, T, 3, H, Dh] splits E' = 3E into the factors (3, H, Dh) on axes 2, 3, 4. Empty when
+    the channel axis is not split into whole output axes (kept, merged with others, or scattered).
+    """
+    before = math.prod(in_shape[:in_axis])
+    through = before * in_shape[in_axis]
+    size, start = 1, None
+    for axis, dim in enumerate(out_shape):
+        if size == before and start is None and dim != 1:
+            start = axis
+        size *= dim
+        if start is not None and size == through:
+            return [a for a in range(start, axis + 1) if out_shape[a] > 1]
+        if size > through:
+            break
+    return []
+
+
 def reshape_channel_map(
     in_shape: tuple[int, ...], in_axis: int, out_shape: tuple[int, ...], prefer: int | None = None
 ) -> tuple[int | None, np.ndarray | None]:
@@ -202,49 +223,40 @@ def reshape_channel_map(
 
     Returns `(axis, ties)`: output axis `axis` carries channels, and output position j along it
     holds exactly the input channels `ties[j]` (a row of a 2-d array), which must go together.
-    Three readings exist:
+    Two kinds of reading exist:
     - plain: one channel per position (`ties` has one column). A flatten of NCHW repeats each
       channel H*W times, so a channel may sit at several positions.
-    - blocks: the channel axis split into (blocks, block), position h holding a contiguous block,
-      e.g. embedding features into attention heads [B, T, E] -> [B, T, H, Dh].
-    - strided: the same split read on the inner axis, position e holding channels e, e + m, ...,
-      e.g. a packed q/k/v projection [.., 3E] -> [.., 3, E] whose q, k and v are then picked apart.
+    - factor: the channel axis is split into several output axes (`factor_axes`) and `axis` is one
+      of them; position j holds every channel whose digit on that axis is j. The outermost factor
+      of [B, T, E] -> [B, T, H, Dh] gives attention heads (contiguous blocks); an inner factor of a
+      packed projection [.., 3E] -> [.., 3, H, Dh] ties head h of q, k and v together.
     When the reshape scatters channels any other way there is no such axis: `(None, None)`.
 
     Shapes alone can be ambiguous: [1, 17, 8] -> [1, 17, 1, 8] is an unsqueeze (channels on axis 3)
     or the one head left of a head split (channels on axis 2). `prefer` is the axis the value
-    already carries (a sub-network keeps its source graph's reading, and a frontend may choose the
-    strided reading); it wins when it is a valid reading. Otherwise plain beats blocks beats strided.
+    already carries (a sub-network keeps its source graph's reading, and a frontend may choose an
+    inner factor); it wins when it is a valid reading. Otherwise plain beats the outermost factor.
     """
     channels = in_shape[in_axis]
     shape = [1] * len(in_shape)
     shape[in_axis] = channels
     element_channel = np.broadcast_to(np.arange(channels).reshape(shape), in_shape).reshape(out_shape)
 
-    def rows(axis: int) -> np.ndarray:
-        return np.moveaxis(element_channel, axis, 0).reshape(out_shape[axis], -1)
-
     def plain(axis: int) -> np.ndarray | None:
-        r = rows(axis)
-        return r[:, :1] if (r == r[:, :1]).all() else None
+        rows = np.moveaxis(element_channel, axis, 0).reshape(out_shape[axis], -1)
+        return rows[:, :1] if (rows == rows[:, :1]).all() else None
 
-    def blocked(axis: int) -> np.ndarray | None:
-        blocks = out_shape[axis]
-        if channels % blocks:
-            return None
-        block = channels // blocks
-        ties = np.arange(channels).reshape(blocks, block)
-        return ties if (rows(axis) // block == np.arange(blocks)[:, None]).all() else None
+    factors = factor_axes(in_shape, in_axis, out_shape)
 
-    def strided(axis: int) -> np.ndarray | None:
-        period = out_shape[axis]
-        if channels % period or period == channels:
+    def factor(axis: int) -> np.ndarray | None:
+        if axis not in factors and not (out_shape[axis] == 1 and _within(axis, factors, out_shape)):
             return None
-        ties = np.arange(channels).reshape(channels // period, period).T
-        return ties if (rows(axis) % period == np.arange(period)[:, None]).all() else None
+        span = [a for a in range(len(out_shape)) if a in factors or a == axis]
+        digits = np.arange(channels).reshape([out_shape[a] for a in span])
+        return np.moveaxis(digits, span.index(axis), 0).reshape(out_shape[axis], -1)
 
     if prefer is not None and prefer < len(out_shape):
-        for reading in (plain, blocked, strided):
+        for reading in (plain, factor):
             ties = reading(prefer)
             if ties is not None:
                 return prefer, ties
@@ -255,21 +267,11 @@ def reshape_channel_map(
     if candidates:
         axis = max(candidates, key=lambda a: (out_shape[a], -a))
         return axis, plain(axis)
-    for axis in range(1, len(out_shape)):
-        ties = blocked(axis) if out_shape[axis] > 1 else None
-        if ties is not None:
-            return axis, ties
+    if len(factors) > 1 and factors[0] > 0:
+        return factors[0], factor(factors[0])
     return None, None
 
 
-def strided_reading(in_shape: tuple[int, ...], in_axis: int, out_shape: tuple[int, ...]) -> int | None:
-    """The output axis of the strided reading of a reshape (see `reshape_channel_map`), or None."""
-    channels = in_shape[in_axis]
-    for axis in range(1, len(out_shape)):
-        period = out_shape[axis]
-        if period < 2 or channels % period or period == channels:
-            continue
-        found, ties = reshape_channel_map(in_shape, in_axis, out_shape, prefer=axis)
-        if found == axis and ties is not None and ties.shape[1] > 1 and ties[0, 1] - ties[0, 0] == period:
-            return axis
-    return None
+def _within(axis: int, factors: list[int], out_shape: tuple[int, ...]) -> bool:
+    """A size-1 axis between or next to the factor axes (a head axis with one head left)."""
+    return bool(factors) and factors[0] - 1 <= axis <= factors[-1] + 1

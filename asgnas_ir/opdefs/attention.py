@@ -20,7 +20,6 @@ from asgnas_ir.opdefs._opdef import (
     InferCtx,
     OpDef,
     ResizeCtx,
-    axis_letter,
     broadcast_shapes,
     no_flops,
     numel,
@@ -37,9 +36,10 @@ def _infer_embedding(ctx: InferCtx) -> list[Value]:
     if not indices.dtype.startswith(("int", "uint")):
         ctx.fail(f"embedding indices must be integers, got {indices.dtype}")
     weight = ctx.require_param("weight")
-    out_axis = axis_letter(weight, "O")
-    if out_axis != 1 or len(weight.shape) != 2:
-        ctx.fail(f"embedding weight must be [num_embeddings, dim] with axes 'VO', got {list(weight.shape)} '{weight.axes}'")
+    # The table is [num_embeddings, dim] by the op's definition, whatever letters its axes carry: a
+    # table tied to an output layer (GPT-2's lm_head) is that linear's "OI" weight as well.
+    if len(weight.shape) != 2:
+        ctx.fail(f"embedding weight must be [num_embeddings, dim], got {list(weight.shape)}")
     shape = (*indices.shape, weight.shape[1])
     return [Value(shape=shape, dtype=weight.dtype, channel_axis=len(shape) - 1)]
 

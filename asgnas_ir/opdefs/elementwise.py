@@ -32,6 +32,8 @@ _ZERO_PRESERVING = {
 
 for _op, _zero in _ZERO_PRESERVING.items():
     register(OpDef(_op, same_as_input, passthrough, elementwise_flops, "accessory", zero_preserving=_zero))
+# 0 ** e is 0 only for a positive exponent; the flag must hold for every instance, so no.
+register(OpDef(Op.POW, same_as_input, passthrough, elementwise_flops, "accessory", zero_preserving=False))
 
 
 def _infer_binary(ctx: InferCtx) -> list[Value]:

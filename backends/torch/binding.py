@@ -14,9 +14,10 @@ from asgnas_ir.passes.analysis.dependency_graph import Slice, merge_slices
 
 
 def live_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Every parameter and buffer of `model` by its path (the IR's `Param.source`)."""
-    tensors = dict(model.named_buffers())
-    tensors.update(dict(model.named_parameters()))
+    """Every parameter and buffer of `model` by its path (the IR's `Param.source`); a tied tensor
+    answers to each of its paths."""
+    tensors = dict(model.named_buffers(remove_duplicate=False))
+    tensors.update(dict(model.named_parameters(remove_duplicate=False)))
     return tensors
 
 

@@ -195,7 +195,8 @@ class Builder:
         else:
             source, array = fallback, const.array
         if source in self.params:
-            if axes is not None and self.params[source].axes is None:
+            # an embedding table's letters yield to a layer that reads the same weight (tied lm_head)
+            if axes is not None and self.params[source].axes in (None, "VO"):
                 self.params[source] = self.params[source].model_copy(update={"axes": axes})
             return source
         array = np.ascontiguousarray(array)

@@ -127,7 +127,9 @@ def _constant_nodes(model: onnx.ModelProto, nodes: list[onnx.NodeProto], types: 
         static_shape = node.op_type in ("Shape", "Size") and types.get(node.input[0], OnnxTensorType(None, None)).shape is not None
         # CastLike reads only the dtype of its second input, which shape inference knows
         like = node.op_type == "CastLike" and node.input[0] in known and types.get(node.input[1], OnnxTensorType(None, None)).dtype
-        if node.op_type == "Gather" and node.input[0] in tables:
+        if node.op_type in ("Transpose", "Identity") and node.input[0] in tables:
+            tables.update(node.output)  # a view of a table is still a table (folded, origin kept)
+        elif node.op_type in ("Gather", "GatherND") and node.input[0] in tables:
             continue
         if node.op_type == "Constant" or static_shape or like or all(i in known for i in node.input):
             folded.add(id(node))
@@ -172,7 +174,8 @@ def _fold(b: Builder, node: onnx.NodeProto, opset: int) -> list[Const]:
         if op in _VIEW_OPS and first.origin.perm is None and out.array.dtype == first.array.dtype and out.array.size == first.array.size:
             out.origin = first.origin
         elif op == "Transpose" and first.origin.perm is None and first.array.ndim == 2 and b.initializers[first.origin.name].ndim == 2:
-            out.origin = Origin(first.origin.name, (1, 0))
+            perm = tuple(b.attr(node, "perm", None) or (1, 0))
+            out.origin = first.origin if perm == (0, 1) else Origin(first.origin.name, (1, 0))
     return consts
 
 
@@ -243,18 +246,8 @@ def lower_onnx(
     # nodes by id(), and protobuf makes a fresh Python wrapper on every access to a repeated field.
     nodes = list(proto.graph.node)
     folded = _constant_nodes(proto, nodes, types)
-    missing = _collect_unsupported(nodes, folded, opset)
-    if missing and on_unsupported != "opaque":
-        raise UnsupportedOpError("onnx", [UnsupportedOp(op, tuple(locs)) for op, locs in missing.items()])
-
     initializers = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
     consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-    for node in nodes:
-        if id(node) not in folded:  # Shape / CastLike read a tensor's type, not its data
-            for i in node.input:
-                consumers[i].append(node)
-    for out in proto.graph.output:
-        consumers[out.name].append(onnx.NodeProto())  # a graph output is a consumer too
     b = Builder(initializers, types, source_names or {}, opset, consumers, trainable)
     for node in nodes:
         for out in node.output:
@@ -272,15 +265,34 @@ def lower_onnx(
         b.env[item.name] = value_name
         inputs.append(value_name)
 
-    # Fold every constant first: pattern converters look ahead at constants defined later.
-    for node in nodes:
-        if id(node) in folded:
-            b.current = node
-            for out, const in zip(node.output, _fold(b, node, opset), strict=False):
-                b.env[out] = const
-    b.current = None
-    if any(types.get(out, OnnxTensorType(None, None)).shape is None for n in nodes if id(n) not in folded for out in n.output if out):
+    # Fold every constant first: pattern converters look ahead at constants defined later. Shape
+    # inference sees through some shape arithmetic only once the constants before it are folded
+    # (exporters compute window paddings as Shape -> Mod -> Pad), so fold, refine, repeat.
+    done: set[int] = set()
+    while True:
+        for node in nodes:
+            if id(node) in folded and id(node) not in done:
+                b.current = node
+                for out, const in zip(node.output, _fold(b, node, opset), strict=False):
+                    b.env[out] = const
+                done.add(id(node))
+        b.current = None
+        if not any(types.get(out, OnnxTensorType(None, None)).shape is None for n in nodes if id(n) not in folded for out in n.output if out):
+            break
         types.update(_refine_types(proto, nodes, folded, b.env))
+        more = _constant_nodes(proto, nodes, types)
+        if more <= folded:
+            break
+        folded |= more
+    missing = _collect_unsupported(nodes, folded, opset)
+    if missing and on_unsupported != "opaque":
+        raise UnsupportedOpError("onnx", [UnsupportedOp(op, tuple(locs)) for op, locs in missing.items()])
+    for node in nodes:
+        if id(node) not in folded:  # Shape / CastLike read a tensor's type, not its data
+            for i in node.input:
+                consumers[i].append(node)
+    for out in proto.graph.output:
+        consumers[out.name].append(onnx.NodeProto())  # a graph output is a consumer too
     for node in nodes:
         b.current = node
         if id(node) in b.fused or id(node) in folded:

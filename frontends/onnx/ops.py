@@ -223,6 +223,20 @@ def gather(b: Builder, node: onnx.NodeProto) -> str:
     return _reshape_to(b, y, b.out_shape(node))
 
 
+@OPS.register("GatherND")
+def gather_nd(b: Builder, node: onnx.NodeProto) -> str:
+    """GatherND(data, indices) batch_dims: with a constant 2-d table and [..., 1] indices, the same
+    lookup as Gather on axis 0 (exporters write relative-position tables this way)"""
+    data = b.const(node, 0)
+    indices = b.const(node, 1)
+    if data is None or indices is None or data.array.ndim != 2 or indices.array.shape[-1:] != (1,) or b.attr(node, "batch_dims", 0):
+        raise b.fail("GatherND is supported as a table lookup: constant 2-d data, constant [..., 1] indices, batch_dims=0")
+    weight = b.param(data, "VO", f"{node.name}_weight")
+    rows = b.constant_node(Const(np.ascontiguousarray(indices.array[..., 0]).astype(np.int64)), f"{node.name}_rows")
+    num, dim = data.array.shape
+    return b.emit(Op.EMBEDDING, [rows], A.EmbeddingAttrs(num_embeddings=int(num), dim=int(dim)), {"weight": weight})
+
+
 # ---- normalisation ------------------------------------------------------------------------------
 
 
@@ -369,6 +383,15 @@ OPS.add(["Mish"], unary(Op.MISH))
 OPS.add(["Neg"], unary(Op.NEG))
 OPS.add(["Exp"], unary(Op.EXP))
 OPS.add(["Sqrt"], unary(Op.SQRT))
+
+
+@OPS.register("Pow")
+def pow_(b: Builder, node: onnx.NodeProto) -> str:
+    """Pow(X, Y) with a constant scalar exponent Y"""
+    exponent = _scalar(b.const(node, 1))
+    if exponent is None:
+        raise b.fail("Pow is supported with a constant scalar exponent")
+    return b.emit(Op.POW, [b.tensor(node, 0)], A.PowAttrs(exponent=float(exponent)))
 OPS.add(["LeakyRelu"], unary(Op.LEAKY_RELU, lambda b, n: A.LeakyReluAttrs(negative_slope=float(b.attr(n, "alpha", 0.01)))))
 OPS.add(["Elu"], unary(Op.ELU, lambda b, n: A.EluAttrs(alpha=float(b.attr(n, "alpha", 1.0)))))
 OPS.add(["Softplus"], unary(Op.SOFTPLUS))
@@ -412,6 +435,27 @@ def hard_sigmoid(b: Builder, node: onnx.NodeProto) -> str:
 
 def _close(value: float | None, target: float) -> bool:
     return value is not None and math.isclose(value, target, rel_tol=1e-5)
+
+
+@OPS.register("IsNaN")
+def is_nan(b: Builder, node: onnx.NodeProto) -> Any:
+    """IsNaN(x), supported as the NaN guard exporters put after attention softmax:
+    Where(IsNaN(x), 0, x) is x for the finite values a lowered graph computes"""
+    guard = b.only_consumer(node.output[0])
+    x = node.input[0]
+    if guard is None or guard.op_type != "Where" or guard.input[0] != node.output[0] or guard.input[2] != x:
+        raise b.fail("IsNaN is supported only as the guard Where(IsNaN(x), 0, x)")
+    if _scalar(b.const(guard, 1)) != 0.0:
+        raise b.fail("IsNaN is supported only as the guard Where(IsNaN(x), 0, x)")
+    b.fused.add(id(guard))
+    b.env[guard.output[0]] = b.env[x]
+    return FUSED
+
+
+@OPS.register("Where")
+def where(b: Builder, node: onnx.NodeProto) -> Any:
+    """Where(condition, x, y) on run-time tensors: only as part of the IsNaN guard (see IsNaN)"""
+    raise b.fail("Where on run-time tensors is supported only as the NaN guard Where(IsNaN(x), 0, x)")
 
 
 @OPS.register("Erf")

@@ -48,6 +48,7 @@ class Builder:
         self.values: dict[str, Value] = {}
         self.params: dict[str, Param] = {}
         self.weights: dict[str, np.ndarray] = {}
+        self._by_tensor: dict[int, tuple[str, torch.Tensor]] = {}  # id(tensor) -> (its param, the tensor)
         self.current: torch.fx.Node | None = None
         self._ids: set[str] = set()
         self._graph = Graph.model_construct(inputs=[], outputs=[], values=self.values, params=self.params, nodes=self.nodes)
@@ -95,7 +96,12 @@ class Builder:
     # ---- params ----------------------------------------------------------------------------
     def add_param(self, source: str, tensor: torch.Tensor, axes: str | None, *, trainable: bool | None = None) -> str:
         """Declare a param by its path in the source model; a second use of the same path shares it."""
+        # A tied weight is one param. The tensor is kept referenced so its id is never reused.
+        source = self._by_tensor.setdefault(id(tensor), (source, tensor))[0]
         if source in self.params:
+            # an embedding table's letters yield to a layer that reads the same weight (tied lm_head)
+            if axes is not None and self.params[source].axes == "VO":
+                self.params[source] = self.params[source].model_copy(update={"axes": axes})
             return source
         data = tensor.detach().cpu()
         self.params[source] = Param(

@@ -97,7 +97,7 @@ for _op, _keys in {
 
 
 @FUNCTIONS.register(
-    "operator.floordiv", "operator.mod", "operator.pow", "builtins.getattr", "math.sqrt", "math.ceil", "math.floor", "math.log"
+    "operator.floordiv", "operator.mod", "builtins.getattr", "math.sqrt", "math.ceil", "math.floor", "math.log"
 )
 def python_only(b: Builder, node: torch.fx.Node) -> Any:
     """Size arithmetic (`x.size(2) // 2`) and attribute reads (`x.shape`): Python values, no tensor."""
@@ -106,6 +106,18 @@ def python_only(b: Builder, node: torch.fx.Node) -> Any:
     if isinstance(result, TensorMeta) or (node.target is not getattr and any(b.is_tensor(a) for a in args)):
         raise b.fail(f"{function_key(node.target)} producing a tensor is not supported")
     return result
+
+
+@FUNCTIONS.register("torch.pow", "operator.pow")
+def power(b: Builder, node: torch.fx.Node) -> Any:
+    """pow(input, exponent) / input ** exponent: a tensor to a scalar power (or size arithmetic)"""
+    args, kwargs = b.args(node)
+    base, exponent = _get(args, kwargs, 0, "input"), _get(args, kwargs, 1, "exponent")
+    if not b.is_tensor(base) and not b.is_tensor(exponent):
+        return _python_result(b, node)
+    if not b.is_tensor(base) or not isinstance(exponent, (int, float)):
+        raise b.fail("pow is supported for a tensor raised to a scalar power")
+    return b.emit(Op.POW, [base], A.PowAttrs(exponent=float(exponent)))
 
 
 def unary(op: Op, attrs_of=None):  # noqa: ANN001, ANN201

@@ -28,6 +28,7 @@ METHODS.add(["tanh", "tanh_"], fn.unary(Op.TANH))
 METHODS.add(["neg"], fn.unary(Op.NEG))
 METHODS.add(["exp"], fn.unary(Op.EXP))
 METHODS.add(["sqrt"], fn.unary(Op.SQRT))
+METHODS.add(["pow", "__pow__"], fn.power)
 METHODS.add(["clamp", "clip"], fn.FUNCTIONS.get("torch.clamp"))  # type: ignore[list-item]
 METHODS.add(["softmax"], fn.softmax)
 METHODS.add(["flatten"], fn.flatten)

@@ -501,6 +501,11 @@ ONNX_EMITTERS.update(
 )
 
 
+@emits(Op.POW)
+def _pow(p: OnnxPrinter, node: NodeBase) -> None:
+    p.out(node, "Pow", [p.x(node), p.scalar(node, "exponent", float(node.attrs.exponent))])  # type: ignore[attr-defined]
+
+
 @emits(Op.LEAKY_RELU)
 def _leaky_relu(p: OnnxPrinter, node: NodeBase) -> None:
     p.out(node, "LeakyRelu", [p.x(node)], alpha=float(node.attrs.negative_slope))  # type: ignore[attr-defined]

@@ -90,7 +90,8 @@ class TorchPrinter:
     def layer(self, node: NodeBase, constructor: str, layouts: dict[str, str | None] | None = None) -> str | None:
         """Declare `self.<name> = constructor` once per set of params; returns the attribute, or
         None when an earlier node already declared it (shared weights)."""
-        key = tuple(sorted(node.params.values()))
+        # one layer per op kind and params: a table tied to an output projection is two layers
+        key = (node.op.value, *sorted(node.params.values()))
         if key in self._layer_of:
             return self._layer_of[key]
         name = self.layers.name(key, node.source or node.id)
@@ -368,6 +369,7 @@ EMITTERS.update(
         Op.EXP: _unary(lambda p, n, x: f"torch.exp({x})"),
         Op.SQRT: _unary(lambda p, n, x: f"torch.sqrt({x})"),
         Op.NEG: _unary(lambda p, n, x: f"-{x}"),
+        Op.POW: _unary(lambda p, n, x: f"torch.pow({x}, {lit(n.attrs.exponent)})"),
         Op.SILU: _unary(lambda p, n, x: call(p.F("silu"), x)),
         Op.HARDSWISH: _unary(lambda p, n, x: call(p.F("hardswish"), x)),
         Op.HARDSIGMOID: _unary(lambda p, n, x: call(p.F("hardsigmoid"), x)),

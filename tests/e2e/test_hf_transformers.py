@@ -21,7 +21,9 @@ def _bert() -> torch.nn.Module:
 
 
 def _gpt2() -> torch.nn.Module:
-    config = transformers.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=4, n_positions=32, bos_token_id=0, eos_token_id=0)
+    config = transformers.GPT2Config(
+        vocab_size=100, n_embd=32, n_layer=2, n_head=4, n_positions=32, bos_token_id=0, eos_token_id=0, use_cache=False
+    )
     return transformers.GPT2LMHeadModel(config).eval()
 
 

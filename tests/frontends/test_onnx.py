@@ -77,6 +77,10 @@ CASES: dict[str, onnx.ModelProto] = {
         N("Mul", ["h", "a"], ["m"]), N("Mul", ["m", "half"], ["y"]),
     ], [const("sqrt2", np.float32(np.sqrt(2))), const("one", np.float32(1)), const("half", np.float32(0.5))]),
     "silu": stem([N("Sigmoid", ["h"], ["s"]), N("Mul", ["h", "s"], ["y"])], []),
+    "pow": stem([N("Pow", ["h", "three"], ["y"])], [const("three", np.float32(3.0))]),
+    "softmax_nan_guard": model([
+        N("Softmax", ["x"], ["s"], axis=-1), N("IsNaN", ["s"], ["nan"]), N("Where", ["nan", "zero", "s"], ["y"]),
+    ], [const("zero", np.float32(0.0))], in_shape=[2, 3, 10]),
     "binary_consts": stem([
         N("Mul", ["h", "scale"], ["a"]), N("Sub", ["two", "a"], ["b"]), N("Div", ["b", "three"], ["c"]), N("Add", ["c", "c"], ["y"]),
     ], [init("scale", 4, 1, 1), const("two", np.float32(2)), const("three", np.float32(3))]),
@@ -144,6 +148,8 @@ def test_patterns_lower_to_one_op() -> None:
     assert [n.op for n in linear.nodes] == [Op.LINEAR]
     assert linear.params["w"].axes == "IO" and linear.params["b"].source == "b"
     assert [n.op for n in ai.compile(CASES["matmul_act"]).nodes] == [Op.PERMUTE, Op.MATMUL]
+    assert [n.op for n in ai.compile(CASES["softmax_nan_guard"]).nodes] == [Op.SOFTMAX]
+    assert [n.op for n in ai.compile(CASES["pow"]).nodes] == [Op.CONV, Op.POW]
     norm = ai.compile(CASES["instance_norm"])
     assert norm.nodes[1].params == {"weight": "s", "bias": "b"}
 

@@ -154,6 +154,8 @@ ACTIVATION_FUNCTIONS = [
     ("mish", F.mish),
     ("softplus", lambda x: F.softplus(x, beta=2.0)),
     ("clamp", lambda x: torch.clamp(x, -0.3, 0.4)),
+    ("pow_cube", lambda x: torch.pow(x, 3) * 0.1 + x),
+    ("pow_square_operator", lambda x: x**2 + x),
 ]
 
 CASES: list[OpCase] = [

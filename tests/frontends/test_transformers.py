@@ -241,3 +241,28 @@ def test_h2spg_on_a_decoder_yields_an_exact_smaller_transformer(tmp_path) -> Non
     with torch.no_grad():
         torch.testing.assert_close(generated(*inputs), model(*inputs), atol=1e-5, rtol=1e-5)
     assert ai.cost(sub).params < ai.cost(graph).params
+
+
+class _TiedLM(nn.Module):
+    """Token embedding and output projection share one weight (GPT-2 style)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wte = nn.Embedding(20, 8)
+        self.mix = nn.Linear(8, 8)
+        self.lm_head = nn.Linear(8, 20, bias=False)
+        self.lm_head.weight = self.wte.weight
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(torch.tanh(self.mix(self.wte(idx))))
+
+
+@pytest.mark.parametrize("frontend", ["fx", "onnx"])
+def test_tied_embedding_and_output_weights(frontend: str) -> None:
+    """One param read as an embedding table and as a linear weight: both uses lower, check is exact."""
+    torch.manual_seed(0)
+    model = _TiedLM().eval()
+    idx = torch.tensor([[1, 2, 3, 4]])
+    graph = ai.compile(model, idx, frontend=frontend)
+    assert sum(1 for p in graph.params.values() if p.source in ("wte.weight", "lm_head.weight")) == 1
+    assert ai.check(model, idx, frontend=frontend).ok

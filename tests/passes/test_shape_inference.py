@@ -12,7 +12,7 @@ import asgnas_ir as ai
 from asgnas_ir.ir import Graph, Param, Value, make_node
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.ops import Op
-from asgnas_ir.opdefs._opdef import reshape_channel_map, strided_reading
+from asgnas_ir.opdefs._opdef import factor_axes, reshape_channel_map
 
 
 def infer(
@@ -276,14 +276,17 @@ def test_head_split_ties_each_head_and_survives_pruning_to_one_head():
     assert axis == 2 and ties.tolist() == [list(range(8))]
 
 
-def test_packed_projection_split_can_be_read_on_the_inner_axis():
-    """[.., 3E] -> [.., 3, E]: by default the 3 blocks carry the channels; the strided reading (chosen
-    when q, k and v are picked apart afterwards) puts them on E and ties channel e of q, k and v."""
+def test_packed_projection_split_can_be_read_on_an_inner_factor():
+    """[.., 3E] -> [.., 3, E]: by default the 3 blocks carry the channels; the inner factor's reading
+    (chosen when q, k and v are picked apart afterwards) puts them on E and ties channel e of q, k and v.
+    [.., 3E] -> [.., 3, H, Dh] read on H ties head h of q, k and v."""
     assert reshape_channel_map((17, 1, 12), 2, (17, 1, 3, 4))[0] == 2
-    axis = strided_reading((17, 1, 12), 2, (17, 1, 3, 4))
-    assert axis == 3
-    _, ties = reshape_channel_map((17, 1, 12), 2, (17, 1, 3, 4), prefer=axis)
+    assert factor_axes((17, 1, 12), 2, (17, 1, 3, 4)) == [2, 3]
+    _, ties = reshape_channel_map((17, 1, 12), 2, (17, 1, 3, 4), prefer=3)
     assert ties.tolist() == [[0, 4, 8], [1, 5, 9], [2, 6, 10], [3, 7, 11]]
+    assert factor_axes((8, 5, 24), 2, (8, 5, 3, 2, 4)) == [2, 3, 4]
+    _, ties = reshape_channel_map((8, 5, 24), 2, (8, 5, 3, 2, 4), prefer=3)
+    assert ties.tolist() == [[0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19], [4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23]]
 
 
 def test_reshape_with_wrong_element_count_is_rejected():
