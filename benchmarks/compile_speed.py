@@ -27,7 +27,7 @@ from tests.models import REPLICAS, example_inputs  # noqa: E402
 
 TORCHVISION = [
     "resnet18", "resnet50", "densenet121", "vgg16_bn", "mobilenet_v3_large", "convnext_tiny", "efficientnet_b0",
-    "regnet_y_400mf",
+    "regnet_y_400mf", "vit_b_16", "swin_t",
 ]
 
 

@@ -199,12 +199,12 @@ class Builder:
             if axes is not None and self.params[source].axes in (None, "VO"):
                 self.params[source] = self.params[source].model_copy(update={"axes": axes})
             return source
-        array = np.ascontiguousarray(array)
+        array = np.array(array, order="C", copy=True)  # one private, contiguous copy per param
         dtype = str(array.dtype)
         if trainable is None:
             trainable = self.trainable.get(source, dtype.startswith("float"))
         self.params[source] = Param(shape=tuple(array.shape), dtype=dtype, source=source, axes=axes, trainable=trainable)
-        self.weights[source] = array.copy()
+        self.weights[source] = array
         return source
 
     def constant_node(self, const: Const, fallback: str, axes: str | None = None) -> str:

@@ -69,8 +69,36 @@ def input_specs(model: onnx.ModelProto) -> list[tuple[str, tuple[int, ...]]]:
     return specs
 
 
+_DATA_KEPT = 4096  # initializers up to this many elements keep their data for shape inference
+
+
+def _skeleton(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """The model without the data of its large initializers, and every initializer as an array.
+
+    Shape inference serializes the model it is given; with the weights of a VGG that is half a
+    gigabyte per call. Only small initializers (shapes, axes, scalars) matter to it, so the rest
+    keep their name, type and dims and lose their data.
+    """
+    arrays = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    graph = onnx.GraphProto(name=model.graph.name, doc_string=model.graph.doc_string)
+    graph.node.extend(model.graph.node)
+    graph.input.extend(model.graph.input)
+    graph.output.extend(model.graph.output)
+    graph.value_info.extend(model.graph.value_info)
+    for init in model.graph.initializer:
+        if int(np.prod(init.dims, dtype=np.int64)) <= _DATA_KEPT:
+            graph.initializer.append(init)
+        else:
+            graph.initializer.append(onnx.TensorProto(name=init.name, data_type=init.data_type, dims=init.dims))
+    skeleton = onnx.ModelProto(ir_version=model.ir_version, producer_name=model.producer_name, producer_version=model.producer_version)
+    skeleton.opset_import.extend(model.opset_import)
+    skeleton.functions.extend(model.functions)
+    skeleton.graph.CopyFrom(graph)
+    return skeleton, arrays
+
+
 def _fix_inputs(model: onnx.ModelProto, shapes: list[tuple[int, ...]] | None) -> onnx.ModelProto:
-    model = onnx.ModelProto.FromString(model.SerializeToString())
+    """Pin the input shapes (in place: `model` is the driver's own skeleton copy)."""
     inputs = graph_inputs(model)
     if shapes is not None and len(shapes) != len(inputs):
         raise FrontendError(
@@ -179,6 +207,13 @@ def _fold(b: Builder, node: onnx.NodeProto, opset: int) -> list[Const]:
     return consts
 
 
+def _typed(array: np.ndarray, name: str) -> onnx.TensorProto:
+    """An initializer for shape inference: the data when small, else only name, type and dims."""
+    if array.size <= _DATA_KEPT:
+        return numpy_helper.from_array(array, name)
+    return onnx.TensorProto(name=name, data_type=onnx.helper.np_dtype_to_tensor_dtype(array.dtype), dims=array.shape)
+
+
 def _refine_types(proto: onnx.ModelProto, nodes: list[onnx.NodeProto], folded: set[int], env: dict[str, Any]) -> dict[str, OnnxTensorType]:
     """Shape inference again with every folded value as an initializer: data propagation misses
     shapes computed through some ops (a Reshape of a Constant inside a Concat), folding does not."""
@@ -188,7 +223,7 @@ def _refine_types(proto: onnx.ModelProto, nodes: list[onnx.NodeProto], folded: s
         list(graph_inputs(proto)),
         list(proto.graph.output),
         initializer=list(proto.graph.initializer) + [
-            numpy_helper.from_array(np.asarray(env[out].array), out)
+            _typed(np.asarray(env[out].array), out)
             for n in nodes if id(n) in folded for out in n.output if out and isinstance(env.get(out), Const)
         ],
     )
@@ -233,6 +268,7 @@ def lower_onnx(
     shapes = None
     if example_inputs:
         shapes = [tuple(int(d) for d in getattr(x, "shape", ())) for x in example_inputs]
+    proto, initializers = _skeleton(proto)
     proto = _fix_inputs(proto, shapes)
     if proto.functions:
         proto = onnx.inliner.inline_local_functions(proto)
@@ -246,7 +282,6 @@ def lower_onnx(
     # nodes by id(), and protobuf makes a fresh Python wrapper on every access to a repeated field.
     nodes = list(proto.graph.node)
     folded = _constant_nodes(proto, nodes, types)
-    initializers = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
     consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
     b = Builder(initializers, types, source_names or {}, opset, consumers, trainable)
     for node in nodes:
