@@ -245,6 +245,23 @@ def test_check_through_onnx_export(name: str, mode: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(REPLICAS))
+def test_onnx_file_exported_from_every_replica_passes_check(name: str, tmp_path) -> None:  # noqa: ANN001
+    """The acceptance case: a plain .onnx file (no torch model behind it) goes through check with
+    onnxruntime on both sides, and finds as many groups as fx does on the torch model."""
+    replica = REPLICAS[name]
+    path = tmp_path / f"{name}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(replica.build(), example_inputs(replica), str(path), dynamo=True, optimize=False)
+    report = ai.check(str(path), None)
+    assert report.ok, report
+    assert report.frontend == report.target == "onnx"
+    fx_graph = ai.compile(replica.build(), example_inputs(replica))
+    assert report.groups == len(ai.search_space(fx_graph).groups)
+
+
+@pytest.mark.slow
 def test_cli_check_onnx_file(tmp_path) -> None:  # noqa: ANN001
     replica = REPLICAS["resnet_basic"]
     path = tmp_path / "resnet.onnx"
