@@ -1,0 +1,96 @@
+"""codegen-onnx emitters for data movement, reductions and leaves (the `asgnas_ir.opdefs.shape_ops` family).
+
+Concat, Split, Slice, Reshape, Flatten, Transpose and Pad (shapes, axes and pads as named int64
+initializers), ReduceMean/ReduceSum and Softmax, constants (an alias of their initializer) and the
+refusal of opaque ops. Kept apart from `onnx_codegen` so each file holds one op family; importing
+this module registers its emitters in `ONNX_EMITTERS`.
+"""
+
+from __future__ import annotations
+
+from asgnas_ir.errors import CodegenError
+from asgnas_ir.ir import attrs as A
+from asgnas_ir.ir.node import NodeBase
+from asgnas_ir.ir.ops import Op
+from asgnas_ir.passes.codegen._onnx_printer import OnnxPrinter, emits
+from asgnas_ir.passes.codegen.onnx_emitters_conv import _PAD_MODES
+
+
+@emits(Op.CONCAT)
+def _concat(p: OnnxPrinter, node: NodeBase) -> None:
+    p.out(node, "Concat", [p.values[i] for i in node.inputs], axis=node.attrs.axis)  # type: ignore[attr-defined]
+
+
+@emits(Op.SPLIT)
+def _split(p: OnnxPrinter, node: NodeBase) -> None:
+    attrs: A.SplitAttrs = node.attrs  # type: ignore[assignment]
+    p.out(node, "Split", [p.x(node), p.ints(node, "sizes", attrs.sizes)], axis=attrs.axis)
+
+
+@emits(Op.SLICE)
+def _slice(p: OnnxPrinter, node: NodeBase) -> None:
+    attrs: A.SliceAttrs = node.attrs  # type: ignore[assignment]
+    p.out(
+        node, "Slice",
+        [
+            p.x(node), p.ints(node, "starts", [attrs.start]), p.ints(node, "ends", [attrs.stop]),
+            p.ints(node, "axes", [attrs.axis]), p.ints(node, "steps", [attrs.step]),
+        ],
+    )
+
+
+@emits(Op.RESHAPE)
+def _reshape(p: OnnxPrinter, node: NodeBase) -> None:
+    p.out(node, "Reshape", [p.x(node), p.ints(node, "shape", p.shape(node.outputs[0]))])
+
+
+@emits(Op.FLATTEN)
+def _flatten(p: OnnxPrinter, node: NodeBase) -> None:
+    attrs: A.FlattenAttrs = node.attrs  # type: ignore[assignment]
+    if attrs.start_axis == 1 and attrs.end_axis == len(p.shape(node.inputs[0])) - 1:  # ONNX Flatten is always 2-d
+        p.out(node, "Flatten", [p.x(node)], axis=attrs.start_axis)
+    else:
+        p.out(node, "Reshape", [p.x(node), p.ints(node, "shape", p.shape(node.outputs[0]))])
+
+
+@emits(Op.PERMUTE)
+def _permute(p: OnnxPrinter, node: NodeBase) -> None:
+    p.out(node, "Transpose", [p.x(node)], perm=node.attrs.perm)  # type: ignore[attr-defined]
+
+
+@emits(Op.PAD)
+def _pad(p: OnnxPrinter, node: NodeBase) -> None:
+    attrs: A.PadAttrs = node.attrs  # type: ignore[assignment]
+    rank = len(p.shape(node.inputs[0]))
+    pairs = [(0, 0)] * (rank - len(attrs.pads)) + list(attrs.pads)
+    pads = p.ints(node, "pads", [b for b, _ in pairs] + [a for _, a in pairs])
+    if attrs.mode == "constant":
+        p.out(node, "Pad", [p.x(node), pads, p.scalar(node, "value", attrs.value)], mode="constant")
+    else:
+        p.out(node, "Pad", [p.x(node), pads], mode=_PAD_MODES[attrs.mode])
+
+
+@emits(Op.MEAN, Op.SUM)
+def _reduce(p: OnnxPrinter, node: NodeBase) -> None:
+    attrs: A.ReduceAttrs = node.attrs  # type: ignore[assignment]
+    op_type = "ReduceMean" if node.op is Op.MEAN else "ReduceSum"
+    p.out(node, op_type, [p.x(node), p.ints(node, "axes", attrs.axes)], keepdims=1 if attrs.keepdim else 0)
+
+
+@emits(Op.SOFTMAX)
+def _softmax(p: OnnxPrinter, node: NodeBase) -> None:
+    p.out(node, "Softmax", [p.x(node)], axis=node.attrs.axis)  # type: ignore[attr-defined]
+
+
+@emits(Op.CONSTANT)
+def _constant(p: OnnxPrinter, node: NodeBase) -> None:
+    p.alias(node, p.param(node, "value"))
+
+
+@emits(Op.OPAQUE)
+def _opaque(p: OnnxPrinter, node: NodeBase) -> None:
+    attrs: A.OpaqueAttrs = node.attrs  # type: ignore[assignment]
+    raise CodegenError(
+        f"node '{node.id}' is an opaque {attrs.kind} call ({attrs.target}, from '{node.source}'); codegen-onnx cannot "
+        "express an op the IR does not know. Add a converter for it (docs/adding_an_op.md)."
+    )
