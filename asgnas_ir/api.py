@@ -246,13 +246,7 @@ def check(
 
     slices = [s for gid in zero for s in space.group(gid).slices]
     zero_slices_(live, graph, slices)
-    zeroed_weights = dict(graph.weights)
-    for (param, axis), indices in merge_slices(slices).items():
-        array = zeroed_weights[param] = zeroed_weights[param].copy()
-        index = [slice(None)] * array.ndim
-        index[axis] = indices  # type: ignore[call-overload]
-        array[tuple(index)] = 0
-    graph.set_weights(zeroed_weights)
+    _zeroed(graph, slices)
     sub = subnet(graph, space, zero)
     t_subnet = time.perf_counter()
 
@@ -264,35 +258,7 @@ def check(
             expected = run_model(live, inputs)
             actual = _run_generated(target, target_dir, inputs)
 
-    max_ref = max((float(np.abs(e).max()) for e in expected if e.size), default=0.0)
-    if len(expected) != len(actual) or any(e.shape != a.shape for e, a in zip(expected, actual, strict=False)):
-        diff = float("inf")
-    else:
-        diff = max((float(np.abs(e.astype(np.float64) - a).max()) for e, a in zip(expected, actual, strict=True) if e.size), default=0.0)
-    tolerance = 1e-4 * max_ref
-    full_cost, sub_cost = cost(graph), cost(sub)
-    end = time.perf_counter()
-    return CheckReport(
-        ok=bool(max_ref > 1e-3 and diff <= tolerance),
-        max_abs_diff=diff,
-        tolerance=tolerance,
-        params_full=full_cost.params,
-        params_sub=sub_cost.params,
-        flops_full=full_cost.flops,
-        flops_sub=sub_cost.flops,
-        groups=len(space.groups),
-        zeroed=len(zero),
-        frontend=chosen,
-        target=target,
-        seconds=CheckSeconds(
-            compile=t_compile - start,
-            space=t_space - t_compile,
-            subnet=t_subnet - t_space,
-            codegen=t_codegen - t_subnet,
-            total=end - start,
-        ),
-        max_ref=max_ref,
-    )
+    return _report(graph, sub, space, zero, expected, actual, chosen, target, (start, t_compile, t_space, t_subnet, t_codegen))
 
 
 def _zeroed(graph: Graph, slices: list) -> None:

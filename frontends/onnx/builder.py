@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import onnx
 
-from asgnas_ir.errors import FrontendError, IRValidationError
+from asgnas_ir.errors import FrontendError
+from asgnas_ir.frontends._builder import GraphBuilder
 from asgnas_ir.ir.attrs import Attrs
-from asgnas_ir.ir.graph import Graph, Param, Value
-from asgnas_ir.ir.node import NodeBase, make_node
+from asgnas_ir.ir.graph import Param, Value
+from asgnas_ir.ir.node import make_node
 from asgnas_ir.ir.ops import Op
-from asgnas_ir.opdefs import InferCtx, opdef
 
 ONNX_DTYPES = {
     onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.DOUBLE: "float64", onnx.TensorProto.FLOAT16: "float16",
@@ -67,7 +67,7 @@ class OnnxTensorType:
     dtype: str | None
 
 
-class Builder:
+class Builder(GraphBuilder):
     """Accumulates IR nodes, values and params for one ONNX graph."""
 
     def __init__(
@@ -79,6 +79,7 @@ class Builder:
         consumers: dict[str, list[onnx.NodeProto]],
         trainable: dict[str, bool] | None = None,
     ) -> None:
+        super().__init__()
         self.initializers = initializers
         self.types = types
         self.source_names = source_names  # initializer name -> source path (torch parameter path)
@@ -87,14 +88,8 @@ class Builder:
         self.consumers = consumers
         self.producers: dict[str, onnx.NodeProto] = {}  # ONNX value name -> the node that computes it
         self.env: dict[str, Any] = {}  # ONNX value name -> IR value name | Const | list of IR value names
-        self.nodes: list[NodeBase] = []
-        self.values: dict[str, Value] = {}
-        self.params: dict[str, Param] = {}
-        self.weights: dict[str, np.ndarray] = {}
         self.fused: set[int] = set()  # ids of ONNX nodes a converter already lowered as part of a pattern
         self.current: onnx.NodeProto | None = None
-        self._ids: set[str] = set()
-        self._graph = Graph.model_construct(inputs=[], outputs=[], values=self.values, params=self.params, nodes=self.nodes)
 
     # ---- reading the ONNX node -----------------------------------------------------------------
     @property
@@ -230,15 +225,6 @@ class Builder:
         return self.param(const, axes, fallback), axes
 
     # ---- emitting ----------------------------------------------------------------------------
-    def _fresh_id(self, base: str) -> str:
-        base = base.replace("/", "_").replace(":", "_").replace(".", "_") or "v"
-        candidate, n = base, 1
-        while candidate in self._ids or candidate in self.values:
-            candidate = f"{base}_{n}"
-            n += 1
-        self._ids.add(candidate)
-        return candidate
-
     def emit(
         self,
         op: Op,
@@ -255,17 +241,7 @@ class Builder:
         Returns the output value name (or the list of names when `outputs > 1`).
         """
         base = name or (self.current.output[0] if self.current is not None and self.current.output else op.value)
-        node_id = self._fresh_id(base)
-        out_names = [node_id] if outputs == 1 else [self._fresh_id(f"{node_id}_{i}") for i in range(outputs)]
-        node = make_node(op, node_id, inputs, out_names, attrs=attrs, params=params, source=self.source)
-        try:
-            types = opdef(op).infer(InferCtx(self._graph, node, [self.values[i] for i in inputs]))
-        except IRValidationError as exc:
-            raise self.fail(f"lowering to {op.value} failed: {exc}") from None
-        for out, value in zip(out_names, types, strict=True):
-            self.values[out] = value
-        self.nodes.append(node)
-        return out_names[0] if outputs == 1 else out_names
+        return self._append(op, base, inputs, attrs, params, outputs, self.source)
 
     def emit_opaque(self, node: onnx.NodeProto, inputs: list[str], attrs: Attrs) -> list[str]:
         """An op the IR does not know: outputs typed from ONNX shape inference."""

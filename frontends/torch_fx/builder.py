@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 import torch.fx
 
-from asgnas_ir.errors import FrontendError, IRValidationError
+from asgnas_ir.errors import FrontendError
+from asgnas_ir.frontends._builder import GraphBuilder
 from asgnas_ir.ir.attrs import Attrs
-from asgnas_ir.ir.graph import Graph, Param, Value
-from asgnas_ir.ir.node import NodeBase, make_node
+from asgnas_ir.ir.graph import Param, Value
+from asgnas_ir.ir.node import make_node
 from asgnas_ir.ir.ops import Op
-from asgnas_ir.opdefs import InferCtx, opdef
 
 _DTYPES = {
     torch.float32: "float32", torch.float64: "float64", torch.float16: "float16", torch.bfloat16: "bfloat16",
@@ -37,21 +36,16 @@ def spatial_letters(rank: int) -> str:
     return "DHW"[3 - rank :] if rank <= 3 else "".join(f"S{i}" for i in range(rank))
 
 
-class Builder:
+class Builder(GraphBuilder):
     """Accumulates IR nodes, values and params for one fx graph."""
 
     def __init__(self, gm: torch.fx.GraphModule, observed: dict[torch.fx.Node, Any]) -> None:
+        super().__init__()
         self.gm = gm
         self.observed = observed  # fx node -> concrete result (tensors replaced by their meta)
         self.env: dict[torch.fx.Node, Any] = {}
-        self.nodes: list[NodeBase] = []
-        self.values: dict[str, Value] = {}
-        self.params: dict[str, Param] = {}
-        self.weights: dict[str, np.ndarray] = {}
         self._by_tensor: dict[int, tuple[str, torch.Tensor]] = {}  # id(tensor) -> (its param, the tensor)
         self.current: torch.fx.Node | None = None
-        self._ids: set[str] = set()
-        self._graph = Graph.model_construct(inputs=[], outputs=[], values=self.values, params=self.params, nodes=self.nodes)
 
     # ---- reading the fx node ---------------------------------------------------------------
     @property
@@ -125,14 +119,6 @@ class Builder:
         return roles
 
     # ---- emitting ----------------------------------------------------------------------------
-    def _fresh_id(self, base: str) -> str:
-        candidate, n = base, 1
-        while candidate in self._ids or candidate in self.values:
-            candidate = f"{base}_{n}"
-            n += 1
-        self._ids.add(candidate)
-        return candidate
-
     def emit(
         self,
         op: Op,
@@ -150,17 +136,7 @@ class Builder:
         the node's source path (a module lowered to several nodes names its sub-layers).
         """
         base = name or (self.current.name if self.current is not None else op.value)
-        node_id = self._fresh_id(base)
-        out_names = [node_id] if outputs == 1 else [self._fresh_id(f"{node_id}_{i}") for i in range(outputs)]
-        node = make_node(op, node_id, inputs, out_names, attrs=attrs, params=params, source=source or self.source)
-        try:
-            types = opdef(op).infer(InferCtx(self._graph, node, [self.values[i] for i in inputs]))
-        except IRValidationError as exc:
-            raise self.fail(f"lowering to {op.value} failed: {exc}") from None
-        for out, value in zip(out_names, types, strict=True):
-            self.values[out] = value
-        self.nodes.append(node)
-        return out_names[0] if outputs == 1 else out_names
+        return self._append(op, base, inputs, attrs, params, outputs, source or self.source)
 
     def emit_opaque(self, inputs: list[str], attrs: Attrs, observed: Any) -> Any:
         """An op the IR does not know: outputs typed from what torch observed."""
