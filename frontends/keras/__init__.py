@@ -1,0 +1,1 @@
+"""Keras 3 frontend: lower Sequential and Functional models (channels-last) into the IR."""
