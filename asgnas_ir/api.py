@@ -158,7 +158,7 @@ def _random_valid(space: SearchSpace, fraction: float, seed: int) -> list[int]:
     return sorted(chosen)
 
 
-CHECK_TARGETS = ("torch", "onnx")
+CHECK_TARGETS = ("torch", "keras", "onnx")
 
 
 def _run_generated(target: str, folder: Path, inputs: tuple) -> list[np.ndarray]:
@@ -167,6 +167,10 @@ def _run_generated(target: str, folder: Path, inputs: tuple) -> list[np.ndarray]
         from asgnas_ir.testing import run_onnx
 
         return run_onnx(folder / "model.onnx", [x.detach().cpu().numpy() for x in inputs])
+    if target == "keras":
+        from asgnas_ir.testing import run_keras
+
+        return run_keras(folder, list(inputs))
     from asgnas_ir.backends.torch.binding import run_model
 
     return run_model(load_generated(folder), inputs)
@@ -224,8 +228,13 @@ def check(
             model, example_inputs, mode=mode, target=target or "onnx", fraction=fraction, seed=seed,
             keep_weights=keep_weights, out_dir=out_dir,
         )
+    if chosen == "keras":
+        return _check_keras_model(
+            model, example_inputs, mode=mode, target=target or "keras", fraction=fraction, seed=seed,
+            keep_weights=keep_weights, out_dir=out_dir,
+        )
     if not is_torch_module(model):
-        raise AsgnasError(f"check supports PyTorch and ONNX models in this version; got {type(model).__name__}")
+        raise AsgnasError(f"check supports PyTorch, Keras and ONNX models in this version; got {type(model).__name__}")
     target = target or "torch"
     if target not in CHECK_TARGETS:
         raise AsgnasError(f"check target '{target}' is not available for PyTorch models; use one of {', '.join(CHECK_TARGETS)}")
@@ -270,6 +279,49 @@ def _zeroed(graph: Graph, slices: list) -> None:
         index[axis] = indices  # type: ignore[call-overload]
         array[tuple(index)] = 0
     graph.set_weights(weights)
+
+
+def _check_keras_model(
+    model: Any, example_inputs: Any, *, mode: str, target: str, fraction: float, seed: int, keep_weights: bool,
+    out_dir: str | Path | None,
+) -> CheckReport:
+    """`check` for a keras.Model or .keras path: the reference is a clone of the model (re-randomized)
+    with the zeroed slices written into its variables; the generated model runs on the same inputs."""
+    if target not in CHECK_TARGETS:
+        raise AsgnasError(f"check target '{target}' is not available for Keras models; use one of {', '.join(CHECK_TARGETS)}")
+    from asgnas_ir.backends.tensorflow.binding import assign_weights, clone, rerandomize, run_model
+    from asgnas_ir.frontends import as_tuple
+    from asgnas_ir.frontends.keras.driver import example_arrays, load_keras
+
+    start = time.perf_counter()
+    live = clone(load_keras(model))
+    inputs = tuple(np.asarray(x.numpy() if hasattr(x, "numpy") else x) for x in as_tuple(example_inputs))
+    inputs = inputs or example_arrays(live, seed)
+    if not keep_weights:
+        rerandomize(live, seed)
+    graph = compile(live, inputs, frontend="keras")
+    t_compile = time.perf_counter()
+    space = search_space(graph, mode=mode)
+    zero = random_zero_groups(graph, space, fraction, seed)
+    t_space = time.perf_counter()
+    slices = [s for gid in zero for s in space.group(gid).slices]
+    _zeroed(graph, slices)
+    assign_weights(live, graph, {s.param for s in slices})
+    sub = subnet(graph, space, zero)
+    t_subnet = time.perf_counter()
+
+    with tempfile.TemporaryDirectory(prefix="asgnas-check-") as tmp:
+        target_dir = Path(out_dir) if out_dir is not None else Path(tmp)
+        codegen(sub, target=target, out_dir=target_dir)
+        t_codegen = time.perf_counter()
+        expected = run_model(live, inputs)
+        if target == "keras":
+            from asgnas_ir.testing import run_keras
+
+            actual = run_keras(target_dir, list(inputs))
+        else:
+            actual = _run_generated(target, target_dir, inputs)
+    return _report(graph, sub, space, zero, expected, actual, "keras", target, (start, t_compile, t_space, t_subnet, t_codegen))
 
 
 def _check_onnx_model(

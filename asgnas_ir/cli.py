@@ -33,7 +33,10 @@ def _load_spec_model(args: argparse.Namespace) -> tuple[Any, tuple]:
         if not args.input:
             raise SpecError("a PyTorch model needs --input SHAPE (e.g. --input 1,3,224,224) for each forward argument")
         return model, make_torch_inputs(args.input, args.seed)
-    if args.input and str(model).endswith(".onnx"):  # else the ONNX graph's declared input shapes
+    from asgnas_ir.frontends import is_keras_model
+
+    keras_like = is_keras_model(model) or str(model).endswith(".keras")
+    if args.input and (str(model).endswith(".onnx") or keras_like):  # else the declared input shapes (channels-last for Keras)
         from asgnas_ir.spec import make_numpy_inputs
 
         return model, make_numpy_inputs(args.input, args.seed)

@@ -40,3 +40,25 @@ def run_onnx(path: str | Path, inputs: Any) -> list[Any]:
     if len(names) != len(arrays):
         raise ValueError(f"{path} takes {len(names)} input(s) ({', '.join(names)}), got {len(arrays)}")
     return list(session.run(None, dict(zip(names, arrays, strict=True))))
+
+
+def load_generated_keras(folder: str | Path) -> Any:
+    """The Keras model that `folder/model.py` (written by codegen-keras) builds, with its weights."""
+    folder = Path(folder)
+    module = import_file(folder / "model.py", "asgnas_generated_keras")
+    return module.load(folder / "weights.safetensors")
+
+
+def run_keras(model_or_folder: Any, inputs: Any) -> list[Any]:
+    """Outputs (a list of numpy arrays) of a generated Keras model, or of the one in a codegen-keras
+    folder, on `inputs` (numpy arrays or torch tensors, in the order of the model's inputs)."""
+    import numpy as np
+
+    model = load_generated_keras(model_or_folder) if isinstance(model_or_folder, (str, Path)) else model_or_folder
+    if isinstance(inputs, np.ndarray) or hasattr(inputs, "numpy"):
+        inputs = [inputs]
+    arrays = [np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x) for x in inputs]
+    outputs = model(arrays[0] if len(arrays) == 1 else arrays, training=False)
+    if not isinstance(outputs, (list, tuple)):
+        outputs = [outputs]
+    return [np.asarray(o) for o in outputs]

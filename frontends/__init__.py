@@ -24,12 +24,17 @@ def is_onnx_model(model: Any) -> bool:
     return type(model).__module__.startswith("onnx") and type(model).__name__ == "ModelProto"
 
 
+def is_keras_model(model: Any) -> bool:
+    keras = sys.modules.get("keras")
+    return keras is not None and isinstance(model, keras.Model)
+
+
 def detect(model: Any) -> str:
     """The frontend `auto` picks for `model`."""
     if is_torch_module(model):
         return "fx"
     name = type(model).__module__
-    if name.startswith("keras") or name.startswith("tensorflow"):
+    if is_keras_model(model) or name.startswith("keras") or name.startswith("tensorflow"):
         return "keras"
     if is_onnx_model(model):
         return "onnx"
@@ -77,6 +82,10 @@ def lower(model: Any, example_inputs: Any = None, *, frontend: str = "auto", on_
         from asgnas_ir.frontends.onnx import lower_onnx
 
         return lower_onnx(model, inputs or None, on_unsupported)
-    raise AsgnasError(
-        f"the '{chosen}' frontend is not available in this version yet; PyTorch models compile with frontend='fx'"
-    )
+    if chosen == "keras":
+        if not (is_keras_model(model) or (isinstance(model, (str, PurePath)) and str(model).endswith(".keras"))):
+            raise SpecError(f"frontend 'keras' needs a keras.Model or a .keras path, got {type(model).__name__}")
+        from asgnas_ir.frontends.keras import lower_keras
+
+        return lower_keras(model, inputs or None, on_unsupported)
+    raise AsgnasError(f"unknown frontend '{chosen}'")

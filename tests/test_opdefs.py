@@ -30,6 +30,13 @@ def test_every_op_has_an_onnx_emitter() -> None:
     assert set(ONNX_EMITTERS) | {Op.OPAQUE} == set(Op)
 
 
+def test_every_op_has_a_keras_emitter() -> None:
+    """codegen-keras can write every op kind except opaque ones (refused with a CodegenError)."""
+    from asgnas_ir.passes.codegen.keras_codegen import KERAS_EMITTERS
+
+    assert set(KERAS_EMITTERS) | {Op.OPAQUE} == set(Op)
+
+
 def test_torch_fx_tables_only_produce_known_ops() -> None:
     """Every fx converter table is non-empty and keyed consistently (no duplicate registration at import)."""
     from asgnas_ir.frontends.torch_fx.functions import FUNCTIONS

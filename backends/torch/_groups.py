@@ -1,22 +1,19 @@
-"""Group bookkeeping for the torch optimizers: where each group's entries live, and the per-group math.
+"""Group bookkeeping for the torch optimizers: the groups' entries as torch tensors, and the per-group math
+on tensors (the framework-free parts are in `asgnas_ir.backends._groups`).
 
 See NOTE: [Group membership matrix] and NOTE: [Per-group scalars on the host] in `optim.py`.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
 import numpy as np
 import torch
 
+from asgnas_ir.backends._groups import MAGNITUDE_EPS
 from asgnas_ir.errors import AsgnasError
-
-_MAGNITUDE_EPS = 1e-6
-# Warm-up steps whose weight in the final score average would be below this are not scored.
-_SCORE_WEIGHT_CUTOFF = 1e-6
 
 
 class _GroupIndex:
@@ -126,17 +123,6 @@ class _GroupIndex:
             torch._foreach_copy_([t.detach() for t in self.tensors], chunks)
 
 
-def _entries(tensor: torch.Tensor, axis: int, indices: list[int]) -> np.ndarray:
-    """Flat positions in `tensor` of the entries at `indices` along `axis` (row-major order)."""
-    if tensor.dim() == 0:
-        return np.zeros(1, np.int64)
-    shape = tuple(tensor.shape)
-    outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
-    rows = np.asarray(indices, np.int64)
-    positions = (np.arange(outer)[:, None, None] * shape[axis] + rows[None, :, None]) * inner + np.arange(inner)[None, None, :]
-    return positions.ravel()
-
-
 def _resolve(model: torch.nn.Module, live: dict[str, torch.Tensor], param: str, source: str) -> torch.Tensor:
     tensor = live.get(source)
     if tensor is None:  # a tied weight is listed once by named_parameters(); its other path still resolves
@@ -152,27 +138,6 @@ def _resolve(model: torch.nn.Module, live: dict[str, torch.Tensor], param: str, 
     return tensor
 
 
-def _host_scores(dot: list[float], xx: list[float], gg: list[float], l1: list[float], sizes: list[float]) -> list[float]:
-    """`reference.redundancy_scores` from per-group ⟨x,g⟩, ‖x‖², ‖g‖², ‖x‖₁ and sizes (Python floats)."""
-    cos = [d / math.sqrt(a * b) if a * b > 0 else 0.0 for d, a, b in zip(dot, xx, gg, strict=True)]
-    inv = [1.0 / ((s1 / n if n else 0.0) + _MAGNITUDE_EPS) for s1, n in zip(l1, sizes, strict=True)]
-    cos_norm, inv_norm = math.sqrt(sum(c * c for c in cos)) or 1.0, math.sqrt(sum(i * i for i in inv)) or 1.0
-    return [0.5 * c / cos_norm + 0.5 * i / inv_norm for c, i in zip(cos, inv, strict=True)]
-
-
-def _host_lambda(dot: list[float], norm: list[float], gg: list[float], lmbda: float, amplify: float, hat: float) -> list[float]:
-    """`reference.select_lambda` (Python floats; ⟨x,g⟩ < 0 implies ‖x‖ > 0)."""
-    lams = []
-    for d, n, q in zip(dot, norm, gg, strict=True):
-        if d < 0:
-            lo, hi = -d / n, -q * n / d
-            chosen = min(max(amplify * lo, lmbda), lmbda * hat)
-            lams.append(0.5 * (lo + hi) if chosen >= hi else chosen)
-        else:
-            lams.append(lmbda)
-    return lams
-
-
 def _reciprocal(v: torch.Tensor) -> torch.Tensor:
     """1/v, and 0 where v is 0."""
     return v.reciprocal().nan_to_num_(posinf=0.0)
@@ -181,7 +146,7 @@ def _reciprocal(v: torch.Tensor) -> torch.Tensor:
 def _scores(dot: torch.Tensor, xx: torch.Tensor, gg: torch.Tensor, l1: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
     """`reference.redundancy_scores` from per-group ⟨x,g⟩, ‖x‖², ‖g‖², ‖x‖₁ and sizes."""
     cos = dot * _reciprocal((xx * gg).sqrt_())
-    inv = (l1 * _reciprocal(sizes)).add_(_MAGNITUDE_EPS).reciprocal_()
+    inv = (l1 * _reciprocal(sizes)).add_(MAGNITUDE_EPS).reciprocal_()
     parts = torch.stack([cos, inv])
     return (parts * _reciprocal(torch.linalg.vector_norm(parts, dim=1, keepdim=True))).sum(0).mul_(0.5)
 

@@ -45,18 +45,18 @@ import torch
 from torch.optim.adam import adam as _adam
 from torch.optim.sgd import sgd as _sgd
 
-from asgnas_ir.backends.reference import hesso_ratio, select_redundant
-from asgnas_ir.backends.torch._groups import (
-    _SCORE_WEIGHT_CUTOFF,
-    _entries,
-    _GroupIndex,
-    _host_lambda,
-    _host_scores,
-    _lambda,
-    _reciprocal,
-    _resolve,
-    _scores,
+from asgnas_ir.backends._groups import (
+    bind_groups,
+    check_options,
+    host_lambda,
+    host_scores,
+    num_selected,
+    operators_holding,
+    score_window,
+    without_nested,
 )
+from asgnas_ir.backends.reference import hesso_ratio, select_redundant
+from asgnas_ir.backends.torch._groups import _GroupIndex, _lambda, _reciprocal, _resolve, _scores
 from asgnas_ir.backends.torch.binding import live_tensors
 from asgnas_ir.errors import AsgnasError
 from asgnas_ir.passes.analysis.search_space import SearchSpace
@@ -103,20 +103,12 @@ class H2SPG(torch.optim.Optimizer):
         adam_eps: float = 1e-8,
         foreach: bool = True,
     ) -> None:
-        checks = [
-            (lr >= 0, f"lr must be ≥ 0, got {lr}"),
-            (0 <= momentum < 1, f"momentum must be in [0, 1), got {momentum}"),
-            (weight_decay >= 0, f"weight_decay must be ≥ 0, got {weight_decay}"),
-            (0 <= target_group_sparsity <= 1, f"target_group_sparsity must be in [0, 1], got {target_group_sparsity}"),
-            (warmup_steps >= 0, f"warmup_steps must be ≥ 0, got {warmup_steps}"),
-            (0 <= ema < 1, f"ema must be in [0, 1), got {ema}"),
-            (epsilon >= 0, f"epsilon must be ≥ 0, got {epsilon}"),
-            (lmbda >= 0, f"lmbda must be ≥ 0, got {lmbda}"),
-            (base in ("sgd", "adam"), f"base must be 'sgd' or 'adam', got '{base}'"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise AsgnasError(f"{type(self).__name__}: {message}")
+        check_options(
+            type(self).__name__, lr=lr, momentum=momentum, weight_decay=weight_decay,
+            target_group_sparsity=target_group_sparsity, warmup_steps=warmup_steps, ema=ema, epsilon=epsilon, lmbda=lmbda,
+        )
+        if base not in ("sgd", "adam"):
+            raise AsgnasError(f"{type(self).__name__}: base must be 'sgd' or 'adam', got '{base}'")
         params = [p for p in model.parameters() if p.requires_grad]
         defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov, "betas": betas, "eps": adam_eps}
         super().__init__(params, defaults)
@@ -127,12 +119,11 @@ class H2SPG(torch.optim.Optimizer):
         self.base, self.foreach = base, foreach
         self._tensors, self._entries = self._bind(model, space)
         self._all = self._index(list(range(len(space.groups))), self._tensors)
-        self._inside = self._operators_holding()
+        self._inside = operators_holding(space, self._entries)
         self._red: _GroupIndex | None = None
         self._flat_sgd: bool = False
         self._momentum: torch.Tensor | None = None
-        # step t of T contributes (1-ω)·ω^(T-1-t) to the average: only the last steps matter
-        self._score_window = 1 if ema == 0 else math.ceil(math.log(_SCORE_WEIGHT_CUTOFF) / math.log(ema))
+        self._score_window = score_window(ema)
         self._base_params: list[torch.Tensor] = list(params)
         self._steps = 0
         self._selected_at: int | None = None
@@ -143,27 +134,7 @@ class H2SPG(torch.optim.Optimizer):
     def _bind(model: torch.nn.Module, space: SearchSpace) -> tuple[list[torch.Tensor], list[dict[int, np.ndarray]]]:
         """Unique live tensors of the non-stat slices and, per group, its entries in each (by position)."""
         live = live_tensors(model)
-        tensors: list[torch.Tensor] = []
-        position: dict[int, int] = {}
-        entries: list[dict[int, np.ndarray]] = []
-        for group in space.groups:
-            parts: dict[int, list[np.ndarray]] = {}
-            for s in group.slices:
-                if s.kind == "stat":
-                    continue
-                source = space.param_sources.get(s.param, s.param)
-                tensor = _resolve(model, live, s.param, source)
-                top = max(s.indices, default=-1)
-                if tensor.dim() and (s.axis >= tensor.dim() or top >= tensor.shape[s.axis]):
-                    raise AsgnasError(
-                        f"search-space param '{s.param}' (source '{source}') has shape {tuple(tensor.shape)} in the model, "
-                        f"too small for index {top} on axis {s.axis}; was the space built from another model?"
-                    )
-                position.setdefault(id(tensor), len(tensors))
-                if len(tensors) < len(position):
-                    tensors.append(tensor)
-                parts.setdefault(position[id(tensor)], []).append(_entries(tensor, s.axis, s.indices))
-            entries.append({i: np.unique(np.concatenate(chunks)) for i, chunks in parts.items()})
+        tensors, entries = bind_groups(space, lambda param, source: _resolve(model, live, param, source), lambda t: t.shape)
         if len({t.device for t in tensors}) > 1:
             raise AsgnasError("the search space's params lie on several devices; move the model to one device first")
         return tensors, entries
@@ -204,26 +175,7 @@ class H2SPG(torch.optim.Optimizer):
         if not index.groups:
             return []
         l1 = index.matrix @ index.flat()[0].abs().unsqueeze(1)
-        zero = torch.nonzero(l1.squeeze(1) == 0).flatten().tolist()
-        zero_set = set(zero)
-        return [gid for gid in zero if not zero_set.intersection(self._inside.get(gid, ()))]
-
-    def _operators_holding(self) -> dict[int, list[int]]:
-        """Channel group → the operator groups that hold every one of its entries (`both` mode)."""
-        groups = self.space.groups
-        operators = [g.id for g in groups if g.kind == "operator"]
-        inside: dict[int, list[int]] = {}
-        for group in groups:
-            if group.kind != "channel" or not operators:
-                continue
-            mine = self._entries[group.id]
-            holders = [
-                op for op in operators
-                if all(i in self._entries[op] and np.isin(e, self._entries[op][i]).all() for i, e in mine.items())
-            ]
-            if holders:
-                inside[group.id] = holders
-        return inside
+        return without_nested(torch.nonzero(l1.squeeze(1) == 0).flatten().tolist(), self._inside)
 
     @torch.no_grad()
     def finalize(self) -> list[int]:
@@ -266,7 +218,7 @@ class H2SPG(torch.optim.Optimizer):
         xg = index.flat(grads=True)
         dot, xx, gg, l1 = index.group_sums(index.products(xg[0], xg[1]))
         if index.host:
-            scores = torch.tensor(_host_scores(dot, xx, gg, l1, index.sizes_list), dtype=torch.float64)
+            scores = torch.tensor(host_scores(dot, xx, gg, l1, index.sizes_list), dtype=torch.float64)
         else:
             scores = _scores(dot, xx, gg, l1, index.sizes)
         if self._ema.device != scores.device:
@@ -274,7 +226,7 @@ class H2SPG(torch.optim.Optimizer):
         self._ema.mul_(self.ema).add_(scores, alpha=1.0 - self.ema)
 
     def _select(self) -> None:
-        k = math.floor(self.target_group_sparsity * len(self.space.groups) + 1e-9)
+        k = num_selected(self.target_group_sparsity, len(self.space.groups))
         self.redundant_groups = select_redundant(self.scores, k, self.space.is_valid)
         self._selected_at = self._steps
         self._build_redundant()
@@ -330,7 +282,7 @@ class H2SPG(torch.optim.Optimizer):
         dot, xx, gg = red.group_sums(red.products(x, g, 3))
         if red.host:
             norm = [math.sqrt(v) for v in xx]
-            lam = _host_lambda(dot, norm, gg, *rule)
+            lam = host_lambda(dot, norm, gg, *rule)
             coef = [lm / n if n > 0 else 0.0 for lm, n in zip(lam, norm, strict=True)]
         else:
             norm = xx.sqrt()

@@ -81,6 +81,7 @@ class GeneratedCode:
     files: dict[str, str]
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     weights_file: str = "weights.safetensors"
+    always_write_weights: bool = False  # write the (possibly empty) weights file even without weights
 
     def write(self, out_dir: str | Path) -> list[Path]:
         from safetensors.numpy import save_file
@@ -92,7 +93,7 @@ class GeneratedCode:
             path = out / name
             path.write_text(text)
             written.append(path)
-        if self.weights:
+        if self.weights or self.always_write_weights:
             path = out / self.weights_file
             save_file({k: contiguous(v) for k, v in self.weights.items()}, str(path))
             written.append(path)

@@ -493,5 +493,5 @@ def test_run_onnx_takes_numpy_and_returns_a_list(tmp_path: Path) -> None:
 
 def test_check_refuses_a_target_it_cannot_run() -> None:
     replica = REPLICAS["mlp"]
-    with pytest.raises(ai.AsgnasError, match="check target 'keras'"):
-        ai.check(replica.build(), example_inputs(replica), target="keras")
+    with pytest.raises(ai.AsgnasError, match="check target 'tflite'"):
+        ai.check(replica.build(), example_inputs(replica), target="tflite")

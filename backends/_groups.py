@@ -1,0 +1,151 @@
+"""Framework-free group bookkeeping shared by the torch and TensorFlow optimizers.
+
+Where each group's entries lie in the live variables (flat, row-major positions), the per-group
+scalar math on the host (`reference.redundancy_scores` and `reference.select_lambda` from per-group
+sums), and the few numbers every H2SPG derives from its options. Nothing here imports a framework:
+a backend passes callbacks that resolve a param to its live variable and read that variable's shape.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from asgnas_ir.errors import AsgnasError
+from asgnas_ir.passes.analysis.search_space import SearchSpace
+
+MAGNITUDE_EPS = 1e-6
+# Warm-up steps whose weight in the final score average would be below this are not scored.
+SCORE_WEIGHT_CUTOFF = 1e-6
+
+V = TypeVar("V")
+
+
+def entries(shape: Sequence[int], axis: int, indices: Sequence[int]) -> np.ndarray:
+    """Flat positions in a tensor of `shape` of the entries at `indices` along `axis` (row-major order)."""
+    shape = tuple(int(d) for d in shape)
+    if not shape:
+        return np.zeros(1, np.int64)
+    outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
+    rows = np.asarray(indices, np.int64)
+    positions = (np.arange(outer)[:, None, None] * shape[axis] + rows[None, :, None]) * inner + np.arange(inner)[None, None, :]
+    return positions.ravel()
+
+
+def bind_groups(
+    space: SearchSpace, resolve: Callable[[str, str], V], shape_of: Callable[[V], Sequence[int]]
+) -> tuple[list[V], list[dict[int, np.ndarray]]]:
+    """The unique live variables of the groups' non-stat slices and, per group, its entries in each.
+
+    Args:
+        space: the search space.
+        resolve: (IR param name, source path) → the live variable; raises when there is none.
+        shape_of: a live variable's shape.
+
+    Returns:
+        (variables in first-use order, per group {position in that list: sorted unique flat entries}).
+
+    Raises:
+        AsgnasError: a slice does not fit its variable (the space was built from another model).
+    """
+    variables: list[V] = []
+    position: dict[int, int] = {}
+    per_group: list[dict[int, np.ndarray]] = []
+    for group in space.groups:
+        parts: dict[int, list[np.ndarray]] = {}
+        for s in group.slices:
+            if s.kind == "stat":
+                continue
+            source = space.param_sources.get(s.param, s.param)
+            variable = resolve(s.param, source)
+            shape = tuple(int(d) for d in shape_of(variable))
+            top = max(s.indices, default=-1)
+            if shape and (s.axis >= len(shape) or top >= shape[s.axis]):
+                raise AsgnasError(
+                    f"search-space param '{s.param}' (source '{source}') has shape {shape} in the model, "
+                    f"too small for index {top} on axis {s.axis}; was the space built from another model?"
+                )
+            if id(variable) not in position:
+                position[id(variable)] = len(variables)
+                variables.append(variable)
+            parts.setdefault(position[id(variable)], []).append(entries(shape, s.axis, s.indices))
+        per_group.append({i: np.unique(np.concatenate(chunks)) for i, chunks in parts.items()})
+    return variables, per_group
+
+
+def operators_holding(space: SearchSpace, per_group: list[dict[int, np.ndarray]]) -> dict[int, list[int]]:
+    """Channel group → the operator groups that hold every one of its entries (`both` mode)."""
+    operators = [g.id for g in space.groups if g.kind == "operator"]
+    inside: dict[int, list[int]] = {}
+    for group in space.groups:
+        if group.kind != "channel" or not operators:
+            continue
+        mine = per_group[group.id]
+        holders = [
+            op for op in operators
+            if all(i in per_group[op] and np.isin(e, per_group[op][i]).all() for i, e in mine.items())
+        ]
+        if holders:
+            inside[group.id] = holders
+    return inside
+
+
+def without_nested(zero: list[int], inside: dict[int, list[int]]) -> list[int]:
+    """`zero` less the channel groups lying inside a zero operator group (removing the operator removes them)."""
+    zero_set = set(zero)
+    return [gid for gid in zero if not zero_set.intersection(inside.get(gid, ()))]
+
+
+def score_window(ema: float) -> int:
+    """How many final warm-up steps weigh at least `SCORE_WEIGHT_CUTOFF` in the score average.
+
+    Step t of T contributes (1-ω)·ω^(T-1-t) to the average, so only the last steps matter.
+    """
+    return 1 if ema == 0 else math.ceil(math.log(SCORE_WEIGHT_CUTOFF) / math.log(ema))
+
+
+def num_selected(target_group_sparsity: float, groups: int) -> int:
+    """K = ⌊target · groups⌋ (with a tolerance for fractions like 2/3 that are not exact in binary)."""
+    return math.floor(target_group_sparsity * groups + 1e-9)
+
+
+def check_options(owner: str, **options: Any) -> None:
+    """Raise an AsgnasError naming `owner` for the first H2SPG option out of range."""
+    rules = {
+        "lr": (lambda v: v >= 0, "≥ 0"),
+        "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+        "weight_decay": (lambda v: v >= 0, "≥ 0"),
+        "target_group_sparsity": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+        "warmup_steps": (lambda v: v >= 0, "≥ 0"),
+        "ema": (lambda v: 0 <= v < 1, "in [0, 1)"),
+        "epsilon": (lambda v: v >= 0, "≥ 0"),
+        "lmbda": (lambda v: v >= 0, "≥ 0"),
+    }
+    for name, value in options.items():
+        ok, bound = rules[name]
+        if not ok(value):
+            raise AsgnasError(f"{owner}: {name} must be {bound}, got {value}")
+
+
+def host_scores(dot: list[float], xx: list[float], gg: list[float], l1: list[float], sizes: list[float]) -> list[float]:
+    """`reference.redundancy_scores` from per-group ⟨x,g⟩, ‖x‖², ‖g‖², ‖x‖₁ and sizes (Python floats)."""
+    cos = [d / math.sqrt(a * b) if a * b > 0 else 0.0 for d, a, b in zip(dot, xx, gg, strict=True)]
+    inv = [1.0 / ((s1 / n if n else 0.0) + MAGNITUDE_EPS) for s1, n in zip(l1, sizes, strict=True)]
+    cos_norm, inv_norm = math.sqrt(sum(c * c for c in cos)) or 1.0, math.sqrt(sum(i * i for i in inv)) or 1.0
+    return [0.5 * c / cos_norm + 0.5 * i / inv_norm for c, i in zip(cos, inv, strict=True)]
+
+
+def host_lambda(dot: list[float], norm: list[float], gg: list[float], lmbda: float, amplify: float, hat: float) -> list[float]:
+    """`reference.select_lambda` (Python floats; ⟨x,g⟩ < 0 implies ‖x‖ > 0)."""
+    lams = []
+    for d, n, q in zip(dot, norm, gg, strict=True):
+        if d < 0:
+            lo, hi = -d / n, -q * n / d
+            chosen = min(max(amplify * lo, lmbda), lmbda * hat)
+            lams.append(0.5 * (lo + hi) if chosen >= hi else chosen)
+        else:
+            lams.append(lmbda)
+    return lams

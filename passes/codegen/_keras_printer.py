@@ -1,0 +1,347 @@
+"""The KerasPrinter that codegen-keras prints a Functional model with, and the `KERAS_EMITTERS` table.
+
+Every IR value is held in the generated code in a *physical* layout: a permutation `P` of its
+logical (IR) axes, physical axis j being logical axis P[j]. Graph inputs and outputs are logical.
+Convolutions, pools and spatial norms of a channels-first graph (from torch or ONNX) ask for their
+input channels-last (`P = (0, 2, ..., r-1, 1)`) and produce channels-last values; elementwise ops,
+concat, split, slice, pad, softmax and reductions keep whatever layout their input has and remap
+their axis attributes through `P`; reshape, flatten, expand, linear on a non-trailing channel axis,
+matmul and attention want the logical layout. `view(value, P)` emits one `keras.ops.transpose` per
+value and layout (cached), so a graph input feeding several convolutions is transposed once.
+
+The printer owns naming (layer names from the source, unique; local names from the IR values) and
+the weights dict (`<layer name>/<variable>` → array, which is each Keras variable's `path`). It
+lives apart from the emitters so that the family modules (`keras_emitters_*.py`) can register into
+the table without importing `keras_codegen`. Keras itself is never imported: this writes text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from asgnas_ir import __version__
+from asgnas_ir.errors import CodegenError
+from asgnas_ir.ir.graph import Graph, Param
+from asgnas_ir.ir.node import NodeBase
+from asgnas_ir.ir.ops import Op
+from asgnas_ir.naming import Namespace, sanitize
+from asgnas_ir.passes.codegen._printer import call, lit_exact, wrap
+
+Perm = tuple[int, ...]
+Emitter = Callable[["KerasPrinter", NodeBase], None]
+KERAS_EMITTERS: dict[Op, Emitter] = {}
+
+_RESERVED = {"keras", "layers", "Path", "load_file", "build", "load", "Constant", "model", "weights", "path", "variable"}
+
+
+def emits(*ops: Op) -> Callable[[Emitter], Emitter]:
+    def add(fn: Emitter) -> Emitter:
+        for op in ops:
+            if op in KERAS_EMITTERS:
+                raise RuntimeError(f"keras emitter for '{op.value}' registered twice")
+            KERAS_EMITTERS[op] = fn
+        return fn
+
+    return add
+
+
+def identity(rank: int) -> Perm:
+    return tuple(range(rank))
+
+
+def channels_last(rank: int) -> Perm:
+    """The physical order of a channels-first value held channels-last: (0, 2, ..., rank-1, 1)."""
+    return (0, *range(2, rank), 1) if rank >= 3 else identity(rank)
+
+
+def inverse(perm: Sequence[int]) -> Perm:
+    out = [0] * len(perm)
+    for j, axis in enumerate(perm):
+        out[axis] = j
+    return tuple(out)
+
+
+def same_memory_order(shape: Sequence[int], perm: Perm) -> bool:
+    """True when transposing a value of logical `shape` held in `perm` moves no element (every axis
+    longer than 1 keeps its relative order), so a reshape may skip the transpose."""
+    kept = [axis for axis in perm if shape[axis] != 1]
+    return kept == sorted(kept)
+
+
+_SUFFIX = {3: ("_ncl", "_nlc"), 4: ("_nchw", "_nhwc"), 5: ("_ncdhw", "_ndhwc")}
+
+
+class KerasPrinter:
+    """Builds the body of `build()` node by node; emitters call `assign`, `alias`, `layer` and `view`."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.channels_first = graph.meta.layout != "channels_last"
+        self.layer_names = Namespace()
+        self.locals = Namespace(_RESERVED)
+        self.body: list[str] = []
+        self.expr: dict[str, str] = {}
+        self.perm: dict[str, Perm] = {}
+        self.weights: dict[str, np.ndarray] = {}
+        self.uses_constant = False
+        self._views: dict[tuple[str, Perm], str] = {}
+        self._layer_of: dict[tuple, str] = {}
+        self._constants: dict[tuple, str] = {}
+        self.constant_of: dict[str, str] = {}  # value produced by a constant node -> its param
+        self._uses = Counter(self._layer_key(node) for node in graph.nodes if node.params and node.op is not Op.CONSTANT)
+
+    # ---- helpers the emitters use --------------------------------------------------------------
+    def shape(self, value: str) -> tuple[int, ...]:
+        return self.graph.values[value].shape
+
+    def rank(self, value: str) -> int:
+        return len(self.shape(value))
+
+    def param(self, node: NodeBase, role: str) -> Param:
+        return self.graph.params[node.params[role]]
+
+    def array(self, node: NodeBase, role: str, target: str | None = None) -> np.ndarray:
+        """The weights of `node`'s param `role`, transposed from its stored axes to `target` letters."""
+        name = node.params[role]
+        array = self.graph.weights.get(name)
+        if array is None:
+            raise CodegenError(f"param '@{name}' has no weights; compile the model with weights or load the IR with its .safetensors")
+        axes = self.graph.params[name].axes
+        if target and axes and axes != target and sorted(axes) == sorted(target):
+            array = np.transpose(array, [axes.index(letter) for letter in target])
+        return np.ascontiguousarray(array)
+
+    def spatial_perm(self, node: NodeBase, value: str) -> Perm:
+        """The physical layout a conv/pool wants: channels-last (the logical one for a Keras graph)."""
+        rank = self.rank(value)
+        if getattr(node.attrs, "channels_last", False) or not self.channels_first:
+            return identity(rank)
+        return channels_last(rank)
+
+    def channel_axis(self, value: str) -> int:
+        """The physical index of `value`'s channel axis (its last axis when the IR knows none)."""
+        info = self.graph.values[value]
+        logical = len(info.shape) - 1 if info.channel_axis is None else info.channel_axis
+        return inverse(self.perm[value])[logical]
+
+    def view(self, value: str, perm: Perm) -> str:
+        """`value` held in layout `perm`: its expression, or a cached transpose of it."""
+        current = self.perm[value]
+        if current == perm:
+            return self.expr[value]
+        key = (value, perm)
+        if key not in self._views:
+            axes = tuple(inverse(current)[axis] for axis in perm)
+            rank = len(perm)
+            base = sanitize(self.expr[value])
+            suffix = _SUFFIX.get(rank, ("_cf", "_cl"))
+            suffix_name = suffix[0] if perm == identity(rank) else suffix[1] if perm == channels_last(rank) else "_t"
+            name = self.locals.name(("view", value, perm), base + suffix_name)
+            self.body.append(f"{name} = keras.ops.transpose({self.expr[value]}, {lit_exact(axes)})")
+            self._views[key] = name
+        return self._views[key]
+
+    def logical(self, value: str) -> str:
+        return self.view(value, identity(self.rank(value)))
+
+    def x(self, node: NodeBase, index: int = 0) -> str:
+        """Input `index` of `node` in the layout it already has."""
+        return self.expr[node.inputs[index]]
+
+    def assign(self, node: NodeBase, expression: str, perm: Perm | None = None) -> None:
+        """One line `out = expression`; the outputs are held in `perm` (default: logical)."""
+        names = [self.locals.name(out, out) for out in node.outputs]
+        self.body.append(f"{', '.join(names)} = {expression}")
+        for out, name in zip(node.outputs, names, strict=True):
+            self.expr[out] = name
+            self.perm[out] = perm if perm is not None else identity(self.rank(out))
+
+    def line(self, node: NodeBase, hint: str, expression: str) -> str:
+        """A helper line of `node`'s decomposition, `<output>_<hint> = expression`; returns the name."""
+        name = self.locals.name(("helper", node.id, hint), f"{node.outputs[0]}_{hint}")
+        self.body.append(f"{name} = {expression}")
+        return name
+
+    def alias(self, node: NodeBase, expression: str, perm: Perm) -> None:
+        self.expr[node.outputs[0]] = expression
+        self.perm[node.outputs[0]] = perm
+
+    @staticmethod
+    def _layer_key(node: NodeBase) -> tuple:
+        return (node.op.value, *sorted(node.params.values()))
+
+    def layer_name(self, node: NodeBase, suffix: str = "") -> str:
+        """A unique Keras layer name from the node's source (`layer1.0.conv1` → `layer1_0_conv1`)."""
+        base = (node.source or node.id) + suffix
+        return self.layer_names.name(("node", node.id, suffix), base)
+
+    def layer(self, node: NodeBase, cls: str, *args: str, weights: dict[str, np.ndarray] | None = None, **kwargs: str | None) -> str:
+        """The expression of a Keras layer `layers.<cls>(...)` for `node`, to be called on its input.
+
+        A node with params is one layer per set of params: a layer called by several nodes (shared
+        weights) is bound to a local once and that name is returned. `weights` maps each of the layer's
+        variables to its array."""
+        key = self._layer_key(node) if node.params else None
+        if key is not None and key in self._layer_of:
+            return self._layer_of[key]
+        name = self.layer_names.name(key or ("node", node.id, ""), node.source or node.id)
+        ctor = call(f"layers.{cls}", *args, **kwargs, name=f'"{name}"')
+        for variable, array in (weights or {}).items():
+            self.weights[f"{name}/{variable}"] = array
+        if key is not None and self._uses[key] > 1:
+            local = self.locals.name(("layer", key), name)
+            self.body.append(f"{local} = {ctor}")
+            self._layer_of[key] = local
+            return local
+        return ctor
+
+    def helper_layer(self, node: NodeBase, suffix: str, cls: str, *args: str, **kwargs: str | None) -> str:
+        """A weightless helper layer of `node` (padding, cropping), named `<source>_<suffix>`."""
+        return call(f"layers.{cls}", *args, **kwargs, name=f'"{self.layer_name(node, "_" + suffix if suffix else "")}"')
+
+    def constant(self, key: tuple, hint: str, array: np.ndarray, trainable: bool = False) -> str:
+        """A tensor holding `array` (loaded from the weights file), as a `Constant` layer output."""
+        if key not in self._constants:
+            self.uses_constant = True
+            name = self.layer_names.name(("constant", *key), hint)
+            local = self.locals.name(("constant", *key), hint)
+            anchor = self.expr[self.graph.inputs[0]]
+            ctor = call(
+                "Constant", lit_exact(tuple(array.shape)),
+                dtype=None if str(array.dtype) == "float32" else f'"{array.dtype}"',
+                trainable="True" if trainable else None, name=f'"{name}"',
+            )
+            self.body.append(f"{local} = {ctor}({anchor})")
+            self.weights[f"{name}/value"] = np.ascontiguousarray(array)
+            self._constants[key] = local
+        return self._constants[key]
+
+    def constant_source(self, value: str) -> str | None:
+        """The param a value is a constant view of (a `constant` node's output), else None."""
+        return self.constant_of.get(value)
+
+    def layer_names_hint(self, param: str) -> str:
+        return sanitize(self.graph.params[param].source or param)
+
+    # ---- printing ----------------------------------------------------------------------------
+    def print(self) -> str:
+        inputs = []
+        for name in self.graph.inputs:
+            info = self.graph.values[name]
+            local = self.locals.name(name, name)
+            self.layer_names.name(("input", name), local)
+            self.expr[name], self.perm[name] = local, identity(len(info.shape))
+            dtype = None if info.dtype == "float32" else f'"{info.dtype}"'
+            inputs.append(
+                f"{local} = "
+                + call("keras.Input", f"shape={lit_exact(tuple(info.shape[1:]))}", batch_size=str(info.shape[0]), dtype=dtype, name=f'"{local}"')
+            )
+        self.body.extend(inputs)
+        for node in self.graph.nodes:
+            emitter = KERAS_EMITTERS.get(node.op)
+            if emitter is None:
+                raise CodegenError(f"node '{node.id}' (op {node.op.value}, from '{node.source}') has no keras emitter")
+            emitter(self, node)
+        outputs = [self.logical(o) for o in self.graph.outputs]
+        return self._module_text(outputs)
+
+    def _module_text(self, outputs: list[str]) -> str:
+        graph = self.graph
+        model_name = sanitize(graph.name)
+        ins = [self.expr[i] for i in graph.inputs]
+        in_text = ins[0] if len(ins) == 1 else "[" + ", ".join(ins) + "]"
+        if graph.meta.output_kind == "tuple" or len(outputs) > 1:
+            out_text = "[" + ", ".join(outputs) + "]"
+        else:
+            out_text = outputs[0]
+        params = sum(p.numel for p in graph.params.values() if p.trainable)
+        source = graph.meta.model_name or graph.name
+        framework = graph.meta.framework or "?"
+        layout = "channels-first" if self.channels_first else "channels-last"
+        lines = [
+            f'"""{model_name}: generated by asgnas-ir {__version__} from the {framework} model {source}.',
+            "",
+            f"IR fingerprint {graph.fingerprint()}; {params:,} trainable parameters. This file needs only keras 3 and",
+            "safetensors; `load()` builds the model and assigns the weights of `weights.safetensors` beside it, each",
+            "by its variable path (`<layer name>/<variable>`). Edit freely.",
+            "",
+            f"Layout: inputs and outputs are {layout}, as in the source model.",
+        ]
+        if self.channels_first:
+            lines += [
+                "Convolutions, pools and norms run channels-last (Keras' native layout): a value is transposed",
+                "to channels-last once, before its first such use, and back (to the source layout) before a",
+                "reshape/flatten that mixes its channel axis with others and at the outputs; every axis argument",
+                "(concat, split, softmax, mean) is written for the layout the value is held in.",
+            ]
+        lines += [
+            '"""',
+            "",
+            "from __future__ import annotations",
+            "",
+            "from pathlib import Path",
+            "",
+            "import keras",
+            "from keras import layers",
+            "from safetensors.numpy import load_file",
+            "",
+        ]
+        if self.uses_constant:
+            lines += [
+                "",
+                "class Constant(layers.Layer):",
+                '    """A weight used as a tensor (a buffer or constant of the source model); its input is ignored."""',
+                "",
+                '    def __init__(self, shape: tuple[int, ...], dtype: str = "float32", trainable: bool = False, **kwargs) -> None:',
+                "        super().__init__(**kwargs)",
+                '        self.value = self.add_weight(shape=shape, dtype=dtype, initializer="zeros", trainable=trainable, name="value")',
+                "",
+                "    def call(self, x):",
+                "        return keras.ops.convert_to_tensor(self.value)",
+                "",
+            ]
+        lines += ["", "def build() -> keras.Model:", '    """The model with freshly initialised weights (see `load`)."""']
+        lines += [wrapped for line in self.body for wrapped in _wrap_layer_call(line, "    ")]
+        lines += [
+            f'    return keras.Model({in_text}, {out_text}, name="{model_name}")',
+            "",
+            "",
+            "def load(path: str | Path | None = None) -> keras.Model:",
+            '    """The model with the weights from `path` (default: weights.safetensors beside this file)."""',
+            "    model = build()",
+            '    weights = load_file(str(path if path is not None else Path(__file__).with_name("weights.safetensors")))',
+            "    for variable in model.weights:",
+            "        variable.assign(weights[variable.path])",
+            "    return model",
+            "",
+        ]
+        return "\n".join(lines)
+
+
+_LAYER_CALL = re.compile(r"^(.* = )((?:layers\.\w+|Constant)\(.*\))(\([\w\[\], ]*\))$")
+
+
+def _wrap_layer_call(line: str, indent: str, width: int = 119) -> list[str]:
+    """`wrap`, except that `y = layers.Conv2D(...)(x)` splits the constructor's arguments and keeps
+    the call on the closing line: `)(x)`."""
+    match = _LAYER_CALL.match(line)
+    if len(indent) + len(line) > width and not line.endswith(")") and " = " in line:  # `y = a * b`: parenthesise
+        target, expression = line.split(" = ", 1)
+        return [f"{indent}{target} = (", f"{indent}    {expression}", f"{indent})"]
+    if len(indent) + len(line) <= width or match is None:
+        return wrap(line, indent, width)
+    head, ctor, argument = match.groups()
+    lines = wrap(head + ctor, indent, width - len(argument))
+    return [*lines[:-1], lines[-1] + argument]
+
+
+def float_lit(value: float) -> str:
+    if value == float("inf"):
+        return 'float("inf")'
+    if value == float("-inf"):
+        return 'float("-inf")'
+    return repr(float(value))
