@@ -286,7 +286,8 @@ def _check_keras_model(
     out_dir: str | Path | None,
 ) -> CheckReport:
     """`check` for a keras.Model or .keras path: the reference is a clone of the model (re-randomized)
-    with the zeroed slices written into its variables; the generated model runs on the same inputs."""
+    with the zeroed slices written into its variables; the generated model (Keras or PyTorch)
+    runs on the same channels-last inputs."""
     if target not in CHECK_TARGETS:
         raise AsgnasError(f"check target '{target}' is not available for Keras models; use one of {', '.join(CHECK_TARGETS)}")
     from asgnas_ir.backends.tensorflow.binding import assign_weights, clone, rerandomize, run_model
@@ -319,6 +320,10 @@ def _check_keras_model(
             from asgnas_ir.testing import run_keras
 
             actual = run_keras(target_dir, list(inputs))
+        elif target == "torch":
+            from asgnas_ir.testing import run_torch
+
+            actual = run_torch(target_dir, list(inputs))
         else:
             actual = _run_generated(target, target_dir, inputs)
     return _report(graph, sub, space, zero, expected, actual, "keras", target, (start, t_compile, t_space, t_subnet, t_codegen))

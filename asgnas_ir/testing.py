@@ -23,6 +23,23 @@ def emit_and_load(graph: Graph, folder: str | Path) -> Any:
     return load_generated(folder)
 
 
+def run_torch(model_or_folder: Any, inputs: Any) -> list[Any]:
+    """Outputs (a list of numpy arrays) of a generated PyTorch model, or of the one in a codegen-torch
+    folder, on `inputs` (numpy arrays or torch tensors, in the order of the model's inputs), without
+    autograd."""
+    import numpy as np
+    import torch
+
+    from asgnas_ir.backends.torch.binding import run_model
+
+    model = load_generated(model_or_folder) if isinstance(model_or_folder, (str, Path)) else model_or_folder
+    if isinstance(inputs, np.ndarray) or hasattr(inputs, "numpy"):
+        inputs = [inputs]
+    tensors = tuple(x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x)) for x in inputs)
+    with torch.no_grad():
+        return run_model(model, tensors)
+
+
 def run_onnx(path: str | Path, inputs: Any) -> list[Any]:
     """Run the ONNX model at `path` in onnxruntime (CPU): numpy arrays in, in the order of the model's
     inputs (a single array or a sequence), and the list of numpy outputs out. Torch tensors are

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 
@@ -29,11 +29,13 @@ from asgnas_ir.ir.graph import Graph, Param
 from asgnas_ir.ir.node import NodeBase
 from asgnas_ir.ir.ops import Op
 from asgnas_ir.naming import Namespace, sanitize
+from asgnas_ir.passes.codegen._layout import Perm, channels_last, identity, inverse, same_memory_order
 from asgnas_ir.passes.codegen._printer import call, lit_exact, wrap
 
-Perm = tuple[int, ...]
 Emitter = Callable[["KerasPrinter", NodeBase], None]
 KERAS_EMITTERS: dict[Op, Emitter] = {}
+
+__all__ = ["KERAS_EMITTERS", "KerasPrinter", "Perm", "channels_last", "emits", "float_lit", "identity", "inverse", "same_memory_order"]
 
 _RESERVED = {"keras", "layers", "Path", "load_file", "build", "load", "Constant", "model", "weights", "path", "variable"}
 
@@ -47,29 +49,6 @@ def emits(*ops: Op) -> Callable[[Emitter], Emitter]:
         return fn
 
     return add
-
-
-def identity(rank: int) -> Perm:
-    return tuple(range(rank))
-
-
-def channels_last(rank: int) -> Perm:
-    """The physical order of a channels-first value held channels-last: (0, 2, ..., rank-1, 1)."""
-    return (0, *range(2, rank), 1) if rank >= 3 else identity(rank)
-
-
-def inverse(perm: Sequence[int]) -> Perm:
-    out = [0] * len(perm)
-    for j, axis in enumerate(perm):
-        out[axis] = j
-    return tuple(out)
-
-
-def same_memory_order(shape: Sequence[int], perm: Perm) -> bool:
-    """True when transposing a value of logical `shape` held in `perm` moves no element (every axis
-    longer than 1 keeps its relative order), so a reshape may skip the transpose."""
-    kept = [axis for axis in perm if shape[axis] != 1]
-    return kept == sorted(kept)
 
 
 _SUFFIX = {3: ("_ncl", "_nlc"), 4: ("_nchw", "_nhwc"), 5: ("_ncdhw", "_ndhwc")}

@@ -8,6 +8,13 @@ twice. Output is deterministic: the same graph gives the same bytes.
 
 Batch size: a reshape whose leading size equals its input's batch size is printed with
 `x.shape[0]`, so the generated model accepts any batch size, not just the example's.
+
+Layout: inputs and outputs keep the source model's layout. A channels-last graph (from Keras) holds
+each value in a physical layout (`_layout.py`, as codegen-keras does the other way round): conv,
+pools and batch/group/instance norm want the channel axis at 1 and get their input through one
+cached `permute` per value; elementwise ops, concat, split, slice, pad, softmax and mean/sum keep the
+layout they get and remap their axes; reshape, flatten, linear, layer norm, matmul, attention and the
+graph outputs read the logical (source) layout. A channels-first graph needs no permutes at all.
 """
 
 from __future__ import annotations
@@ -25,6 +32,15 @@ from asgnas_ir.ir.node import NodeBase
 from asgnas_ir.ir.ops import Op
 from asgnas_ir.naming import Namespace, sanitize
 from asgnas_ir.pass_manager import Pass, register_pass
+from asgnas_ir.passes.codegen._layout import (
+    Perm,
+    channel_to_front,
+    identity,
+    inverse,
+    reduced,
+    same_memory_order,
+    transpose_axes,
+)
 from asgnas_ir.passes.codegen._printer import GeneratedCode, call, lit, lit_exact, wrap
 
 # Attributes every nn.Module already has; a layer must not be named like one of them.
@@ -72,10 +88,57 @@ class TorchPrinter:
         self.weights: dict[str, np.ndarray] = {}
         self.uses_functional = False
         self._layer_of: dict[tuple[str, ...], str] = {}
+        self.channels_last = graph.meta.layout == "channels_last"
+        self.perm: dict[str, Perm] = {}
+        self._views: dict[tuple[str, Perm], str] = {}
 
     # ---- helpers the emitters use --------------------------------------------------------------
     def x(self, node: NodeBase, index: int = 0) -> str:
+        """Input `index` of `node` in the layout it is held in (see `held`)."""
         return self.expr[node.inputs[index]]
+
+    def held(self, value: str) -> Perm:
+        return self.perm.get(value) or identity(len(self.shape(value)))
+
+    def view(self, value: str, perm: Perm) -> str:
+        """`value` held in layout `perm`: its expression, or one cached `permute` of it."""
+        current = self.held(value)
+        if current == perm:
+            return self.expr[value]
+        key = (value, perm)
+        if key not in self._views:
+            rank = len(perm)
+            suffix = {3: ("_nlc", "_ncl"), 4: ("_nhwc", "_nchw"), 5: ("_ndhwc", "_ncdhw")}.get(rank, ("_cl", "_cf"))
+            hint = suffix[0] if perm == identity(rank) else suffix[1] if perm[1] == rank - 1 else "_t"
+            name = self.locals.name(("view", value, perm), sanitize(self.expr[value]).removeprefix("self_") + hint)
+            axes = transpose_axes(current, perm)
+            self.body.append(f"{name} = {self.expr[value]}.permute({', '.join(str(a) for a in axes)})")
+            self._views[key] = name
+        return self._views[key]
+
+    def logical(self, value: str) -> str:
+        """`value` in its IR (source) layout."""
+        return self.view(value, identity(len(self.shape(value))))
+
+    def lx(self, node: NodeBase, index: int = 0) -> str:
+        """Input `index` of `node` in its IR (source) layout."""
+        return self.logical(node.inputs[index])
+
+    def channel_front(self, value: str) -> Perm:
+        """The layout torch's conv/pool/norm modules want `value` in: its channel axis at 1."""
+        info = self.graph.values[value]
+        if not self.channels_last or info.channel_axis is None:
+            return identity(len(info.shape))
+        return channel_to_front(len(info.shape), info.channel_axis)
+
+    def spatial_x(self, node: NodeBase) -> tuple[str, Perm]:
+        """Input 0 of a conv/pool/norm node with its channel axis at 1, and the layout of its output."""
+        value = node.inputs[0]
+        return self.view(value, self.channel_front(value)), self.channel_front(node.outputs[0])
+
+    def axis(self, value: str, axis: int) -> int:
+        """The physical index of logical `axis` of `value`."""
+        return inverse(self.held(value))[axis]
 
     def shape(self, value: str) -> tuple[int, ...]:
         return self.graph.values[value].shape
@@ -109,14 +172,19 @@ class TorchPrinter:
             array = np.transpose(array, [param.axes.index(letter) for letter in target])
         return array
 
-    def assign(self, node: NodeBase, expression: str) -> None:
+    def assign(self, node: NodeBase, expression: str, perm: Perm | None = None) -> None:
+        """One line `out = expression`; the outputs are held in `perm` (default: logical)."""
         names = [self.locals.name(out, out) for out in node.outputs]
         self.body.append(f"{', '.join(names)} = {expression}")
         for out, name in zip(node.outputs, names, strict=True):
             self.expr[out] = name
+            if perm is not None:
+                self.perm[out] = perm
 
-    def alias(self, node: NodeBase, expression: str) -> None:
+    def alias(self, node: NodeBase, expression: str, perm: Perm | None = None) -> None:
         self.expr[node.outputs[0]] = expression
+        if perm is not None:
+            self.perm[node.outputs[0]] = perm
 
     # ---- printing ----------------------------------------------------------------------------
     def print(self) -> str:
@@ -133,7 +201,7 @@ class TorchPrinter:
         graph = self.graph
         cls = class_name(graph)
         args = ", ".join(f"{self.expr[i]}: torch.Tensor" for i in graph.inputs)
-        outputs = [self.expr[o] for o in graph.outputs]
+        outputs = [self.logical(o) for o in graph.outputs]
         if graph.meta.output_kind == "tuple" or len(outputs) > 1:
             returns = "tuple[torch.Tensor, ...]"
             result = "(" + ", ".join(outputs) + ("," if len(outputs) == 1 else "") + ")"
@@ -146,6 +214,17 @@ class TorchPrinter:
             "",
             f"IR fingerprint {graph.fingerprint()}; {params:,} trainable parameters. This file needs only torch and",
             "safetensors; `load()` reads `weights.safetensors` from beside it. Edit freely.",
+            *(
+                [
+                    "",
+                    "Layout: inputs and outputs are channels-last, as in the source model; convolutions, pools and",
+                    "norms run channels-first (torch's layout) on a value permuted once, before its first such use,",
+                    "and permuted back before a reshape/flatten and at the outputs; axis arguments are written for",
+                    "the layout the value is held in.",
+                ]
+                if self.channels_last
+                else []
+            ),
             '"""',
             "",
             "from __future__ import annotations",
@@ -197,17 +276,22 @@ def _dims_suffix(rank: int) -> str:
     return f"{rank}d"
 
 
+def _spatial_letters(axes: str | None) -> str:
+    """The kernel's spatial letters in order (`OIHW` and `HWIO` -> `HW`)."""
+    return "".join(letter for letter in axes or "" if letter not in "OI")
+
+
 @emits(Op.CONV)
 def _conv(p: TorchPrinter, node: NodeBase) -> None:
     attrs: A.ConvAttrs = node.attrs  # type: ignore[assignment]
     weight = p.param(node, "weight")
     n = len(weight.shape) - 2
-    target = "OI" + (weight.axes or "")[-n:] if weight.axes and not weight.axes.startswith("OI") else weight.axes
+    target = "OI" + _spatial_letters(weight.axes) if weight.axes and not weight.axes.startswith("OI") else weight.axes
     spatial = [d for d, letter in zip(weight.shape, weight.axes or "", strict=False) if letter not in "OI"]
     out_ch = weight.shape[weight.axes.index("O")]  # type: ignore[union-attr]
     in_ch = weight.shape[weight.axes.index("I")] * attrs.groups  # type: ignore[union-attr]
     symmetric = all(a == b for a, b in attrs.padding)
-    x = p.x(node)
+    x, out_perm = p.spatial_x(node)
     if not symmetric:
         flat = tuple(v for before, after in reversed(attrs.padding) for v in (before, after))
         x = call(p.F("pad"), x, lit_exact(flat))
@@ -225,7 +309,7 @@ def _conv(p: TorchPrinter, node: NodeBase) -> None:
         padding_mode=None if attrs.padding_mode == "zeros" else lit(attrs.padding_mode),
     )
     name = p.layer(node, ctor, {"weight": target})
-    p.assign(node, f"self.{name}({x})")
+    p.assign(node, f"self.{name}({x})", out_perm)
 
 
 @emits(Op.CONV_TRANSPOSE)
@@ -248,9 +332,10 @@ def _conv_transpose(p: TorchPrinter, node: NodeBase) -> None:
         bias=None if "bias" in node.params else "False",
         dilation=None if set(attrs.dilation) == {1} else lit(attrs.dilation),
     )
-    target = "IO" + (weight.axes or "")[-n:] if weight.axes and not weight.axes.startswith("IO") else weight.axes
+    target = "IO" + _spatial_letters(weight.axes) if weight.axes and not weight.axes.startswith("IO") else weight.axes
     name = p.layer(node, ctor, {"weight": target})
-    p.assign(node, f"self.{name}({p.x(node)})")
+    x, out_perm = p.spatial_x(node)
+    p.assign(node, f"self.{name}({x})", out_perm)
 
 
 @emits(Op.LINEAR)
@@ -259,7 +344,7 @@ def _linear(p: TorchPrinter, node: NodeBase) -> None:
     out_f, in_f = weight.shape[weight.axes.index("O")], weight.shape[weight.axes.index("I")]  # type: ignore[union-attr]
     ctor = call("nn.Linear", str(in_f), str(out_f), bias=None if "bias" in node.params else "False")
     name = p.layer(node, ctor, {"weight": "OI"})
-    p.assign(node, f"self.{name}({p.x(node)})")
+    p.assign(node, f"self.{name}({p.lx(node)})")
 
 
 def _channels(p: TorchPrinter, node: NodeBase) -> int:
@@ -284,7 +369,8 @@ def _batch_norm(p: TorchPrinter, node: NodeBase) -> None:
         track_running_stats=None if "running_mean" in node.params else "False",
     )
     name = p.layer(node, ctor)
-    p.assign(node, f"self.{name}({p.x(node)})")
+    x, out_perm = p.spatial_x(node)
+    p.assign(node, f"self.{name}({x})", out_perm)
 
 
 @emits(Op.INSTANCE_NORM)
@@ -303,7 +389,8 @@ def _instance_norm(p: TorchPrinter, node: NodeBase) -> None:
     else:
         name = p.layers.name(("instance_norm", node.id), node.source or node.id)
         p.init.append(f"self.{name} = {ctor}")
-    p.assign(node, f"self.{name}({p.x(node)})")
+    x, out_perm = p.spatial_x(node)
+    p.assign(node, f"self.{name}({x})", out_perm)
 
 
 @emits(Op.GROUP_NORM)
@@ -316,11 +403,12 @@ def _group_norm(p: TorchPrinter, node: NodeBase) -> None:
         eps=None if attrs.eps == 1e-5 else lit(attrs.eps),
         affine=None if "weight" in node.params else "False",
     )
+    x, out_perm = p.spatial_x(node)
     if node.params:
         name = p.layer(node, ctor)
-        p.assign(node, f"self.{name}({p.x(node)})")
+        p.assign(node, f"self.{name}({x})", out_perm)
     else:
-        p.assign(node, call(p.F("group_norm"), p.x(node), str(attrs.num_groups), eps=lit(attrs.eps)))
+        p.assign(node, call(p.F("group_norm"), x, str(attrs.num_groups), eps=lit(attrs.eps)), out_perm)
 
 
 @emits(Op.LAYER_NORM)
@@ -329,7 +417,7 @@ def _layer_norm(p: TorchPrinter, node: NodeBase) -> None:
     shape = tuple(p.shape(node.inputs[0])[a] for a in attrs.axes)
     normalized = str(shape[0]) if len(shape) == 1 else lit_exact(shape)
     if not node.params:
-        p.assign(node, call(p.F("layer_norm"), p.x(node), lit_exact(shape), eps=lit(attrs.eps)))
+        p.assign(node, call(p.F("layer_norm"), p.lx(node), lit_exact(shape), eps=lit(attrs.eps)))
         return
     ctor = call(
         "nn.LayerNorm",
@@ -338,12 +426,12 @@ def _layer_norm(p: TorchPrinter, node: NodeBase) -> None:
         bias=None if "bias" in node.params else "False",
     )
     name = p.layer(node, ctor)
-    p.assign(node, f"self.{name}({p.x(node)})")
+    p.assign(node, f"self.{name}({p.lx(node)})")
 
 
 def _unary(template: Callable[[TorchPrinter, NodeBase, str], str]) -> Emitter:
     def emit(p: TorchPrinter, node: NodeBase) -> None:
-        p.assign(node, template(p, node, p.x(node)))
+        p.assign(node, template(p, node, p.x(node)), p.perm.get(node.inputs[0]))
 
     return emit
 
@@ -388,7 +476,7 @@ EMITTERS.update(
 
 @emits(Op.IDENTITY)
 def _identity(p: TorchPrinter, node: NodeBase) -> None:
-    p.alias(node, p.x(node))
+    p.alias(node, p.x(node), p.perm.get(node.inputs[0]))
 
 
 _BINARY = {Op.ADD: "+", Op.SUB: "-", Op.MUL: "*", Op.DIV: "/"}
@@ -399,23 +487,43 @@ def _binary(p: TorchPrinter, node: NodeBase) -> None:
     attrs: A.BinaryAttrs = node.attrs  # type: ignore[assignment]
     symbol = _BINARY[node.op]
     if attrs.scalar is None:
-        p.assign(node, f"{p.x(node, 0)} {symbol} {p.x(node, 1)}")
+        rank = len(p.shape(node.outputs[0]))
+        held = [p.held(v) for v in node.inputs if len(p.shape(v)) == rank]
+        perm = next((h for h in held if h != identity(rank)), identity(rank))
+        a, b = (_operand(p, v, rank, perm) for v in node.inputs)
+        p.assign(node, f"{a} {symbol} {b}", perm if perm != identity(rank) else None)
     elif attrs.reverse:
-        p.assign(node, f"{lit(attrs.scalar)} {symbol} {p.x(node)}")
+        p.assign(node, f"{lit(attrs.scalar)} {symbol} {p.x(node)}", p.perm.get(node.inputs[0]))
     else:
-        p.assign(node, f"{p.x(node)} {symbol} {lit(attrs.scalar)}")
+        p.assign(node, f"{p.x(node)} {symbol} {lit(attrs.scalar)}", p.perm.get(node.inputs[0]))
+
+
+def _operand(p: TorchPrinter, value: str, rank: int, perm: Perm) -> str:
+    """`value` as an operand of a rank-`rank` result held in `perm` (broadcasting as torch does)."""
+    shape = p.shape(value)
+    if len(shape) == rank:
+        return p.view(value, perm)
+    if perm == identity(rank) or all(d == 1 for d in shape):
+        return p.logical(value)
+    # a lower-rank operand of a permuted result: its leading 1s, then the same permutation
+    full = (1,) * (rank - len(shape)) + tuple(shape)
+    return f"{p.logical(value)}.reshape({', '.join(map(str, full))}).permute({', '.join(map(str, perm))})"
 
 
 @emits(Op.CONCAT)
 def _concat(p: TorchPrinter, node: NodeBase) -> None:
-    parts = ", ".join(p.expr[i] for i in node.inputs)
-    p.assign(node, f"torch.cat([{parts}], dim={node.attrs.axis})")  # type: ignore[attr-defined]
+    rank = len(p.shape(node.outputs[0]))
+    perm = next((p.held(v) for v in node.inputs if p.held(v) != identity(rank)), identity(rank))
+    parts = ", ".join(p.view(i, perm) for i in node.inputs)
+    axis = inverse(perm)[node.attrs.axis]  # type: ignore[attr-defined]
+    p.assign(node, f"torch.cat([{parts}], dim={axis})", perm if perm != identity(rank) else None)
 
 
 @emits(Op.SPLIT)
 def _split(p: TorchPrinter, node: NodeBase) -> None:
     attrs: A.SplitAttrs = node.attrs  # type: ignore[assignment]
-    p.assign(node, f"torch.split({p.x(node)}, {list(attrs.sizes)}, dim={attrs.axis})")
+    value = node.inputs[0]
+    p.assign(node, f"torch.split({p.x(node)}, {list(attrs.sizes)}, dim={p.axis(value, attrs.axis)})", p.perm.get(value))
 
 
 @emits(Op.SLICE)
@@ -423,14 +531,15 @@ def _slice(p: TorchPrinter, node: NodeBase) -> None:
     attrs: A.SliceAttrs = node.attrs  # type: ignore[assignment]
     step = "" if attrs.step == 1 else f":{attrs.step}"
     start = "" if attrs.start == 0 else str(attrs.start)
-    index = [":"] * attrs.axis + [f"{start}:{attrs.stop}{step}"]
-    p.assign(node, f"{p.x(node)}[{', '.join(index)}]")
+    value = node.inputs[0]
+    index = [":"] * p.axis(value, attrs.axis) + [f"{start}:{attrs.stop}{step}"]
+    p.assign(node, f"{p.x(node)}[{', '.join(index)}]", p.perm.get(value))
 
 
 @emits(Op.RESHAPE)
 def _reshape(p: TorchPrinter, node: NodeBase) -> None:
     attrs: A.ReshapeAttrs = node.attrs  # type: ignore[assignment]
-    x = p.x(node)
+    x = _source_order(p, node.inputs[0])
     in_shape = p.shape(node.inputs[0])
     dims = [str(d) for d in attrs.shape]
     if len(in_shape) >= 2 and attrs.shape and attrs.shape[0] == in_shape[0]:
@@ -441,21 +550,46 @@ def _reshape(p: TorchPrinter, node: NodeBase) -> None:
 @emits(Op.FLATTEN)
 def _flatten(p: TorchPrinter, node: NodeBase) -> None:
     attrs: A.FlattenAttrs = node.attrs  # type: ignore[assignment]
+    value = node.inputs[0]
+    if p.held(value) != identity(len(p.shape(value))) and same_memory_order(p.shape(value), p.held(value)):
+        x = p.x(node)  # held permuted, but in the source's element order: a reshape is enough
+        dims = [f"{x}.shape[0]", *(str(d) for d in p.shape(node.outputs[0])[1:])]
+        p.assign(node, f"{x}.reshape({', '.join(dims)})")
+        return
     last = len(p.shape(node.inputs[0])) - 1
     end = "" if attrs.end_axis == last else f", {attrs.end_axis}"
-    p.assign(node, f"torch.flatten({p.x(node)}, {attrs.start_axis}{end})")
+    p.assign(node, f"torch.flatten({p.lx(node)}, {attrs.start_axis}{end})")
 
 
 @emits(Op.PERMUTE)
 def _permute(p: TorchPrinter, node: NodeBase) -> None:
-    perm = node.attrs.perm  # type: ignore[attr-defined]
-    p.assign(node, f"{p.x(node)}.permute({', '.join(str(d) for d in perm)})")
+    perm = tuple(node.attrs.perm)  # type: ignore[attr-defined]
+    value, out = node.inputs[0], node.outputs[0]
+    held = p.held(value)
+    options = [(o, transpose_axes(held, tuple(perm[a] for a in o))) for o in (identity(len(perm)), p.channel_front(out))]
+    out_perm, axes = next(((o, a) for o, a in options if a == identity(len(perm))), options[0])
+    if axes == identity(len(perm)) and held != identity(len(perm)):
+        p.alias(node, p.x(node), out_perm)  # the permute undoes the held layout
+        return
+    p.assign(node, f"{p.x(node)}.permute({', '.join(str(d) for d in axes)})", out_perm if out_perm != identity(len(perm)) else None)
+
+
+def _source_order(p: TorchPrinter, value: str) -> str:
+    """`value` with its elements in the source layout's row-major order (permuted only if needed)."""
+    if same_memory_order(p.shape(value), p.held(value)):
+        return p.expr[value]
+    return p.logical(value)
 
 
 @emits(Op.PAD)
 def _pad(p: TorchPrinter, node: NodeBase) -> None:
     attrs: A.PadAttrs = node.attrs  # type: ignore[assignment]
+    value = node.inputs[0]
     pairs = list(attrs.pads)
+    held = p.held(value)
+    if held != identity(len(held)):
+        full = [(0, 0)] * (len(held) - len(pairs)) + [tuple(pair) for pair in pairs]
+        pairs = [full[axis] for axis in held]
     while pairs and pairs[0] == (0, 0):
         pairs.pop(0)
     flat = tuple(v for before, after in reversed(pairs) for v in (before, after))
@@ -466,6 +600,7 @@ def _pad(p: TorchPrinter, node: NodeBase) -> None:
             mode=None if attrs.mode == "constant" else lit(attrs.mode),
             value=lit(attrs.value) if attrs.mode == "constant" and attrs.value else None,
         ),
+        p.perm.get(value),
     )
 
 
@@ -474,11 +609,12 @@ def _pool(p: TorchPrinter, node: NodeBase) -> None:
     attrs: A.PoolAttrs = node.attrs  # type: ignore[assignment]
     n = len(attrs.kernel_size)
     kind = "max" if node.op is Op.MAX_POOL else "avg"
+    x, out_perm = p.spatial_x(node)
     p.assign(
         node,
         call(
             p.F(f"{kind}_pool{n}d"),
-            p.x(node),
+            x,
             lit(attrs.kernel_size),
             stride=None if attrs.stride == attrs.kernel_size else lit(attrs.stride),
             padding=None if set(attrs.padding) <= {0} else lit(attrs.padding),
@@ -486,6 +622,7 @@ def _pool(p: TorchPrinter, node: NodeBase) -> None:
             ceil_mode="True" if attrs.ceil_mode else None,
             count_include_pad=None if kind == "max" or attrs.count_include_pad else "False",
         ),
+        out_perm,
     )
 
 
@@ -493,43 +630,49 @@ def _pool(p: TorchPrinter, node: NodeBase) -> None:
 def _adaptive_pool(p: TorchPrinter, node: NodeBase) -> None:
     attrs: A.AdaptivePoolAttrs = node.attrs  # type: ignore[assignment]
     kind = "avg" if node.op is Op.ADAPTIVE_AVG_POOL else "max"
-    p.assign(node, call(p.F(f"adaptive_{kind}_pool{len(attrs.output_size)}d"), p.x(node), lit(attrs.output_size)))
+    x, out_perm = p.spatial_x(node)
+    p.assign(node, call(p.F(f"adaptive_{kind}_pool{len(attrs.output_size)}d"), x, lit(attrs.output_size)), out_perm)
 
 
 @emits(Op.MEAN, Op.SUM)
 def _reduce(p: TorchPrinter, node: NodeBase) -> None:
     attrs: A.ReduceAttrs = node.attrs  # type: ignore[assignment]
-    dim = str(attrs.axes[0]) if len(attrs.axes) == 1 else lit_exact(attrs.axes)
+    value = node.inputs[0]
+    held = p.held(value)
+    axes = attrs.axes if held == identity(len(held)) else tuple(sorted(p.axis(value, a) for a in attrs.axes))
+    dim = str(axes[0]) if len(axes) == 1 else lit_exact(axes)
     keep = ", keepdim=True" if attrs.keepdim else ""
-    p.assign(node, f"{p.x(node)}.{node.op.value}(dim={dim}{keep})")
+    out_perm = held if attrs.keepdim else reduced(held, attrs.axes)
+    p.assign(node, f"{p.x(node)}.{node.op.value}(dim={dim}{keep})", out_perm)
 
 
 @emits(Op.SOFTMAX)
 def _softmax(p: TorchPrinter, node: NodeBase) -> None:
-    p.assign(node, f"torch.softmax({p.x(node)}, dim={node.attrs.axis})")  # type: ignore[attr-defined]
+    value = node.inputs[0]
+    p.assign(node, f"torch.softmax({p.x(node)}, dim={p.axis(value, node.attrs.axis)})", p.perm.get(value))  # type: ignore[attr-defined]
 
 
 @emits(Op.EMBEDDING)
 def _embedding(p: TorchPrinter, node: NodeBase) -> None:
     attrs: A.EmbeddingAttrs = node.attrs  # type: ignore[assignment]
     name = p.layer(node, call("nn.Embedding", str(attrs.num_embeddings), str(attrs.dim)), {"weight": "VO"})
-    p.assign(node, f"self.{name}({p.x(node)})")
+    p.assign(node, f"self.{name}({p.lx(node)})")
 
 
 @emits(Op.MATMUL)
 def _matmul(p: TorchPrinter, node: NodeBase) -> None:
-    p.assign(node, f"{p.x(node, 0)} @ {p.x(node, 1)}")
+    p.assign(node, f"{p.lx(node, 0)} @ {p.lx(node, 1)}")
 
 
 @emits(Op.ATTENTION)
 def _attention(p: TorchPrinter, node: NodeBase) -> None:
     attrs: A.AttentionAttrs = node.attrs  # type: ignore[assignment]
-    q, k, v = (p.x(node, i) for i in range(3))
+    q, k, v = (p.lx(node, i) for i in range(3))
     p.assign(
         node,
         call(
             p.F("scaled_dot_product_attention"), q, k, v,
-            attn_mask=p.x(node, 3) if len(node.inputs) == 4 else None,
+            attn_mask=p.lx(node, 3) if len(node.inputs) == 4 else None,
             is_causal="True" if attrs.causal else None,
             scale=lit(attrs.scale),
         ),
@@ -539,7 +682,7 @@ def _attention(p: TorchPrinter, node: NodeBase) -> None:
 @emits(Op.EXPAND)
 def _expand(p: TorchPrinter, node: NodeBase) -> None:
     shape = node.attrs.shape  # type: ignore[attr-defined]
-    p.assign(node, f"{p.x(node)}.expand({', '.join(str(d) for d in shape)})")
+    p.assign(node, f"{p.lx(node)}.expand({', '.join(str(d) for d in shape)})")
 
 
 @emits(Op.CONSTANT)
@@ -572,7 +715,7 @@ def _opaque(p: TorchPrinter, node: NodeBase) -> None:
 
     def render(value: object) -> str:
         if isinstance(value, dict) and set(value) == {"$input"}:
-            return p.expr[node.inputs[value["$input"]]]
+            return p.logical(node.inputs[value["$input"]])
         if isinstance(value, list):
             return "(" + ", ".join(render(v) for v in value) + ("," if len(value) == 1 else "") + ")"
         return repr(value)
