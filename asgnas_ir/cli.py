@@ -189,7 +189,7 @@ def _print_report(report: Any) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from asgnas_ir.demo import run_demo
 
-    return run_demo(Path(args.out), resume=args.resume, epochs=args.epochs)
+    return run_demo(Path(args.out), resume=args.resume, epochs=args.epochs, framework=args.framework)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -280,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo-out", metavar="DIR")
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo from its checkpoints")
     p.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
+    p.add_argument(
+        "--framework", default="torch", choices=["torch", "keras"],
+        help="torch (default): the PyTorch SuperResNet; keras: its Keras 3 twin, trained with model.fit, Keras code generated",
+    )
     p.set_defaults(func=cmd_demo)
     return parser
 

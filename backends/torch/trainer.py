@@ -17,54 +17,16 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from asgnas_ir.backends.data import Split, load_digits_split
+from asgnas_ir.backends.training import TrainConfig, TrainingDiverged, plot_report, print_summary
 from asgnas_ir.errors import AsgnasError, SpecError
 from asgnas_ir.testing import load_generated
-
-
-class TrainConfig(BaseModel):
-    """What to train and how (the CONFIG file of `asgnas train` is this model as JSON)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    supernet: str = Field("super_resnet", description="a name in asgnas_ir.examples.supernets.SUPERNETS or a SPEC")
-    mode: Literal["prune", "erase", "both"] = "erase"
-    optimizer: Literal["h2spg", "hesso"] = "h2spg"
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(0.05, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(1e-4, ge=0)
-    target_group_sparsity: float = Field(0.5, ge=0, le=1)
-    warmup_epochs: int = Field(5, ge=0)
-    lmbda: float = Field(1.0, ge=0, description="H2SPG group penalty λ on the redundant groups")
-    epsilon: float = Field(0.5, ge=0, lt=1, description="H2SPG half-space projection threshold ε")
-    shrink_epochs: int = Field(10, ge=1, description="HESSO: epochs over which redundant groups shrink to zero")
-    seed: int = 0
-    test_fraction: float = Field(0.25, gt=0, lt=1)
-    baseline: bool = True
-    out: str = "demo-out"
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> TrainConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise SpecError(f"config file '{path}' does not exist")
-        try:
-            return cls.model_validate_json(path.read_text())
-        except ValueError as exc:
-            raise SpecError(f"config file '{path}' is not a valid training config:\n{exc}") from None
-
-
-class TrainingDiverged(AsgnasError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 def build_supernet(name: str, num_classes: int = 10, in_channels: int = 1) -> nn.Module:
@@ -245,49 +207,9 @@ def run_training(config: TrainConfig, *, resume: bool = False, console: Any = No
         acc_base, _ = evaluate(baseline_model, split.x_test, split.y_test)
         report["baseline_sgd"] = {"test_accuracy": acc_base, "history": fits[1][1].history}
     (out / "report.json").write_text(json.dumps(report, indent=1))
-    _plot(report, out / "accuracy_flops.png")
-    _print_summary(console, report, out)
+    plot_report(report, out / "accuracy_flops.png")
+    print_summary(console, report, out)
     return report
-
-
-def _plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    full, sub = report["super_network"], report["sub_network"]
-    if "baseline_sgd" in report:
-        ax.scatter(full["flops"] / 1e6, report["baseline_sgd"]["test_accuracy"], marker="s", s=60, label="super-network, plain SGD")
-    ax.scatter(full["flops"] / 1e6, full["test_accuracy"], marker="o", s=60, label=f"super-network, {report['config']['optimizer'].upper()}")
-    ax.scatter(sub["flops"] / 1e6, sub["test_accuracy"], marker="*", s=160, label="generated sub-network")
-    ax.set_xlabel("FLOPs (millions, multiply-add = 2)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{report['config']['supernet']} on digits ({report['config']['mode']} mode)")
-    ax.grid(alpha=0.3)
-    ax.margins(x=0.15, y=0.25)
-    ax.legend(loc="center", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _print_summary(console: Any, report: dict[str, Any], out: Path) -> None:
-    from rich.table import Table
-
-    full, sub = report["super_network"], report["sub_network"]
-    table = Table(title=f"{report['config']['supernet']}: removed {len(report['zero_groups'])} of {report['groups']} groups")
-    for column in ("", "test accuracy", "params", "FLOPs", "CPU latency (64 images)"):
-        table.add_column(column, justify="left" if not column else "right")
-    if "baseline_sgd" in report:
-        table.add_row("super-network, plain SGD", f"{report['baseline_sgd']['test_accuracy']:.2f}%", f"{full['params']:,}", f"{full['flops']:,}", "")
-    table.add_row("super-network, trained", f"{full['test_accuracy']:.2f}%", f"{full['params']:,}", f"{full['flops']:,}", f"{full['latency_ms']:.2f} ms")
-    table.add_row("generated sub-network", f"{sub['test_accuracy']:.2f}%", f"{sub['params']:,}", f"{sub['flops']:,}", f"{sub['latency_ms']:.2f} ms")
-    console.print(table)
-    same = "identical" if report["predictions_identical"] else "DIFFERENT"
-    console.print(f"FLOPs -{report['flops_reduction']:.0%}; predictions of sub- and super-network on the test set: {same}.")
-    console.print(f"Wrote {out}/model.py, weights.safetensors, report.json, accuracy_flops.png")
 
 
 if __name__ == "__main__":  # pragma: no cover
