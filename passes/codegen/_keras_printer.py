@@ -30,7 +30,7 @@ from asgnas_ir.ir.node import NodeBase
 from asgnas_ir.ir.ops import Op
 from asgnas_ir.naming import Namespace, sanitize
 from asgnas_ir.passes.codegen._layout import Perm, channels_last, identity, inverse, same_memory_order
-from asgnas_ir.passes.codegen._printer import call, lit_exact, wrap
+from asgnas_ir.passes.codegen._printer import call, lit_exact, registrar, wrap
 
 Emitter = Callable[["KerasPrinter", NodeBase], None]
 KERAS_EMITTERS: dict[Op, Emitter] = {}
@@ -40,15 +40,7 @@ __all__ = ["KERAS_EMITTERS", "KerasPrinter", "Perm", "channels_last", "emits", "
 _RESERVED = {"keras", "layers", "Path", "load_file", "build", "load", "Constant", "model", "weights", "path", "variable"}
 
 
-def emits(*ops: Op) -> Callable[[Emitter], Emitter]:
-    def add(fn: Emitter) -> Emitter:
-        for op in ops:
-            if op in KERAS_EMITTERS:
-                raise RuntimeError(f"keras emitter for '{op.value}' registered twice")
-            KERAS_EMITTERS[op] = fn
-        return fn
-
-    return add
+emits = registrar(KERAS_EMITTERS, "keras")
 
 
 _SUFFIX = {3: ("_ncl", "_nlc"), 4: ("_nchw", "_nhwc"), 5: ("_ncdhw", "_ndhwc")}

@@ -19,6 +19,7 @@ from asgnas_ir.errors import CodegenError
 from asgnas_ir.ir.graph import Graph, Param
 from asgnas_ir.ir.node import NodeBase
 from asgnas_ir.ir.ops import Op
+from asgnas_ir.passes.codegen._printer import registrar
 
 if TYPE_CHECKING:
     import onnx_ir as ir
@@ -31,15 +32,7 @@ Emitter = Callable[["OnnxPrinter", NodeBase], None]
 ONNX_EMITTERS: dict[Op, Emitter] = {}
 
 
-def emits(*ops: Op) -> Callable[[Emitter], Emitter]:
-    def add(fn: Emitter) -> Emitter:
-        for op in ops:
-            if op in ONNX_EMITTERS:
-                raise RuntimeError(f"onnx emitter for '{op.value}' registered twice")
-            ONNX_EMITTERS[op] = fn
-        return fn
-
-    return add
+emits = registrar(ONNX_EMITTERS, "onnx")
 
 
 def _onnx_ir() -> Any:

@@ -6,8 +6,10 @@ arrays for the weights file) and `write` puts them on disk.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,6 +69,22 @@ def wrap(line: str, indent: str, width: int = 119) -> list[str]:
     if len(together) <= width:
         return [indent + line[: opened + 1], together, indent + ")"]
     return [indent + line[: opened + 1], *(f"{indent}    {part}," for part in parts), indent + ")"]
+
+
+def registrar(table: dict[Any, Any], target: str) -> Callable[..., Callable[[Any], Any]]:
+    """The `@emits(Op.X, ...)` decorator of one codegen target: fills `table`, once per op."""
+
+    def emits(*ops: Any) -> Callable[[Any], Any]:
+        def add(fn: Any) -> Any:
+            for op in ops:
+                if op in table:
+                    raise RuntimeError(f"{target} emitter for '{op.value}' registered twice")
+                table[op] = fn
+            return fn
+
+        return add
+
+    return emits
 
 
 def call(func: str, *args: str, **kwargs: str | None) -> str:

@@ -1,0 +1,234 @@
+"""The PyTorch printer behind codegen-torch: `TorchPrinter` (names, layers, the forward body, the
+layout each value is held in) and the `EMITTERS` table the emitter modules fill, one entry per op.
+See `torch_codegen.py` for what the generated file looks like."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from asgnas_ir import __version__
+from asgnas_ir.errors import CodegenError
+from asgnas_ir.ir.graph import Graph, Param
+from asgnas_ir.ir.node import NodeBase
+from asgnas_ir.ir.ops import Op
+from asgnas_ir.naming import Namespace, sanitize
+from asgnas_ir.passes.codegen._layout import (
+    Perm,
+    channel_to_front,
+    identity,
+    inverse,
+    transpose_axes,
+)
+from asgnas_ir.passes.codegen._printer import registrar, wrap
+
+# Attributes every nn.Module already has; a layer must not be named like one of them.
+_MODULE_RESERVED = {
+    "training", "forward", "train", "eval", "parameters", "named_parameters", "buffers", "named_buffers",
+    "children", "named_children", "modules", "named_modules", "state_dict", "load_state_dict", "to", "cuda",
+    "cpu", "float", "double", "half", "bfloat16", "type", "apply", "zero_grad", "register_buffer",
+    "register_parameter", "register_module", "add_module", "get_submodule", "get_parameter", "get_buffer",
+    "extra_repr", "requires_grad_", "share_memory", "dump_patches", "call_super_init", "compile", "ipu", "xpu",
+    "mtia", "to_empty", "get_extra_state", "set_extra_state", "register_forward_hook", "register_forward_pre_hook",
+    "register_backward_hook", "register_full_backward_hook", "T_destination",
+}
+_FORWARD_RESERVED = {"self", "torch", "nn", "F", "Path", "load_file"}
+
+Emitter = Callable[["TorchPrinter", NodeBase], None]
+EMITTERS: dict[Op, Emitter] = {}
+
+
+emits = registrar(EMITTERS, "torch")
+
+
+def class_name(graph: Graph) -> str:
+    raw = sanitize(graph.name)
+    return raw[0].upper() + raw[1:] if raw else "Model"
+
+
+class TorchPrinter:
+    """Builds the `__init__` and `forward` bodies node by node."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.layers = Namespace(_MODULE_RESERVED | _FORWARD_RESERVED)
+        self.locals = Namespace(_FORWARD_RESERVED)
+        self.init: list[str] = []
+        self.body: list[str] = []
+        self.expr: dict[str, str] = {}
+        self.weights: dict[str, np.ndarray] = {}
+        self.uses_functional = False
+        self._layer_of: dict[tuple[str, ...], str] = {}
+        self.channels_last = graph.meta.layout == "channels_last"
+        self.perm: dict[str, Perm] = {}
+        self._views: dict[tuple[str, Perm], str] = {}
+
+    # ---- helpers the emitters use --------------------------------------------------------------
+    def x(self, node: NodeBase, index: int = 0) -> str:
+        """Input `index` of `node` in the layout it is held in (see `held`)."""
+        return self.expr[node.inputs[index]]
+
+    def held(self, value: str) -> Perm:
+        return self.perm.get(value) or identity(len(self.shape(value)))
+
+    def view(self, value: str, perm: Perm) -> str:
+        """`value` held in layout `perm`: its expression, or one cached `permute` of it."""
+        current = self.held(value)
+        if current == perm:
+            return self.expr[value]
+        key = (value, perm)
+        if key not in self._views:
+            rank = len(perm)
+            suffix = {3: ("_nlc", "_ncl"), 4: ("_nhwc", "_nchw"), 5: ("_ndhwc", "_ncdhw")}.get(rank, ("_cl", "_cf"))
+            hint = suffix[0] if perm == identity(rank) else suffix[1] if perm[1] == rank - 1 else "_t"
+            name = self.locals.name(("view", value, perm), sanitize(self.expr[value]).removeprefix("self_") + hint)
+            axes = transpose_axes(current, perm)
+            self.body.append(f"{name} = {self.expr[value]}.permute({', '.join(str(a) for a in axes)})")
+            self._views[key] = name
+        return self._views[key]
+
+    def logical(self, value: str) -> str:
+        """`value` in its IR (source) layout."""
+        return self.view(value, identity(len(self.shape(value))))
+
+    def lx(self, node: NodeBase, index: int = 0) -> str:
+        """Input `index` of `node` in its IR (source) layout."""
+        return self.logical(node.inputs[index])
+
+    def channel_front(self, value: str) -> Perm:
+        """The layout torch's conv/pool/norm modules want `value` in: its channel axis at 1."""
+        info = self.graph.values[value]
+        if not self.channels_last or info.channel_axis is None:
+            return identity(len(info.shape))
+        return channel_to_front(len(info.shape), info.channel_axis)
+
+    def spatial_x(self, node: NodeBase) -> tuple[str, Perm]:
+        """Input 0 of a conv/pool/norm node with its channel axis at 1, and the layout of its output."""
+        value = node.inputs[0]
+        return self.view(value, self.channel_front(value)), self.channel_front(node.outputs[0])
+
+    def axis(self, value: str, axis: int) -> int:
+        """The physical index of logical `axis` of `value`."""
+        return inverse(self.held(value))[axis]
+
+    def shape(self, value: str) -> tuple[int, ...]:
+        return self.graph.values[value].shape
+
+    def param(self, node: NodeBase, role: str) -> Param:
+        return self.graph.params[node.params[role]]
+
+    def F(self, name: str) -> str:  # noqa: N802  (mirrors the conventional `F` alias)
+        self.uses_functional = True
+        return f"F.{name}"
+
+    def layer(self, node: NodeBase, constructor: str, layouts: dict[str, str | None] | None = None) -> str | None:
+        """Declare `self.<name> = constructor` once per set of params; returns the attribute, or
+        None when an earlier node already declared it (shared weights)."""
+        # one layer per op kind and params: a table tied to an output projection is two layers
+        key = (node.op.value, *sorted(node.params.values()))
+        if key in self._layer_of:
+            return self._layer_of[key]
+        name = self.layers.name(key, node.source or node.id)
+        self._layer_of[key] = name
+        self.init.append(f"self.{name} = {constructor}")
+        for role, param_name in node.params.items():
+            self.weights[f"{name}.{role}"] = self._to_layout(self.graph.params[param_name], param_name, (layouts or {}).get(role))
+        return name
+
+    def _to_layout(self, param: Param, name: str, target: str | None) -> np.ndarray:
+        array = self.graph.weights.get(name)
+        if array is None:
+            raise CodegenError(f"param '@{name}' has no weights; compile the model with weights or load the IR with its .safetensors")
+        if target and param.axes and param.axes != target and sorted(param.axes) == sorted(target):
+            array = np.transpose(array, [param.axes.index(letter) for letter in target])
+        return array
+
+    def assign(self, node: NodeBase, expression: str, perm: Perm | None = None) -> None:
+        """One line `out = expression`; the outputs are held in `perm` (default: logical)."""
+        names = [self.locals.name(out, out) for out in node.outputs]
+        self.body.append(f"{', '.join(names)} = {expression}")
+        for out, name in zip(node.outputs, names, strict=True):
+            self.expr[out] = name
+            if perm is not None:
+                self.perm[out] = perm
+
+    def alias(self, node: NodeBase, expression: str, perm: Perm | None = None) -> None:
+        self.expr[node.outputs[0]] = expression
+        if perm is not None:
+            self.perm[node.outputs[0]] = perm
+
+    # ---- printing ----------------------------------------------------------------------------
+    def print(self) -> str:
+        for name in self.graph.inputs:
+            self.expr[name] = self.locals.name(name, name)
+        for node in self.graph.nodes:
+            emitter = EMITTERS.get(node.op)
+            if emitter is None:
+                raise CodegenError(f"node '{node.id}' (op {node.op.value}, from '{node.source}') has no torch emitter")
+            emitter(self, node)
+        return self._module_text()
+
+    def _module_text(self) -> str:
+        graph = self.graph
+        cls = class_name(graph)
+        args = ", ".join(f"{self.expr[i]}: torch.Tensor" for i in graph.inputs)
+        outputs = [self.logical(o) for o in graph.outputs]
+        if graph.meta.output_kind == "tuple" or len(outputs) > 1:
+            returns = "tuple[torch.Tensor, ...]"
+            result = "(" + ", ".join(outputs) + ("," if len(outputs) == 1 else "") + ")"
+        else:
+            returns, result = "torch.Tensor", outputs[0]
+        params = sum(p.numel for p in graph.params.values() if p.trainable)
+        source = graph.meta.model_name or graph.name
+        lines = [
+            f'"""{cls}: generated by asgnas-ir {__version__} from the {graph.meta.framework or "?"} model {source}.',
+            "",
+            f"IR fingerprint {graph.fingerprint()}; {params:,} trainable parameters. This file needs only torch and",
+            "safetensors; `load()` reads `weights.safetensors` from beside it. Edit freely.",
+            *(
+                [
+                    "",
+                    "Layout: inputs and outputs are channels-last, as in the source model; convolutions, pools and",
+                    "norms run channels-first (torch's layout) on a value permuted once, before its first such use,",
+                    "and permuted back before a reshape/flatten and at the outputs; axis arguments are written for",
+                    "the layout the value is held in.",
+                ]
+                if self.channels_last
+                else []
+            ),
+            '"""',
+            "",
+            "from __future__ import annotations",
+            "",
+            "from pathlib import Path",
+            "",
+            "import torch",
+        ]
+        if self.uses_functional:
+            lines.append("import torch.nn.functional as F")
+        lines += [
+            "from safetensors.torch import load_file",
+            "from torch import nn",
+            "",
+            "",
+            f"class {cls}(nn.Module):",
+            "    def __init__(self) -> None:",
+            "        super().__init__()",
+        ]
+        lines += [wrapped for line in self.init for wrapped in wrap(line, "        ")]
+        lines += ["", f"    def forward(self, {args}) -> {returns}:"]
+        lines += [wrapped for line in self.body for wrapped in wrap(line, "        ")]
+        lines += [
+            f"        return {result}",
+            "",
+            "",
+            f"def load(path: str | Path | None = None) -> {cls}:",
+            '    """The model with the weights from `path` (default: weights.safetensors here), in eval mode."""',
+            f"    model = {cls}()",
+            '    weights = Path(path) if path is not None else Path(__file__).with_name("weights.safetensors")',
+            "    model.load_state_dict(load_file(str(weights)))",
+            "    return model.eval()",
+            "",
+        ]
+        return "\n".join(lines)

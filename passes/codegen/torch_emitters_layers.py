@@ -1,0 +1,254 @@
+"""codegen-torch emitters for layers with weights and elementwise ops: convolutions, linear,
+normalisations, activations and binary arithmetic."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from asgnas_ir.ir import attrs as A
+from asgnas_ir.ir.node import NodeBase
+from asgnas_ir.ir.ops import Op
+from asgnas_ir.passes.codegen._layout import (
+    Perm,
+    identity,
+)
+from asgnas_ir.passes.codegen._printer import call, lit, lit_exact
+from asgnas_ir.passes.codegen._torch_printer import EMITTERS, Emitter, TorchPrinter, emits
+
+
+def _dims_suffix(rank: int) -> str:
+    return f"{rank}d"
+
+
+def _spatial_letters(axes: str | None) -> str:
+    """The kernel's spatial letters in order (`OIHW` and `HWIO` -> `HW`)."""
+    return "".join(letter for letter in axes or "" if letter not in "OI")
+
+
+@emits(Op.CONV)
+def _conv(p: TorchPrinter, node: NodeBase) -> None:
+    attrs: A.ConvAttrs = node.attrs  # type: ignore[assignment]
+    weight = p.param(node, "weight")
+    n = len(weight.shape) - 2
+    target = "OI" + _spatial_letters(weight.axes) if weight.axes and not weight.axes.startswith("OI") else weight.axes
+    spatial = [d for d, letter in zip(weight.shape, weight.axes or "", strict=False) if letter not in "OI"]
+    out_ch = weight.shape[weight.axes.index("O")]  # type: ignore[union-attr]
+    in_ch = weight.shape[weight.axes.index("I")] * attrs.groups  # type: ignore[union-attr]
+    symmetric = all(a == b for a, b in attrs.padding)
+    x, out_perm = p.spatial_x(node)
+    if not symmetric:
+        flat = tuple(v for before, after in reversed(attrs.padding) for v in (before, after))
+        x = call(p.F("pad"), x, lit_exact(flat))
+    padding = tuple(a for a, _ in attrs.padding) if symmetric else 0
+    ctor = call(
+        f"nn.Conv{_dims_suffix(n)}",
+        str(in_ch),
+        str(out_ch),
+        kernel_size=lit(tuple(spatial)),
+        stride=None if set(attrs.stride) == {1} else lit(attrs.stride),
+        padding=None if padding == 0 or set(padding) == {0} else lit(padding),  # type: ignore[arg-type]
+        dilation=None if set(attrs.dilation) == {1} else lit(attrs.dilation),
+        groups=None if attrs.groups == 1 else str(attrs.groups),
+        bias=None if "bias" in node.params else "False",
+        padding_mode=None if attrs.padding_mode == "zeros" else lit(attrs.padding_mode),
+    )
+    name = p.layer(node, ctor, {"weight": target})
+    p.assign(node, f"self.{name}({x})", out_perm)
+
+
+@emits(Op.CONV_TRANSPOSE)
+def _conv_transpose(p: TorchPrinter, node: NodeBase) -> None:
+    attrs: A.ConvTransposeAttrs = node.attrs  # type: ignore[assignment]
+    weight = p.param(node, "weight")
+    n = len(weight.shape) - 2
+    spatial = [d for d, letter in zip(weight.shape, weight.axes or "", strict=False) if letter not in "OI"]
+    in_ch = weight.shape[weight.axes.index("I")]  # type: ignore[union-attr]
+    out_ch = weight.shape[weight.axes.index("O")] * attrs.groups  # type: ignore[union-attr]
+    ctor = call(
+        f"nn.ConvTranspose{_dims_suffix(n)}",
+        str(in_ch),
+        str(out_ch),
+        kernel_size=lit(tuple(spatial)),
+        stride=None if set(attrs.stride) == {1} else lit(attrs.stride),
+        padding=None if set(attrs.padding) == {0} else lit(attrs.padding),
+        output_padding=None if set(attrs.output_padding) == {0} else lit(attrs.output_padding),
+        groups=None if attrs.groups == 1 else str(attrs.groups),
+        bias=None if "bias" in node.params else "False",
+        dilation=None if set(attrs.dilation) == {1} else lit(attrs.dilation),
+    )
+    target = "IO" + _spatial_letters(weight.axes) if weight.axes and not weight.axes.startswith("IO") else weight.axes
+    name = p.layer(node, ctor, {"weight": target})
+    x, out_perm = p.spatial_x(node)
+    p.assign(node, f"self.{name}({x})", out_perm)
+
+
+@emits(Op.LINEAR)
+def _linear(p: TorchPrinter, node: NodeBase) -> None:
+    weight = p.param(node, "weight")
+    out_f, in_f = weight.shape[weight.axes.index("O")], weight.shape[weight.axes.index("I")]  # type: ignore[union-attr]
+    ctor = call("nn.Linear", str(in_f), str(out_f), bias=None if "bias" in node.params else "False")
+    name = p.layer(node, ctor, {"weight": "OI"})
+    p.assign(node, f"self.{name}({p.lx(node)})")
+
+
+def _channels(p: TorchPrinter, node: NodeBase) -> int:
+    value = p.graph.values[node.inputs[0]]
+    return value.shape[value.channel_axis]  # type: ignore[index]
+
+
+def _norm_dims(p: TorchPrinter, node: NodeBase) -> str:
+    rank = len(p.shape(node.inputs[0]))
+    return _dims_suffix(max(1, rank - 2))
+
+
+@emits(Op.BATCH_NORM)
+def _batch_norm(p: TorchPrinter, node: NodeBase) -> None:
+    attrs: A.BatchNormAttrs = node.attrs  # type: ignore[assignment]
+    ctor = call(
+        f"nn.BatchNorm{_norm_dims(p, node)}",
+        str(_channels(p, node)),
+        eps=None if attrs.eps == 1e-5 else lit(attrs.eps),
+        momentum=None if attrs.momentum == 0.1 else lit(attrs.momentum),
+        affine=None if "weight" in node.params else "False",
+        track_running_stats=None if "running_mean" in node.params else "False",
+    )
+    name = p.layer(node, ctor)
+    x, out_perm = p.spatial_x(node)
+    p.assign(node, f"self.{name}({x})", out_perm)
+
+
+@emits(Op.INSTANCE_NORM)
+def _instance_norm(p: TorchPrinter, node: NodeBase) -> None:
+    attrs: A.InstanceNormAttrs = node.attrs  # type: ignore[assignment]
+    ctor = call(
+        f"nn.InstanceNorm{_norm_dims(p, node)}",
+        str(_channels(p, node)),
+        eps=None if attrs.eps == 1e-5 else lit(attrs.eps),
+        momentum=None if attrs.momentum == 0.1 else lit(attrs.momentum),
+        affine="True" if "weight" in node.params else None,
+        track_running_stats="True" if "running_mean" in node.params else None,
+    )
+    if node.params:
+        name = p.layer(node, ctor)
+    else:
+        name = p.layers.name(("instance_norm", node.id), node.source or node.id)
+        p.init.append(f"self.{name} = {ctor}")
+    x, out_perm = p.spatial_x(node)
+    p.assign(node, f"self.{name}({x})", out_perm)
+
+
+@emits(Op.GROUP_NORM)
+def _group_norm(p: TorchPrinter, node: NodeBase) -> None:
+    attrs: A.GroupNormAttrs = node.attrs  # type: ignore[assignment]
+    ctor = call(
+        "nn.GroupNorm",
+        str(attrs.num_groups),
+        str(_channels(p, node)),
+        eps=None if attrs.eps == 1e-5 else lit(attrs.eps),
+        affine=None if "weight" in node.params else "False",
+    )
+    x, out_perm = p.spatial_x(node)
+    if node.params:
+        name = p.layer(node, ctor)
+        p.assign(node, f"self.{name}({x})", out_perm)
+    else:
+        p.assign(node, call(p.F("group_norm"), x, str(attrs.num_groups), eps=lit(attrs.eps)), out_perm)
+
+
+@emits(Op.LAYER_NORM)
+def _layer_norm(p: TorchPrinter, node: NodeBase) -> None:
+    attrs: A.LayerNormAttrs = node.attrs  # type: ignore[assignment]
+    shape = tuple(p.shape(node.inputs[0])[a] for a in attrs.axes)
+    normalized = str(shape[0]) if len(shape) == 1 else lit_exact(shape)
+    if not node.params:
+        p.assign(node, call(p.F("layer_norm"), p.lx(node), lit_exact(shape), eps=lit(attrs.eps)))
+        return
+    ctor = call(
+        "nn.LayerNorm",
+        normalized,
+        eps=None if attrs.eps == 1e-5 else lit(attrs.eps),
+        bias=None if "bias" in node.params else "False",
+    )
+    name = p.layer(node, ctor)
+    p.assign(node, f"self.{name}({p.lx(node)})")
+
+
+def _unary(template: Callable[[TorchPrinter, NodeBase, str], str]) -> Emitter:
+    def emit(p: TorchPrinter, node: NodeBase) -> None:
+        p.assign(node, template(p, node, p.x(node)), p.perm.get(node.inputs[0]))
+
+    return emit
+
+
+def _dropout_fn(p: TorchPrinter, node: NodeBase) -> str:
+    if not node.attrs.channelwise:  # type: ignore[attr-defined]
+        return "dropout"
+    return f"dropout{len(p.shape(node.inputs[0])) - 2}d"
+
+
+def _clamp(p: TorchPrinter, node: NodeBase, x: str) -> str:
+    attrs: A.ClampAttrs = node.attrs  # type: ignore[assignment]
+    if attrs.min == 0.0 and attrs.max == 6.0:
+        return call(p.F("relu6"), x)
+    return call("torch.clamp", x, min=None if attrs.min is None else lit(attrs.min), max=None if attrs.max is None else lit(attrs.max))
+
+
+EMITTERS.update(
+    {
+        Op.RELU: _unary(lambda p, n, x: f"torch.relu({x})"),
+        Op.SIGMOID: _unary(lambda p, n, x: f"torch.sigmoid({x})"),
+        Op.TANH: _unary(lambda p, n, x: f"torch.tanh({x})"),
+        Op.EXP: _unary(lambda p, n, x: f"torch.exp({x})"),
+        Op.SQRT: _unary(lambda p, n, x: f"torch.sqrt({x})"),
+        Op.NEG: _unary(lambda p, n, x: f"-{x}"),
+        Op.POW: _unary(lambda p, n, x: f"torch.pow({x}, {lit(n.attrs.exponent)})"),
+        Op.SILU: _unary(lambda p, n, x: call(p.F("silu"), x)),
+        Op.HARDSWISH: _unary(lambda p, n, x: call(p.F("hardswish"), x)),
+        Op.HARDSIGMOID: _unary(lambda p, n, x: call(p.F("hardsigmoid"), x)),
+        Op.MISH: _unary(lambda p, n, x: call(p.F("mish"), x)),
+        Op.CLAMP: _unary(_clamp),
+        Op.LEAKY_RELU: _unary(lambda p, n, x: call(p.F("leaky_relu"), x, lit(n.attrs.negative_slope))),
+        Op.GELU: _unary(
+            lambda p, n, x: call(p.F("gelu"), x, approximate=None if n.attrs.approximate == "none" else lit(n.attrs.approximate))
+        ),
+        Op.ELU: _unary(lambda p, n, x: call(p.F("elu"), x, lit(n.attrs.alpha))),
+        Op.SOFTPLUS: _unary(lambda p, n, x: call(p.F("softplus"), x, lit(n.attrs.beta), lit(n.attrs.threshold))),
+        Op.DROPOUT: _unary(lambda p, n, x: call(p.F(_dropout_fn(p, n)), x, lit(n.attrs.p), "self.training")),
+    }
+)
+
+
+@emits(Op.IDENTITY)
+def _identity(p: TorchPrinter, node: NodeBase) -> None:
+    p.alias(node, p.x(node), p.perm.get(node.inputs[0]))
+
+
+_BINARY = {Op.ADD: "+", Op.SUB: "-", Op.MUL: "*", Op.DIV: "/"}
+
+
+@emits(*_BINARY)
+def _binary(p: TorchPrinter, node: NodeBase) -> None:
+    attrs: A.BinaryAttrs = node.attrs  # type: ignore[assignment]
+    symbol = _BINARY[node.op]
+    if attrs.scalar is None:
+        rank = len(p.shape(node.outputs[0]))
+        held = [p.held(v) for v in node.inputs if len(p.shape(v)) == rank]
+        perm = next((h for h in held if h != identity(rank)), identity(rank))
+        a, b = (_operand(p, v, rank, perm) for v in node.inputs)
+        p.assign(node, f"{a} {symbol} {b}", perm if perm != identity(rank) else None)
+    elif attrs.reverse:
+        p.assign(node, f"{lit(attrs.scalar)} {symbol} {p.x(node)}", p.perm.get(node.inputs[0]))
+    else:
+        p.assign(node, f"{p.x(node)} {symbol} {lit(attrs.scalar)}", p.perm.get(node.inputs[0]))
+
+
+def _operand(p: TorchPrinter, value: str, rank: int, perm: Perm) -> str:
+    """`value` as an operand of a rank-`rank` result held in `perm` (broadcasting as torch does)."""
+    shape = p.shape(value)
+    if len(shape) == rank:
+        return p.view(value, perm)
+    if perm == identity(rank) or all(d == 1 for d in shape):
+        return p.logical(value)
+    # a lower-rank operand of a permuted result: its leading 1s, then the same permutation
+    full = (1,) * (rank - len(shape)) + tuple(shape)
+    return f"{p.logical(value)}.reshape({', '.join(map(str, full))}).permute({', '.join(map(str, perm))})"
