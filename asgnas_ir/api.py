@@ -249,11 +249,8 @@ def check(
         rerandomize_(live, seed)
     graph = compile(live, inputs, frontend=chosen)
     t_compile = time.perf_counter()
-    space = search_space(graph, mode=mode)
-    zero = random_zero_groups(graph, space, fraction, seed)
+    space, zero, slices = _random_selection(graph, mode, fraction, seed)
     t_space = time.perf_counter()
-
-    slices = [s for gid in zero for s in space.group(gid).slices]
     zero_slices_(live, graph, slices)
     _zeroed(graph, slices)
     sub = subnet(graph, space, zero)
@@ -268,6 +265,13 @@ def check(
             actual = _run_generated(target, target_dir, inputs)
 
     return _report(graph, sub, space, zero, expected, actual, chosen, target, (start, t_compile, t_space, t_subnet, t_codegen))
+
+
+def _random_selection(graph: Graph, mode: str, fraction: float, seed: int) -> tuple[SearchSpace, list[int], list]:
+    """check's choice: the search space, a random valid `fraction` of its groups, and their slices."""
+    space = search_space(graph, mode=mode)
+    zero = random_zero_groups(graph, space, fraction, seed)
+    return space, zero, [s for gid in zero for s in space.group(gid).slices]
 
 
 def _zeroed(graph: Graph, slices: list) -> None:
@@ -302,10 +306,8 @@ def _check_keras_model(
         rerandomize(live, seed)
     graph = compile(live, inputs, frontend="keras")
     t_compile = time.perf_counter()
-    space = search_space(graph, mode=mode)
-    zero = random_zero_groups(graph, space, fraction, seed)
+    space, zero, slices = _random_selection(graph, mode, fraction, seed)
     t_space = time.perf_counter()
-    slices = [s for gid in zero for s in space.group(gid).slices]
     _zeroed(graph, slices)
     assign_weights(live, graph, {s.param for s in slices})
     sub = subnet(graph, space, zero)
@@ -355,10 +357,9 @@ def _check_onnx_model(
         proto = rerandomize_initializers(proto, seed)
     graph = compile(proto, inputs, frontend="onnx")
     t_compile = time.perf_counter()
-    space = search_space(graph, mode=mode)
-    zero = random_zero_groups(graph, space, fraction, seed)
+    space, zero, slices = _random_selection(graph, mode, fraction, seed)
     t_space = time.perf_counter()
-    _zeroed(graph, [s for gid in zero for s in space.group(gid).slices])
+    _zeroed(graph, slices)
     sub = subnet(graph, space, zero)
     t_subnet = time.perf_counter()
 

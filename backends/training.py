@@ -49,6 +49,26 @@ class TrainingDiverged(AsgnasError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+def job_report(
+    config: TrainConfig, groups: int, zero: list[int], costs: tuple[Any, Any], accuracy: tuple[float, float],
+    latency: tuple[float, float], identical: bool, train_seconds: float, history: Any, files: list[Path],
+) -> dict[str, Any]:
+    """The report.json body both frameworks' jobs write: super- vs sub-network, side by side."""
+    (full, sub), (acc_super, acc_sub), (lat_super, lat_sub) = costs, accuracy, latency
+    return {
+        "config": config.model_dump(),
+        "groups": groups,
+        "zero_groups": zero,
+        "super_network": {"test_accuracy": acc_super, "params": full.params, "flops": full.flops, "latency_ms": lat_super},
+        "sub_network": {"test_accuracy": acc_sub, "params": sub.params, "flops": sub.flops, "latency_ms": lat_sub},
+        "predictions_identical": identical,
+        "flops_reduction": 1 - sub.flops / full.flops,
+        "train_seconds": train_seconds,
+        "history": history,
+        "files": [str(p) for p in files],
+    }
+
+
 def plot_report(report: dict[str, Any], path: Path) -> None:
     import matplotlib
 

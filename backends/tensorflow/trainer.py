@@ -23,7 +23,7 @@ import keras
 import numpy as np
 
 from asgnas_ir.backends.data import load_digits_split
-from asgnas_ir.backends.training import TrainConfig, TrainingDiverged, plot_report, print_summary
+from asgnas_ir.backends.training import TrainConfig, TrainingDiverged, job_report, plot_report, print_summary
 from asgnas_ir.errors import AsgnasError, SpecError
 
 
@@ -151,26 +151,11 @@ def run_keras_training(config: TrainConfig, *, console: Any = None) -> dict[str,
     diff = float(np.abs(logits(model, split["x_test"]) - logits(generated, split["x_test"])).max())
     batch = split["x_test"][:64]
     full_cost, sub_cost = ai.cost(trained_graph), ai.cost(sub)
-    report: dict[str, Any] = {
-        "framework": "keras",
-        "config": config.model_dump(),
-        "groups": len(trained_space.groups),
-        "zero_groups": zero,
-        "super_network": {
-            "test_accuracy": acc_super, "params": full_cost.params, "flops": full_cost.flops,
-            "latency_ms": latency_ms(model, batch),
-        },
-        "sub_network": {
-            "test_accuracy": acc_sub, "params": sub_cost.params, "flops": sub_cost.flops,
-            "latency_ms": latency_ms(generated, batch),
-        },
-        "predictions_identical": bool((pred_super == pred_sub).all()),
-        "max_abs_logit_diff": diff,
-        "flops_reduction": 1 - sub_cost.flops / full_cost.flops,
-        "train_seconds": train_seconds,
-        "history": history,
-        "files": [str(p) for p in files],
-    }
+    report = {"framework": "keras", **job_report(
+        config, len(trained_space.groups), zero, (full_cost, sub_cost), (acc_super, acc_sub),
+        (latency_ms(model, batch), latency_ms(generated, batch)), bool((pred_super == pred_sub).all()),
+        train_seconds, history, files,
+    ), "max_abs_logit_diff": diff}
     if baseline_model is not None:
         acc_base, _ = evaluate(baseline_model, split["x_test"], split["y_test"])
         report["baseline_sgd"] = {"test_accuracy": acc_base, "history": baseline_history}
