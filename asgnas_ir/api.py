@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from asgnas_ir._gc import with_gc_paused
 from asgnas_ir.errors import AsgnasError, SpecError
 from asgnas_ir.ir.graph import Graph
 from asgnas_ir.ir.serialize import load_graph
@@ -46,6 +47,7 @@ class PassInfo(str):
         return info
 
 
+@with_gc_paused
 def compile(  # noqa: A001  (the contract's name)
     model: Any, example_inputs: Any = None, *, frontend: str = "auto", on_unsupported: str = "error"
 ) -> Graph:
@@ -78,22 +80,26 @@ def list_passes() -> list[PassInfo]:
     return [PassInfo(p.name, p.description, p.kind, tuple(p.requires)) for p in _pass_classes()]
 
 
+@with_gc_paused
 def run_pass(name: str, graph: Graph, **options: Any) -> Any:
     """Run one pass by name; analyses return their pydantic result, transforms a PassResult."""
     get_pass(name)
     return PassManager().run(name, graph, **options)
 
 
+@with_gc_paused
 def search_space(graph: Graph, mode: str = "prune") -> SearchSpace:
     """The removable groups of `graph` (`prune`: channel groups)."""
     return PassManager().analysis("search-space", graph, mode=mode)
 
 
+@with_gc_paused
 def cost(graph: Graph) -> CostReport:
     """FLOPs (multiply-add = 2), trainable params and activation memory."""
     return PassManager().analysis("cost", graph)
 
 
+@with_gc_paused
 def subnet(graph: Graph, space: SearchSpace, zero_groups: Any) -> Graph:
     """The sub-network with the groups `zero_groups` (ids into `space.groups`) removed."""
     if space.graph_fingerprint and space.graph_fingerprint != graph.fingerprint():
@@ -108,6 +114,7 @@ def subnet(graph: Graph, space: SearchSpace, zero_groups: Any) -> Graph:
     return result.graph
 
 
+@with_gc_paused
 def codegen(graph: Graph, target: str = "torch", out_dir: str | Path = "generated") -> list[Path]:
     """Write the graph as source for `target` into `out_dir`; returns the files written."""
     if target not in TARGETS:
@@ -251,8 +258,8 @@ def check(
     t_compile = time.perf_counter()
     space, zero, slices = _random_selection(graph, mode, fraction, seed)
     t_space = time.perf_counter()
+    _zeroed(graph, slices)  # first: the graph reads its weights from `live` as compiled
     zero_slices_(live, graph, slices)
-    _zeroed(graph, slices)
     sub = subnet(graph, space, zero)
     t_subnet = time.perf_counter()
 

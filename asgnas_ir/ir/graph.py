@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from asgnas_ir.ir.node import AnyNode, NodeBase
+from asgnas_ir.ir.weights import WeightStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -99,7 +101,7 @@ class Graph(BaseModel):
     nodes: list[AnyNode]
     meta: GraphMeta = Field(default_factory=GraphMeta)
 
-    _weights: dict[str, np.ndarray] = PrivateAttr(default_factory=dict)
+    _weights: Mapping[str, np.ndarray] = PrivateAttr(default_factory=dict)
     _version: int = PrivateAttr(default=0)
     _index_version: int = PrivateAttr(default=-1)
     _producers: dict[str, tuple[NodeBase, int]] = PrivateAttr(default_factory=dict)
@@ -109,7 +111,7 @@ class Graph(BaseModel):
 
     # ---- weights ---------------------------------------------------------------------------
     @property
-    def weights(self) -> dict[str, np.ndarray]:
+    def weights(self) -> Mapping[str, np.ndarray]:
         """Param name → numpy array (see NOTE: [Weights live beside the JSON])."""
         return self._weights
 
@@ -117,8 +119,9 @@ class Graph(BaseModel):
     def has_weights(self) -> bool:
         return bool(self._weights) and all(name in self._weights for name in self.params)
 
-    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
-        self._weights = dict(weights)
+    def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+        # a WeightStore is kept as it is, so arrays not read yet stay unread (NOTE: [Deferred weight snapshots])
+        self._weights = weights if isinstance(weights, WeightStore) else dict(weights)  # type: ignore[assignment]
         self.touch()
 
     def update_weights(self, model: Any) -> None:

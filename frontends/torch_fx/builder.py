@@ -7,17 +7,20 @@ at lowering, naming the fx node and module path, instead of producing a silently
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.fx
 
-from asgnas_ir.errors import FrontendError
+from asgnas_ir.errors import FrontendError, IRValidationError
 from asgnas_ir.frontends._builder import GraphBuilder
 from asgnas_ir.ir.attrs import Attrs
 from asgnas_ir.ir.graph import Param, Value
 from asgnas_ir.ir.node import make_node
 from asgnas_ir.ir.ops import Op
+from asgnas_ir.ir.weights import WeightStore
 
 _DTYPES = {
     torch.float32: "float32", torch.float64: "float64", torch.float16: "float16", torch.bfloat16: "bfloat16",
@@ -41,6 +44,7 @@ class Builder(GraphBuilder):
 
     def __init__(self, gm: torch.fx.GraphModule, observed: dict[torch.fx.Node, Any]) -> None:
         super().__init__()
+        self.weights: WeightStore = WeightStore()  # type: ignore[assignment]
         self.gm = gm
         self.observed = observed  # fx node -> concrete result (tensors replaced by their meta)
         self.env: dict[torch.fx.Node, Any] = {}
@@ -97,15 +101,14 @@ class Builder(GraphBuilder):
             if axes is not None and self.params[source].axes == "VO":
                 self.params[source] = self.params[source].model_copy(update={"axes": axes})
             return source
-        data = tensor.detach().cpu()
         self.params[source] = Param(
-            shape=tuple(data.shape),
-            dtype=dtype_name(data.dtype),
+            shape=tuple(tensor.shape),
+            dtype=dtype_name(tensor.dtype),
             source=source,
             axes=axes,
             trainable=bool(tensor.requires_grad) if trainable is None else trainable,
         )
-        self.weights[source] = data.numpy().copy()
+        self.weights.defer(source, _snapshot_reader(source, tensor))
         return source
 
     def module_params(self, prefix: str, module: torch.nn.Module, axes: dict[str, str | None]) -> dict[str, str]:
@@ -165,6 +168,25 @@ class Builder(GraphBuilder):
                     f"lowered to shape {list(value.shape)} but torch computes {list(meta.shape)}; "
                     "the converter misreads this op's arguments"
                 )
+
+
+def _snapshot_reader(source: str, tensor: torch.Tensor) -> Callable[[], np.ndarray]:
+    """Reads `tensor` as it is now, on first use (NOTE: [Deferred weight snapshots] in asgnas_ir.ir.weights)."""
+    try:
+        version = tensor._version
+    except RuntimeError:  # an inference-mode tensor has no version counter: copy it now
+        array = tensor.detach().cpu().numpy().copy()
+        return lambda: array
+
+    def read() -> np.ndarray:
+        if tensor._version != version:
+            raise IRValidationError(
+                f"param '{source}' changed in the model after ai.compile and before the graph read it; call "
+                "graph.update_weights(model) to take the model's current values, or compile the model again"
+            )
+        return tensor.detach().cpu().numpy().copy()
+
+    return read
 
 
 class TensorMeta:

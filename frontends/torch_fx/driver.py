@@ -10,6 +10,7 @@ opaque nodes); then convert node by node, checking each lowered shape against to
 from __future__ import annotations
 
 import inspect
+import operator
 from collections import defaultdict
 from typing import Any
 
@@ -39,6 +40,89 @@ class _Recorder(torch.fx.Interpreter):
         result = super().run_node(n)
         self.observed[n] = _summarise(result)
         return result
+
+    # NOTE: [Meta shortcuts] On meta tensors torch computes the result of many ops through its
+    # Python reference implementations (~0.4 ms for a relu, ~3 ms for a batch norm), which made
+    # the shape run of a deep narrow network slower than running it for real. The ops below keep
+    # their input's shape and dtype, so on meta inputs the result is made directly.
+    def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
+        if _is_meta(args) and isinstance(self.fetch_attr(target), _SHAPE_KEEPING_MODULES):
+            return torch.empty_like(args[0])
+        return super().call_module(target, args, kwargs)
+
+    def call_function(self, target: Any, args: Any, kwargs: Any) -> Any:
+        if _is_meta(args):
+            if target in _SHAPE_KEEPING_FUNCTIONS:
+                return torch.empty_like(args[0])
+            if target in _SAME_SHAPE_BINARY and _same_meta_operands(args) and not kwargs:
+                return torch.empty_like(args[0])
+        return super().call_function(target, args, kwargs)
+
+    def call_method(self, target: Any, args: Any, kwargs: Any) -> Any:
+        if _is_meta(args) and target in _SHAPE_KEEPING_METHODS:
+            return torch.empty_like(args[0])
+        return super().call_method(target, args, kwargs)
+
+
+_SHAPE_KEEPING_MODULES = (
+    torch.nn.modules.batchnorm._BatchNorm, torch.nn.ReLU, torch.nn.ReLU6, torch.nn.GELU, torch.nn.SiLU,
+    torch.nn.Sigmoid, torch.nn.Hardswish, torch.nn.Hardsigmoid, torch.nn.Tanh, torch.nn.Dropout, torch.nn.Identity,
+)
+_SHAPE_KEEPING_FUNCTIONS = {
+    torch.relu, torch.nn.functional.relu, torch.sigmoid, torch.tanh, torch.nn.functional.gelu,
+    torch.nn.functional.silu, torch.nn.functional.hardswish, torch.nn.functional.hardsigmoid,
+}
+_SHAPE_KEEPING_METHODS = {"relu", "relu_", "sigmoid", "tanh"}
+_SAME_SHAPE_BINARY = {operator.add, operator.iadd, operator.mul, operator.imul, torch.add, torch.mul}
+
+
+def _is_meta(args: Any) -> bool:
+    return bool(args) and isinstance(args[0], torch.Tensor) and args[0].is_meta
+
+
+def _same_meta_operands(args: Any) -> bool:
+    """Two meta tensors of one shape and dtype (so neither broadcasting nor promotion applies)."""
+    return (
+        len(args) == 2 and isinstance(args[1], torch.Tensor) and args[1].is_meta
+        and args[0].shape == args[1].shape and args[0].dtype == args[1].dtype
+    )
+
+
+class _RunRecorder(torch.nn.Module):
+    """Lets `functional_call` swap the traced module's tensors while the recorder runs it."""
+
+    def __init__(self, recorder: _Recorder) -> None:
+        super().__init__()
+        self.gm = recorder.module
+        self.recorder = recorder
+
+    def forward(self, *args: Any) -> Any:
+        return self.recorder.run(*args)
+
+
+def _observe_on_meta(gm: torch.fx.GraphModule, run_args: list[Any]) -> dict[torch.fx.Node, Any] | None:
+    """Each node's shape and dtype from a run on the meta device, or None when that run fails.
+
+    NOTE: [Shapes without arithmetic] The converters read only shapes, dtypes and Python ints from
+    the run, never tensor values, so a run on meta tensors (shape functions, no kernels) records the
+    same facts as a real one at a fraction of the cost: ~15 ms instead of ~50 ms for resnet18 and
+    11 ms instead of ~350 ms for vgg16_bn at 224x224. The model's own tensors are swapped for meta
+    ones through `functional_call` and restored afterwards. A forward that needs real data (an
+    `.item()`, a tensor made on the CPU inside forward, a tensor-valued attribute) fails on meta
+    and is simply run again for real, which stays the reference behaviour.
+    """
+    from torch.func import functional_call
+
+    recorder = _Recorder(gm)
+    state = {f"gm.{name}": torch.empty_like(t, device="meta") for name, t in gm.named_parameters(remove_duplicate=False)}
+    state.update({f"gm.{name}": torch.empty_like(t, device="meta") for name, t in gm.named_buffers(remove_duplicate=False)})
+    args = tuple(a.to("meta") if isinstance(a, torch.Tensor) else a for a in run_args)
+    try:
+        with torch.no_grad():
+            functional_call(_RunRecorder(recorder), state, args, tie_weights=True)
+    except Exception:  # noqa: BLE001  (any failure means: run it for real)
+        return None
+    return recorder.observed
 
 
 def _summarise(result: Any) -> Any:
@@ -115,17 +199,20 @@ def lower_torch_fx(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, .
             )
         fixed = iter(example_inputs)
         run_args = [specialised[n] if n in specialised else next(fixed) for n in placeholders]
-        recorder = _Recorder(gm)
-        try:
-            with torch.no_grad():
-                recorder.run(*run_args)
-        except Exception as exc:  # noqa: BLE001
-            shapes = [list(t.shape) for t in example_inputs]
-            raise FrontendError(
-                f"{type(model).__name__} fails on example inputs of shape {shapes}: {type(exc).__name__}: {exc}. "
-                "Check the input shapes and dtypes (CLI: --input 1,3,224,224 or int64[1,16])."
-            ) from None
-        return _convert(model, gm, recorder.observed, on_unsupported, specialised)
+        observed = _observe_on_meta(gm, run_args)
+        if observed is None:
+            recorder = _Recorder(gm)
+            try:
+                with torch.no_grad():
+                    recorder.run(*run_args)
+            except Exception as exc:  # noqa: BLE001
+                shapes = [list(t.shape) for t in example_inputs]
+                raise FrontendError(
+                    f"{type(model).__name__} fails on example inputs of shape {shapes}: {type(exc).__name__}: {exc}. "
+                    "Check the input shapes and dtypes (CLI: --input 1,3,224,224 or int64[1,16])."
+                ) from None
+            observed = recorder.observed
+        return _convert(model, gm, observed, on_unsupported, specialised)
     finally:
         model.train(was_training)
 

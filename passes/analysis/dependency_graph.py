@@ -15,18 +15,17 @@ from every value and param leaves every graph output unchanged.
 
 from __future__ import annotations
 
-import gc
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from asgnas_ir._gc import gc_paused
 from asgnas_ir.errors import IRValidationError
 from asgnas_ir.ir.graph import Graph
 from asgnas_ir.ir.node import NodeBase
@@ -60,15 +59,22 @@ def merge_slices(slices: Iterable[Slice], *, include_stats: bool = False) -> dic
     return dict(merged)
 
 
-class ChannelGroup(BaseModel):
+@dataclass(slots=True)
+class ChannelGroup:
+    """One removable group: the slices to zero together, the nodes they belong to, and what they cost.
+
+    `channels` is how many channels of the widest value the group holds. A slotted dataclass like
+    `Slice`, for the same reason: one is built per channel of a large network (26,496 for convnext_tiny).
+    """
+
     id: int
     kind: Literal["channel", "operator"] = "channel"
-    slices: list[Slice]
-    nodes: list[str]
+    slices: list[Slice] = field(default_factory=list)
+    nodes: list[str] = field(default_factory=list)
     parent: int | None = None
     flops: int = 0
     params: int = 0
-    channels: int = Field(0, description="how many channels of the widest value the group holds")
+    channels: int = 0
 
 
 class DependencyGraph(BaseModel):
@@ -178,93 +184,100 @@ def _components(ctx: _Labeller) -> np.ndarray:
     return component
 
 
-def _group_indices(comps: np.ndarray) -> list[tuple[int, list[int]]]:
-    """(component, indices holding it) for each component in `comps`, without a quadratic scan."""
+def _group_indices(comps: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+    """The distinct components in `comps`, how often each occurs, and the indices holding each
+    (one sort, no quadratic scan)."""
     order = np.argsort(comps, kind="stable")
     sorted_comps = comps[order]
     starts = np.flatnonzero(np.r_[True, sorted_comps[1:] != sorted_comps[:-1]])
-    bounds = np.r_[starts, len(comps)].tolist()
-    order_list, comp_list = order.tolist(), sorted_comps.tolist()
-    return [(comp_list[b], order_list[b:e]) for b, e in zip(bounds[:-1], bounds[1:], strict=True)]
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Building 10^5 small slice objects triggers the cyclic GC over and over (it rescans all
-    young objects each time); none of them form cycles, so pause it while they are made."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+    ends = np.r_[starts[1:], len(comps)]
+    order_list = order.tolist()
+    indices = [order_list[b:e] for b, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+    return sorted_comps[starts], ends - starts, indices
 
 
 def build_dependency_graph(graph: Graph) -> DependencyGraph:
-    with _gc_paused():
+    with gc_paused():  # also when a pass calls it directly (NOTE: [Why the GC is paused])
         return _build_dependency_graph(graph)
 
 
 def _build_dependency_graph(graph: Graph) -> DependencyGraph:
     ctx = _label_graph(graph)
     component = _components(ctx)
-    pinned_components = set(component[np.concatenate(ctx.pinned)].tolist()) if ctx.pinned else set()
+    n_components = int(component.max(initial=-1)) + 1
+    pinned = np.zeros(n_components, dtype=bool)
+    if ctx.pinned:
+        pinned[component[np.concatenate(ctx.pinned)]] = True
 
-    # Collect slices per component, in param declaration order for stable output.
-    slices: dict[int, list[Slice]] = defaultdict(list)
-    nodes: dict[int, dict[str, None]] = defaultdict(dict)  # ordered set of node ids
-    has_out: set[int] = set()
-    axis_components: dict[tuple[str, int], np.ndarray] = {}
-    for (param, axis), records in ctx.records.items():
-        labels, kind, _ = records[0]
-        comps = component[labels]
-        axis_components[(param, axis)] = comps
-        makes_channels = any(k == "out" for _, k, _ in records)
-        record_nodes = dict.fromkeys(node_id for _, _, node_id in records)
-        for comp, indices in _group_indices(comps):
-            slices[comp].append(Slice(param, axis, indices, kind))
-            if makes_channels:
-                has_out.add(comp)
-            nodes[comp].update(record_nodes)
-
-    _, first_atom = np.unique(component, return_index=True)
-    removable = sorted(
-        (comp for comp in slices if comp not in pinned_components and comp in has_out),
-        key=lambda comp: int(first_atom[comp]),
-    )
-    group_of = {comp: gid for gid, comp in enumerate(removable)}
-    lookup = np.full(int(component.max(initial=-1)) + 1, -1, dtype=np.int64)
-    for comp, gid in group_of.items():
-        lookup[comp] = gid
-
-    # A group's FLOPs: the share of each weighted op's FLOPs that its slices of the weight carry.
     weight_flops: dict[str, int] = defaultdict(int)
     for node in graph.nodes:
         if "weight" in node.params:
             weight_flops[node.params["weight"]] += opdef(node.op).flops(node, graph)
+
+    # NOTE: [Per-channel work stays in numpy] Each (param, axis) record splits into one slice per
+    # component it touches. The slices themselves are Python objects, but a group's params, FLOPs,
+    # width and node list are summed per record over all its components at once (a slice's share
+    # of a param is its index count over the axis length), so no per-slice arithmetic runs in Python.
+    slices: dict[int, list[Slice]] = defaultdict(list)
+    params = np.zeros(n_components, dtype=np.int64)
+    flops = np.zeros(n_components, dtype=np.int64)
+    channels = np.zeros(n_components, dtype=np.int64)
+    makes_channels = np.zeros(n_components, dtype=bool)
+    touched_by: list[np.ndarray] = []
+    record_nodes: list[list[str]] = []
+    axis_components: dict[tuple[str, int], np.ndarray] = {}
+    for (param_name, axis), records in ctx.records.items():
+        labels, kind, _ = records[0]
+        comps = component[labels]
+        axis_components[(param_name, axis)] = comps
+        unique, counts, index_lists = _group_indices(comps)
+        for comp, indices in zip(unique.tolist(), index_lists, strict=True):
+            slices[comp].append(Slice(param_name, axis, indices, kind))
+        param = graph.params[param_name]
+        share = counts / param.shape[axis]
+        if kind != "stat":
+            params[unique] += np.rint(param.numel * share).astype(np.int64)
+        flops[unique] += np.rint(weight_flops.get(param_name, 0) * share).astype(np.int64)
+        np.maximum.at(channels, unique, counts)
+        if any(k == "out" for _, k, _ in records):
+            makes_channels[unique] = True
+        touched_by.append(unique)
+        record_nodes.append(list(dict.fromkeys(node_id for _, _, node_id in records)))
+
+    _, first_atom = np.unique(component, return_index=True)
+    removable = sorted(
+        (comp for comp in slices if makes_channels[comp] and not pinned[comp]), key=lambda comp: int(first_atom[comp])
+    )
+    lookup = np.full(n_components, -1, dtype=np.int64)
+    lookup[np.asarray(removable, dtype=np.int64)] = np.arange(len(removable))
+
+    # A group's nodes: those of every record touching it, in record order. Components touched by
+    # the same records (a layer's channels all are) share one ordered list: a signature id per
+    # component is refined record by record, so equal ids mean equal record sequences.
+    signature = np.zeros(n_components, dtype=np.int64)
+    signature_records: list[tuple[int, ...]] = [()]
+    for record, unique in enumerate(touched_by):
+        old_ids, inverse = np.unique(signature[unique], return_inverse=True)
+        first_new = len(signature_records)
+        signature_records.extend(signature_records[old] + (record,) for old in old_ids.tolist())
+        signature[unique] = first_new + inverse
+    signature_nodes: dict[int, list[str]] = {}
+    signature_list, params_list, flops_list, channels_list = signature.tolist(), params.tolist(), flops.tolist(), channels.tolist()
     groups = []
-    for comp in removable:
-        group_slices = slices[comp]
-        params = flops = 0
-        for s in group_slices:
-            param = graph.params[s.param]
-            share = len(s.indices) / param.shape[s.axis]
-            if s.kind != "stat":
-                params += round(param.numel * share)
-            flops += round(weight_flops.get(s.param, 0) * share)
-        channels = max(len(s.indices) for s in group_slices)
-        groups.append(
-            ChannelGroup.model_construct(id=group_of[comp], kind="channel", parent=None, slices=group_slices, nodes=list(nodes[comp]), flops=flops, params=params, channels=channels)
-        )
+    for gid, comp in enumerate(removable):
+        sig = signature_list[comp]
+        nodes = signature_nodes.get(sig)
+        if nodes is None:
+            nodes = signature_nodes[sig] = list(dict.fromkeys(n for r in signature_records[sig] for n in record_nodes[r]))
+        groups.append(ChannelGroup(gid, "channel", slices[comp], list(nodes), None, flops_list[comp], params_list[comp], channels_list[comp]))
 
     value_groups = {
         name: lookup[component[labels]].tolist() for name, labels in ctx.value_labels.items() if labels is not None
     }
     param_groups: dict[str, dict[int, list[int]]] = defaultdict(dict)
-    for (param, axis), comps in axis_components.items():
-        param_groups[param][axis] = lookup[comps].tolist()
-    return DependencyGraph(
+    for (param_name, axis), comps in axis_components.items():
+        param_groups[param_name][axis] = lookup[comps].tolist()
+    return DependencyGraph.model_construct(
         groups=groups,
         value_groups=value_groups,
         param_groups=dict(param_groups),

@@ -16,6 +16,7 @@ parent makes the child dead.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Literal
 
@@ -162,7 +163,7 @@ def _nest_channel_groups(graph: Graph, channel_groups: list[ChannelGroup], opera
     for group in channel_groups:
         owners = {owner.get(s.param) for s in group.slices if s.kind == "out"}
         parent = owners.pop() if len(owners) == 1 else None
-        nested.append(group.model_copy(update={"parent": parent}) if parent is not None else group)
+        nested.append(dataclasses.replace(group, parent=parent) if parent is not None else group)
     return nested
 
 

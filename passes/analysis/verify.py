@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from asgnas_ir.errors import IRValidationError
 from asgnas_ir.ir.graph import Graph
 from asgnas_ir.ir.text import neighbourhood
+from asgnas_ir.ir.weights import WeightStore
 from asgnas_ir.pass_manager import Pass, register_pass
 from asgnas_ir.passes.analysis.shape_inference import ShapeInference
 
@@ -52,12 +53,16 @@ def _structural_problems(graph: Graph) -> list[tuple[str | None, str]]:
     for name in graph.outputs:
         if name not in defined:
             problems.append((None, f"graph output '%{name}' is never defined"))
-    if graph.weights:
+    weights = graph.weights
+    if weights:
         for name, param in graph.params.items():
-            array = graph.weights.get(name)
-            if array is None:
+            if name not in weights:
                 problems.append((None, f"param '@{name}' has no weights"))
-            elif tuple(array.shape) != tuple(param.shape):
+                continue
+            # an array not read yet keeps the shape its param was declared from; reading it here
+            # would undo the deferral (NOTE: [Deferred weight snapshots])
+            array = weights.loaded(name) if isinstance(weights, WeightStore) else weights[name]
+            if array is not None and tuple(array.shape) != tuple(param.shape):
                 problems.append((None, f"param '@{name}' declares shape {list(param.shape)} but its weights have {list(array.shape)}"))
     return problems
 
