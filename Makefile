@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-slow lint clean
+.PHONY: demo test test-fast test-slow lint clean bench bench-ours
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,29 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -q
 
+# Benchmarks (issue 6): the peers (only-train-once 3.0.1, Torch-Pruning) and torchvision go into a
+# separate venv so they never touch the project's own environment. Each script writes its section
+# of BENCHMARKS.md; they run one after the other because timings must not share the two cores.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+BENCH_SCRIPTS := analysis_vs_peers scaling optimizer_overhead quality_digits codegen_latency
+
+$(BENCH_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/pip install --quiet "torch==2.14.1" "torchvision==0.29.1" "only-train-once==3.0.1" "torch-pruning>=1.6" -e ".[onnx]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	for script in $(BENCH_SCRIPTS); do $(BENCH_VENV)/bin/python benchmarks/$$script.py || exit 1; done
+	$(BENCH_VENV)/bin/python benchmarks/compile_speed.py --torchvision --repeats 3
+
+# Our own figures only, in the project's venv (no peers, no torchvision: replicas only).
+bench-ours: $(STAMP)
+	for script in $(BENCH_SCRIPTS) compile_speed; do $(BIN)/python benchmarks/$$script.py || exit 1; done
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) demo-out .pytest_cache
