@@ -45,29 +45,10 @@ from benchmarks._report import machine, write_section  # noqa: E402
 from benchmarks.peers import available, oto_module, quiet  # noqa: E402
 from benchmarks.quality_digits import cuda_calls_stay_on_cpu  # noqa: E402
 from tests.models import REPLICAS  # noqa: E402
+from tests.models.resnet import BasicBlock  # noqa: E402
 
 LR, MOMENTUM = 0.01, 0.9
 HEADERS = ("optimizer", "phase", "step ms", "step / SGD step", "iteration / SGD iteration", "slowest step ms")
-
-
-class _Block(nn.Module):
-    """torchvision's BasicBlock: relu(bn(conv(relu(bn(conv(x))))) + shortcut(x))."""
-
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample: nn.Module | None = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.bn2(self.conv2(out)) + identity)
 
 
 class LocalResNet18(nn.Module):
@@ -82,7 +63,7 @@ class LocalResNet18(nn.Module):
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         stages, cin = [], 64
         for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-            stages.append(nn.Sequential(_Block(cin, cout, stride), _Block(cout, cout, 1)))
+            stages.append(nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)))
             cin = cout
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.avgpool = nn.AdaptiveAvgPool2d(1)
