@@ -259,7 +259,7 @@ class H2SPG(torch.optim.Optimizer):
             for t, chunk in zip(red.tensors, self._momentum.split(red.numels), strict=True):
                 self.state[t]["momentum_buffer"] = chunk.view(t.shape)
 
-    def _flat_sgd_step(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    def _flat_sgd_step(self, x: torch.Tensor, g: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """torch.optim.SGD's update of the concatenated tensors (a missing gradient counts as zero)."""
         group = self.param_groups[0]
         direction = g.add(x, alpha=group["weight_decay"]) if group["weight_decay"] else g
@@ -269,7 +269,7 @@ class H2SPG(torch.optim.Optimizer):
             assert self._momentum is not None
             self._momentum.mul_(group["momentum"]).add_(direction)
             direction = direction.add(self._momentum, alpha=group["momentum"]) if group["nesterov"] else self._momentum
-        return torch.add(x, direction, alpha=-group["lr"])
+        return torch.add(x, direction, alpha=-group["lr"], out=out) if out is not None else torch.add(x, direction, alpha=-group["lr"])
 
     def _sparsify_step(self) -> None:
         red = self._red
@@ -302,15 +302,18 @@ class H2SPG(torch.optim.Optimizer):
                 scale, shift = kept * (1.0 - lr * coef), kept * -lr
             new = torch.addcmul(red.to_entries(scale) * x, red.to_entries(shift), g)
         else:
-            new = x - lr * (g + red.to_entries(coef) * x)
-            inner = red.group_sums((new * x).unsqueeze(1))[0]
+            # x - lr·(g + c·x), in place in work rows (the same float operations, reordered exactly)
+            work = red.work(4)
+            new = red.to_entries(coef, out=work[0]).mul_(x).add_(g).mul_(-lr).add_(x)
+            inner = red.group_sums(torch.mul(new, x, out=work[1]).unsqueeze(1))[0]
             if red.host:
                 dropped: Any = [1.0 if v <= 0 or i < eps * v else 0.0 for i, v in zip(inner, xx, strict=True)]
             else:
                 dropped = ((inner < eps * xx) | (xx == 0)).to(xx.dtype)
-            new = new.masked_fill(red.to_entries(dropped) > 0, 0.0)
+            new.masked_fill_(red.to_entries(dropped, out=work[1]) > 0, 0.0)
         if self._flat_sgd:
-            red.write(torch.where(red.member, new, self._flat_sgd_step(x, g)))
+            sgd = self._flat_sgd_step(x, g, out=red.work(4)[2] if red.overlap else None)
+            red.write(torch.where(red.member, new, sgd, out=sgd) if red.overlap else torch.where(red.member, new, sgd))
             self._base_step()
             return
         self._base_step()
@@ -424,5 +427,20 @@ class HESSO(H2SPG):
         if red.covers_all:
             torch._foreach_mul_([t.detach() for t in red.tensors], ratio)
             return
-        x = red.flat()[0]
-        red.write(torch.where(red.member, x * ratio, x))
+        # Tensor by tensor, in place: temporaries the size of one tensor are recycled by the
+        # allocator, where ones the size of the whole model were fresh, page-faulting memory each step.
+        for tensor, member in zip(red.tensors, self._member_masks(red), strict=True):
+            if member is None:
+                tensor.mul_(ratio)
+            elif member is not False:
+                tensor.copy_(torch.where(member, tensor * ratio, tensor))
+
+    def _member_masks(self, red: _GroupIndex) -> list[Any]:
+        """Per tensor of `red`, its redundant entries as a mask (None: the whole tensor; False: none).
+        Rebuilt when the index is re-placed (the model moved device)."""
+        if getattr(self, "_masks_key", None) is not red.member:
+            masks: list[Any] = []
+            for tensor, member in zip(red.tensors, red.member.split(red.numels), strict=True):
+                masks.append(None if bool(member.all()) else member.view(tensor.shape) if bool(member.any()) else False)
+            self._masks_key, self._masks = red.member, masks
+        return self._masks
