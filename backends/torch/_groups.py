@@ -66,7 +66,7 @@ class _GroupIndex:
             warnings.simplefilter("ignore")
             self.matrix = torch.sparse_csr_tensor(crow, cols, ones, (self.groups, self.total))
         self._buffer = torch.empty(2, self.total, dtype=dtype, device=device)
-        self._products = torch.empty(self.total, 4, dtype=dtype, device=device)
+        self._products = torch.empty(4, self.total, dtype=dtype, device=device)
 
     def _views(self) -> list[torch.Tensor]:
         """1-D views of the tensors, cached while their storage stays put (re-placed if the model moved)."""
@@ -88,13 +88,14 @@ class _GroupIndex:
         return self._buffer
 
     def products(self, x: torch.Tensor, g: torch.Tensor, k: int = 4) -> torch.Tensor:
-        """Per entry the first `k` of [x·g, x², g², |x|] (rows: entries), ready for `matrix @`."""
-        out = self._products[:, :k]
-        torch.mul(x, g, out=out[:, 0])
-        torch.mul(x, x, out=out[:, 1])
-        torch.mul(g, g, out=out[:, 2])
+        """Per entry the first `k` of [x·g, x², g², |x|], one row each (rows, not columns: writing a
+        strided column costs ~2.5× a contiguous row on 11M entries)."""
+        out = self._products[:k]
+        torch.mul(x, g, out=out[0])
+        torch.mul(x, x, out=out[1])
+        torch.mul(g, g, out=out[2])
         if k > 3:
-            torch.abs(x, out=out[:, 3])
+            torch.abs(x, out=out[3])
         return out
 
     def to_entries(self, per_group: Any, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -128,9 +129,10 @@ class _GroupIndex:
             work = self._work = torch.empty(max(rows, 4), self.total, dtype=self._buffer.dtype, device=self._buffer.device)
         return work
 
-    def group_sums(self, per_entry: torch.Tensor) -> Any:
-        """Per entry (entries × k) → per group (k × groups): Python floats on the host, else float64."""
-        sums = (self.matrix @ per_entry).T
+    def group_sums(self, rows: torch.Tensor) -> Any:
+        """Per-entry rows (k × entries) → per group (k × groups): Python floats on the host, else float64.
+        One sparse mat-vec per row, which costs the same as one (entries × k) product without the layout change."""
+        sums = torch.stack([self.matrix @ row for row in rows])
         return sums.tolist() if self.host else sums.to(torch.float64)
 
     def write(self, flat: torch.Tensor) -> None:

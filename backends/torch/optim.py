@@ -305,7 +305,7 @@ class H2SPG(torch.optim.Optimizer):
             # x - lr·(g + c·x), in place in work rows (the same float operations, reordered exactly)
             work = red.work(4)
             new = red.to_entries(coef, out=work[0]).mul_(x).add_(g).mul_(-lr).add_(x)
-            inner = red.group_sums(torch.mul(new, x, out=work[1]).unsqueeze(1))[0]
+            inner = red.group_sums(torch.mul(new, x, out=work[1]).unsqueeze(0))[0]
             if red.host:
                 dropped: Any = [1.0 if v <= 0 or i < eps * v else 0.0 for i, v in zip(inner, xx, strict=True)]
             else:
