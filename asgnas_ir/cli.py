@@ -203,6 +203,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK if report["predictions_identical"] else EXIT_CHECK_FAILED
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from asgnas_ir.backends.search.runner import run_search
+
+    run_search(args.searcher, args.config, args, console=_console())
+    return EXIT_OK
+
+
 def cmd_not_yet(args: argparse.Namespace) -> int:
     raise AsgnasError(f"`asgnas {args.command}` is not available in this version yet")
 
@@ -276,6 +283,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="DIR", help="override the config's output folder")
     p.add_argument("--resume", action="store_true", help="continue from the last epoch checkpoint in the output folder")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("search", help="search sub-networks of a super-network: gold, ag or random (writes the front as JSON + PNG)")
+    p.add_argument("searcher", choices=["gold", "ag", "random"], metavar="SEARCHER", help="gold, ag or random")
+    p.add_argument("config", metavar="CONFIG", help="JSON file with the searcher's config fields (see docs/search.md)")
+    p.add_argument("--out", default=None, metavar="DIR", help="override the config's output folder")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted search from its log and checkpoints")
+    p.add_argument("--workers", type=int, default=1, help="evaluations run in parallel (ag, random)")
+    p.add_argument("--backend", default="process", choices=["inline", "process", "ray"], help="where evaluations run")
+    p.add_argument("--ray-address", default=None, metavar="ADDR", help="an existing Ray cluster (default: start a local one)")
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("demo", help="the main job: H2SPG on a bundled super-network and digits (no downloads)")
     p.add_argument("--out", default="demo-out", metavar="DIR")
