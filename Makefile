@@ -13,7 +13,7 @@ $(BIN)/python:
 # torch is pinned to the local CPU wheel: a bare "torch" would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "torch==2.13.0" -e ".[onnx,tensorflow,test]"
+	$(BIN)/pip install --quiet "torch==2.13.0" -e ".[onnx,tensorflow,test,ray]"
 	touch $(STAMP)
 
 demo: $(STAMP)
