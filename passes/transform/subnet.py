@@ -56,6 +56,7 @@ def build_subnet(graph: Graph, deps: DependencyGraph, zero: Iterable[int], erase
     erased_values = {o for n in graph.nodes if n.id in erased for o in n.outputs}
     value_keep = {name: ~np.isin(groups, ids) for name, groups in deps.value_groups.items()}
     values: dict[str, Value] = {}
+    emptied: set[str] = set()  # an error only if the value survives dead-code elimination
     for name, value in graph.values.items():
         keep = value_keep.get(name)
         if name in erased_values:
@@ -64,12 +65,8 @@ def build_subnet(graph: Graph, deps: DependencyGraph, zero: Iterable[int], erase
             values[name] = value
             continue
         if not keep.any():
-            producer = graph.producer(name)
-            where = f" (made by node '{producer.id}', from '{producer.source}')" if producer else ""
-            raise AsgnasError(
-                f"removing groups {ids.tolist()} would leave value '%{name}'{where} with no channels; "
-                "keep at least one group of every layer"
-            )
+            emptied.add(name)
+            continue
         shape = list(value.shape)
         shape[value.channel_axis] = int(keep.sum())  # type: ignore[index]
         values[name] = value.model_copy(update={"shape": tuple(shape)})
@@ -89,13 +86,24 @@ def build_subnet(graph: Graph, deps: DependencyGraph, zero: Iterable[int], erase
             weights[name] = contiguous(array)
 
     for node in graph.nodes:
-        if node.op is Op.CONSTANT and node.id not in erased:
+        if node.op is Op.CONSTANT and node.id not in erased and node.outputs[0] in values:
             # a per-channel param read as a value (layer scale) shrinks with its slices
             values[node.outputs[0]] = values[node.outputs[0]].model_copy(update={"shape": params[node.params["value"]].shape})
 
-    nodes, rename = _rewire(graph, erased, erased_values, values)
+    nodes, rename, vanished = _rewire(graph, erased, erased_values, values)
     outputs = [rename.get(o, o) for o in graph.outputs]
+    lost = [o for o in outputs if o in vanished]
+    if lost:
+        node = graph.producer(lost[0])
+        raise AsgnasError(f"removing these groups leaves node '{node.id}' (from '{node.source}') with no inputs")  # type: ignore[union-attr]
     nodes = _live_nodes(nodes, outputs)
+    for name in (v for n in nodes for v in (*n.inputs, *n.outputs) if v in emptied):
+        producer = graph.producer(name)
+        where = f" (made by node '{producer.id}', from '{producer.source}')" if producer else ""
+        raise AsgnasError(
+            f"removing groups {ids.tolist()} would leave value '%{name}'{where} with no channels; "
+            "keep at least one group of every layer"
+        )
     resized = []
     for node in nodes:
         rule = opdef(node.op).resize
@@ -140,15 +148,25 @@ def build_subnet(graph: Graph, deps: DependencyGraph, zero: Iterable[int], erase
 
 def _rewire(
     graph: Graph, erased: set[str], erased_values: set[str], values: dict[str, Value]
-) -> tuple[list[NodeBase], dict[str, str]]:
-    """Drop erased nodes; joints lose the erased operands and, left with one, become it."""
+) -> tuple[list[NodeBase], dict[str, str], set[str]]:
+    """Drop erased nodes; joints lose the erased operands and, left with one, become it.
+
+    A joint that loses every operand vanishes, and so does everything fed only through it; the third
+    result names the values that vanished. In a valid selection only dead nodes vanish (the segment
+    graph's rule: whatever still reaches an output is reachable from an input), for example a
+    joint whose branches and whose consumer chain were all removed; the caller checks the outputs.
+    """
     rename: dict[str, str] = {}
     nodes: list[NodeBase] = []
+    vanished: set[str] = set()
     for node in graph.nodes:
         if node.id in erased:
             continue
         inputs = [rename.get(i, i) for i in node.inputs]
-        kept = [i for i in inputs if i not in erased_values]
+        if any(i in vanished for i in inputs) and node.op not in (Op.ADD, Op.CONCAT):
+            vanished.update(node.outputs)
+            continue
+        kept = [i for i in inputs if i not in erased_values and i not in vanished]
         if len(kept) != len(inputs):
             if node.op not in (Op.ADD, Op.CONCAT):
                 raise PassError(
@@ -156,13 +174,14 @@ def _rewire(
                     "is not an add or concat; the search space should not have offered that removal"
                 )
             if not kept:
-                raise AsgnasError(f"removing these groups leaves node '{node.id}' (from '{node.source}') with no inputs")
+                vanished.update(node.outputs)
+                continue
             if len(kept) == 1:
                 rename[node.outputs[0]] = kept[0]
                 values.pop(node.outputs[0], None)
                 continue
         nodes.append(node.model_copy(update={"inputs": kept}) if kept != node.inputs else node)
-    return nodes, rename
+    return nodes, rename, vanished
 
 
 def _live_nodes(nodes: list[NodeBase], outputs: list[str]) -> list[NodeBase]:

@@ -46,6 +46,7 @@ _TABLE: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("mlp", "mlp", "mlp", ("1,20",)),
     ("conv1d", "conv1d", "conv1d", ("1,4,64",)),
     ("chunk_split", "chunk_split", "chunk_split", _IMG),
+    ("dead_joint", "dead_joint", "dead_joint", _IMG),
     ("vit_encoder", "transformers", "vit_encoder", _IMG),
     ("bert_encoder", "transformers", "bert_encoder", ("int64[1,16]",)),
     ("gpt_block", "transformers", "gpt_block", ("int64[1,16]",)),

@@ -1,0 +1,67 @@
+"""Failures the property fuzzer found, replayed on their named replicas (tests/models) with the exact
+group selection that broke, so they stay fixed even if the random selection of `check` changes."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import asgnas_ir as ai
+from asgnas_ir.backends.torch.binding import rerandomize_, zero_slices_
+from asgnas_ir.testing import run_torch
+from tests.models import REPLICAS, example_inputs
+
+
+def assert_selection_matches(name: str, mode: str, nodes: set[str], tmp_path: Path) -> ai.Graph:
+    """Remove the operator groups made of exactly `nodes` and compare the generated sub-network with the
+    replica whose groups were zeroed in place (DESIGN tolerance). Returns the sub-network."""
+    replica = REPLICAS[name]
+    inputs = example_inputs(replica)
+    live = copy.deepcopy(replica.build())
+    rerandomize_(live, 0)
+    graph = ai.compile(live, inputs)
+    space = ai.search_space(graph, mode=mode)
+    ids = [g.id for g in space.groups if g.kind == "operator" and set(g.nodes) <= nodes]
+    assert {n for i in ids for n in space.group(i).nodes} == nodes
+    assert space.is_valid(ids)
+    zero_slices_(live, graph, [s for i in ids for s in space.group(i).slices])
+    sub = ai.subnet(ai.compile(live, inputs), space, ids)
+    ai.codegen(sub, target="torch", out_dir=tmp_path)
+    with torch.no_grad():
+        expected = live(*inputs).numpy()
+    (actual,) = run_torch(tmp_path, inputs)
+    max_ref = float(np.abs(expected).max())
+    assert max_ref > 1e-3
+    assert float(np.abs(expected - actual).max()) <= 1e-4 * max_ref
+    return sub
+
+
+@pytest.mark.parametrize("mode", ["erase", "both"])
+@pytest.mark.parametrize(
+    "nodes",
+    [
+        pytest.param({"a1", "a2", "relu_1", "after_add"}, id="inner-add"),
+        pytest.param({"c1", "c2", "after_cat"}, id="inner-concat"),
+    ],
+)
+def test_removing_a_joint_with_all_its_branches_and_its_consumer(mode: str, nodes: set[str], tmp_path: Path) -> None:
+    """A joint whose every operand and whose consumer chain are removed is dead code: the sub-network
+    drops it (and its params) instead of refusing the valid selection."""
+    sub = assert_selection_matches("dead_joint", mode, nodes, tmp_path)
+    assert not {n.id for n in sub.nodes} & nodes
+    assert not {p.split(".")[0] for p in sub.params} & nodes  # their params went with them
+
+
+def test_a_selection_that_kills_every_path_to_the_output_is_still_refused() -> None:
+    """Dropping dead joints does not hide invalid selections: removing both operands of an outer add is refused."""
+    replica = REPLICAS["dead_joint"]
+    graph = ai.compile(replica.build(), example_inputs(replica))
+    space = ai.search_space(graph, mode="erase")
+    ids = [g.id for g in space.groups if g.nodes[-1] in {"after_add", "skip_add"}]
+    assert len(ids) == 2 and not space.is_valid(ids)
+    with pytest.raises(ai.AsgnasError, match="disconnect"):
+        ai.subnet(graph, space, ids)
