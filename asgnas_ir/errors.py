@@ -68,5 +68,9 @@ class SpecError(AsgnasError):
     """A model SPEC, input SHAPE or CLI argument that cannot be understood."""
 
 
+class DistributedStateError(AsgnasError):
+    """The ranks of a distributed job disagree on an optimizer's group state (search space, scores, selection)."""
+
+
 class CheckFailed(AsgnasError):
     """An equivalence check ran but the outputs differ beyond the tolerance."""

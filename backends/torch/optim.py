@@ -32,11 +32,15 @@ NOTE: [Choices the digest leaves open]
   (`reference.group_half_space_step`); a redundant group wins over a kept group sharing an entry.
 - DHSPG stops penalising once the target sparsity is reached; here the set is fixed at selection
   and penalised until it is zero, and zero groups stay zero.
+
+NOTE: [Ranks] Under torch.distributed (DDP) the selection and the per-step projection decisions are
+rank 0's, broadcast; the space and the scores are checked to agree (`distributed.py`, docs/distributed.md).
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -58,6 +62,7 @@ from asgnas_ir.backends._groups import (
 from asgnas_ir.backends.reference import hesso_ratio, select_redundant
 from asgnas_ir.backends.torch._groups import _GroupIndex, _lambda, _reciprocal, _resolve, _scores
 from asgnas_ir.backends.torch.binding import live_tensors
+from asgnas_ir.backends.torch.distributed import RankSync, space_fingerprint, unwrap
 from asgnas_ir.errors import AsgnasError
 from asgnas_ir.passes.analysis.search_space import SearchSpace
 
@@ -66,7 +71,8 @@ class H2SPG(torch.optim.Optimizer):
     """Hierarchical half-space projected gradient over the groups of `space`.
 
     Args:
-        model: the live model whose parameters `space.param_sources` names.
+        model: the live model whose parameters `space.param_sources` names, or its
+            DistributedDataParallel / DataParallel wrapper (unwrapped: the space names the bare model's paths).
         space: from `ai.search_space(ai.compile(model, x), mode=...)`.
         lr, momentum, weight_decay, nesterov: the base SGD step (read from `param_groups` each step,
             so LR schedulers work); `base="adam"` uses Adam with `betas`, `adam_eps`.
@@ -77,9 +83,15 @@ class H2SPG(torch.optim.Optimizer):
         epsilon: half-space projection threshold ε.
         lmbda, lmbda_amplify, hat_lmbda_coeff: DHSPG's λ rule (`reference.select_lambda`).
         foreach: use torch's multi-tensor base step (also on CPU, where torch.optim.SGD defaults to a loop).
+        sync_group: the ranks training this model together. "auto": the default process group when
+            torch.distributed is initialised (else none); None: no syncing; or a ProcessGroup. With a
+            group, construction, `step`, `finalize` before selection and `load_state_dict` are
+            collectives (every rank calls them, as with DDP itself): the selection and the projection
+            decisions are rank 0's, and the space and scores must agree (NOTE: [Ranks]).
 
     Raises:
         AsgnasError: an option is out of range, or a param of `space` is not in `model`.
+        DistributedStateError: the ranks were given different search spaces, or train different weights.
     """
 
     def __init__(
@@ -102,7 +114,9 @@ class H2SPG(torch.optim.Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         adam_eps: float = 1e-8,
         foreach: bool = True,
+        sync_group: Any = "auto",
     ) -> None:
+        model = unwrap(model)
         check_options(
             type(self).__name__, lr=lr, momentum=momentum, weight_decay=weight_decay,
             target_group_sparsity=target_group_sparsity, warmup_steps=warmup_steps, ema=ema, epsilon=epsilon, lmbda=lmbda,
@@ -129,6 +143,13 @@ class H2SPG(torch.optim.Optimizer):
         self._selected_at: int | None = None
         self._ema = torch.zeros(len(space.groups), dtype=torch.float64)
         self.redundant_groups: list[int] = []
+        self._sync = RankSync.resolve(sync_group, type(self).__name__)
+        if self._sync is not None:
+            self._sync.same_everywhere(
+                [len(space.groups), space_fingerprint(space), warmup_steps, num_selected(target_group_sparsity, len(space.groups))],
+                "search space (groups, its digest, warm-up steps, groups to select)",
+                "build the search space from the same model and mode on every rank, with the same optimizer options",
+            )
 
     @staticmethod
     def _bind(model: torch.nn.Module, space: SearchSpace) -> tuple[list[torch.Tensor], list[dict[int, np.ndarray]]]:
@@ -179,7 +200,8 @@ class H2SPG(torch.optim.Optimizer):
 
     @torch.no_grad()
     def finalize(self) -> list[int]:
-        """Project every redundant group to exactly zero (selecting first if warm-up has not ended).
+        """Project every redundant group to exactly zero (selecting first if warm-up has not ended;
+        under torch.distributed that selection is a collective: call `finalize` on every rank).
 
         Returns:
             The redundant group ids, sorted.
@@ -227,7 +249,12 @@ class H2SPG(torch.optim.Optimizer):
 
     def _select(self) -> None:
         k = num_selected(self.target_group_sparsity, len(self.space.groups))
-        self.redundant_groups = select_redundant(self.scores, k, self.space.is_valid)
+        if self._sync is None:
+            self.redundant_groups = select_redundant(self.scores, k, self.space.is_valid)
+        else:  # every rank keeps rank 0's scores; rank 0 alone walks the validity checks
+            self._ema = self._sync.scores(self._ema)
+            mine = select_redundant(self.scores, k, self.space.is_valid) if self._sync.rank == 0 else None
+            self.redundant_groups = self._sync.choice(mine, k)
         self._selected_at = self._steps
         self._build_redundant()
 
@@ -292,6 +319,8 @@ class H2SPG(torch.optim.Optimizer):
             # disjoint groups: ⟨x̃_g, x_g⟩ = ‖x‖² - lr(⟨x,g⟩ + λ‖x‖), so the projection is known before the step
             if red.host:
                 keep = [v > 0 and v - lr * (d + lm * n) >= eps * v for v, d, lm, n in zip(xx, dot, lam, norm, strict=True)]
+                if self._sync is not None:
+                    keep = self._sync.flags(keep)
                 scale = [1.0 - lr * c if k else 0.0 for c, k in zip(coef, keep, strict=True)]
                 if red.tensor_group is not None:
                     self._whole_tensor_step(red, red.tensor_group, keep, scale, lr)
@@ -299,6 +328,8 @@ class H2SPG(torch.optim.Optimizer):
                 shift: Any = [-lr if k else 0.0 for k in keep]
             else:
                 kept = ((xx - lr * (dot + lam * norm) >= eps * xx) & (xx > 0)).to(xx.dtype)
+                if self._sync is not None:
+                    kept = self._sync.from_root(kept)
                 scale, shift = kept * (1.0 - lr * coef), kept * -lr
             new = torch.addcmul(red.to_entries(scale) * x, red.to_entries(shift), g)
         else:
@@ -310,6 +341,8 @@ class H2SPG(torch.optim.Optimizer):
                 dropped: Any = [1.0 if v <= 0 or i < eps * v else 0.0 for i, v in zip(inner, xx, strict=True)]
             else:
                 dropped = ((inner < eps * xx) | (xx == 0)).to(xx.dtype)
+            if self._sync is not None:
+                dropped = self._sync.from_root(dropped) if not red.host else [float(f) for f in self._sync.flags([d > 0 for d in dropped])]
             new.masked_fill_(red.to_entries(dropped, out=work[1]) > 0, 0.0)
         if self._flat_sgd:
             sgd = self._flat_sgd_step(x, g, out=red.work(4)[2] if red.overlap else None)
@@ -390,6 +423,13 @@ class H2SPG(torch.optim.Optimizer):
         self._steps, self._selected_at = int(extra["steps"]), extra["selected_at"]
         self._ema = torch.as_tensor(extra["scores"], dtype=torch.float64).clone()
         self.redundant_groups = [int(g) for g in extra["redundant_groups"]]
+        if self._sync is not None:
+            chosen = np.asarray(sorted(self.redundant_groups), np.int64).tobytes()
+            self._sync.same_everywhere(
+                [self._steps, -1 if self._selected_at is None else int(self._selected_at), zlib.crc32(chosen)],
+                "loaded optimizer state (steps, selection step, digest of the redundant groups)",
+                "load the same checkpoint on every rank",
+            )
         if self.selected:
             self._build_redundant()
         else:
