@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-slow lint clean bench bench-ours
+.PHONY: demo test test-fast test-slow lint clean bench bench-ours fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,15 @@ demo: $(STAMP)
 
 # Fast tests first, then the slow end-to-end ones.
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" -q
-	$(BIN)/python -m pytest -m slow -q
+	$(BIN)/python -m pytest -m "not slow and not nightly" -q
+	$(BIN)/python -m pytest -m "slow and not nightly" -q
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow and not nightly" -q
+
+# Property fuzzing of the whole loop on >= 1000 random architectures per strategy (tests/property).
+fuzz: $(STAMP)
+	$(BIN)/python -m pytest -m nightly tests/property -q
 
 # Benchmarks (issue 6): the peers (only-train-once 3.0.1, Torch-Pruning) and torchvision go into a
 # separate venv so they never touch the project's own environment. Each script writes its section
