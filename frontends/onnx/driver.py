@@ -24,6 +24,7 @@ from onnx import numpy_helper
 from asgnas_ir.errors import FrontendError, SpecError, UnsupportedOp, UnsupportedOpError
 from asgnas_ir.frontends._layout import choose_sequence_layout, read_packed_splits_on_features
 from asgnas_ir.frontends.onnx.builder import FUSED, ONNX_DTYPES, Builder, Const, OnnxTensorType, Origin
+from asgnas_ir.frontends.onnx.inputs import check_example_dtypes, shape_overrides
 from asgnas_ir.frontends.onnx.ops import lookup
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.graph import Graph, GraphMeta, Value
@@ -268,6 +269,23 @@ def lower_onnx(
     shapes = None
     if example_inputs:
         shapes = [tuple(int(d) for d in getattr(x, "shape", ())) for x in example_inputs]
+    check_example_dtypes(graph_inputs(proto), example_inputs)
+    overrides = shape_overrides(graph_inputs(proto), shapes)
+    try:
+        return _lower_onnx(proto, shapes, on_unsupported, source_names, trainable, framework, name)
+    except FrontendError as exc:
+        if not overrides:
+            raise
+        raise FrontendError(
+            f"{exc} (the example inputs change sizes the model declares: {'; '.join(overrides)}; "
+            "check that these inputs are what the model expects)"
+        ) from None
+
+
+def _lower_onnx(
+    proto: onnx.ModelProto, shapes: list[tuple[int, ...]] | None, on_unsupported: str,
+    source_names: dict[str, str] | None, trainable: dict[str, bool] | None, framework: str, name: str | None,
+) -> Graph:
     proto, initializers = _skeleton(proto)
     proto = _fix_inputs(proto, shapes)
     if proto.functions:

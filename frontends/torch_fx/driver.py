@@ -22,6 +22,7 @@ from asgnas_ir.frontends._layout import choose_sequence_layout, read_packed_spli
 from asgnas_ir.frontends.torch_fx import swin, transformer  # noqa: F401  (register their converters)
 from asgnas_ir.frontends.torch_fx.builder import Builder, TensorMeta
 from asgnas_ir.frontends.torch_fx.functions import FUNCTIONS, function_key
+from asgnas_ir.frontends.torch_fx.inputs import check_example_inputs
 from asgnas_ir.frontends.torch_fx.methods import METHODS
 from asgnas_ir.frontends.torch_fx.modules import MODULES
 from asgnas_ir.ir import attrs as A
@@ -125,6 +126,12 @@ def _observe_on_meta(gm: torch.fx.GraphModule, run_args: list[Any]) -> dict[torc
     return recorder.observed
 
 
+def _first_part(exc: BaseException) -> str:
+    """The exception's own message without the fx interpreter's appended context (the executing
+    node, "Original traceback", a tlparse hint), which repeats what our message already says."""
+    return str(exc).split("\n\nWhile executing", 1)[0].strip()
+
+
 def _summarise(result: Any) -> Any:
     if isinstance(result, torch.Tensor):
         return TensorMeta(result)
@@ -197,6 +204,7 @@ def lower_torch_fx(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, .
                 f"{type(model).__name__}.forward takes {len(tensor_args)} tensor input(s) "
                 f"({', '.join(n.name for n in tensor_args)}) but {len(example_inputs)} example input(s) were given"
             )
+        check_example_inputs(model, gm, tensor_args, example_inputs)
         fixed = iter(example_inputs)
         run_args = [specialised[n] if n in specialised else next(fixed) for n in placeholders]
         observed = _observe_on_meta(gm, run_args)
@@ -208,7 +216,8 @@ def lower_torch_fx(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, .
             except Exception as exc:  # noqa: BLE001
                 shapes = [list(t.shape) for t in example_inputs]
                 raise FrontendError(
-                    f"{type(model).__name__} fails on example inputs of shape {shapes}: {type(exc).__name__}: {exc}. "
+                    f"{type(model).__name__} fails on example inputs of shape {shapes}: {type(exc).__name__}: "
+                    f"{_first_part(exc)}. "
                     "Check the input shapes and dtypes (CLI: --input 1,3,224,224 or int64[1,16])."
                 ) from None
             observed = recorder.observed
