@@ -82,6 +82,8 @@ def _import_target(module_part: str) -> Any:
         raise SpecError(
             f"SPEC module '{module_part}' does not import ({exc}); is the package installed in this environment?"
         ) from None
+    except Exception as exc:  # noqa: BLE001  (a syntax error or a raise at import time is the module's own)
+        raise SpecError(f"SPEC module '{module_part}' does not import: {type(exc).__name__}: {exc}") from None
 
 
 def load_model(spec: str, kwargs: dict[str, Any] | None = None) -> Any:
@@ -103,8 +105,8 @@ def load_model(spec: str, kwargs: dict[str, Any] | None = None) -> Any:
     if callable(target) and not _is_model_instance(target):
         try:
             return target(**kwargs)
-        except TypeError as exc:
-            raise SpecError(f"SPEC '{spec}': calling {attr}(**{kwargs}) failed: {exc}") from None
+        except Exception as exc:  # noqa: BLE001  (whatever the user's builder raises, name the SPEC)
+            raise SpecError(f"SPEC '{spec}': calling {attr}(**{kwargs}) failed: {type(exc).__name__}: {exc}") from None
     if kwargs:
         raise SpecError(f"SPEC '{spec}' names a model object, so --kwargs cannot be applied")
     return target

@@ -35,12 +35,15 @@ def save_graph(graph: Graph, path: Path) -> Path:
     return path
 
 
-def load_graph(path: str | Path, *, weights: bool = True) -> Graph:
+def load_graph(path: str | Path, *, weights: bool = True, require_weights: bool = False) -> Graph:
     """Read a graph saved by `Graph.save`, with its weights when the sidecar exists.
 
+    `require_weights` (for callers that write weights out, like codegen) makes a missing sidecar
+    an error naming it, instead of a structure-only graph.
+
     Raises:
-        IRValidationError: the file is missing, not JSON, fails schema validation, or the sidecar's
-            arrays do not match the declared param shapes.
+        IRValidationError: the file is missing, not JSON, fails schema validation, the sidecar's
+            arrays do not match the declared param shapes and dtypes, or it is required and missing.
     """
     path = Path(path)
     if not path.is_file():
@@ -67,6 +70,11 @@ def load_graph(path: str | Path, *, weights: bool = True) -> Graph:
     side = sidecar_path(path)
     if weights and side.is_file():
         graph.set_weights(_read_weights(graph, side))
+    elif require_weights and graph.params:
+        raise IRValidationError(
+            f"'{path}' declares {len(graph.params)} params but its weights file '{side}' is missing; keep the "
+            ".safetensors file beside the JSON (`asgnas compile` and `Graph.save` write both)"
+        )
     return graph
 
 
@@ -89,5 +97,11 @@ def _read_weights(graph: Graph, side: Path) -> dict[str, np.ndarray]:
             raise IRValidationError(
                 f"weights file '{side}': param '{name}' has shape {list(arrays[name].shape)} but the "
                 f"graph declares {list(param.shape)}; the sidecar belongs to a different graph"
+            )
+        # numpy has no bfloat16: such params are stored widened, so only numpy-native dtypes are compared
+        if param.dtype != "bfloat16" and str(arrays[name].dtype) != param.dtype:
+            raise IRValidationError(
+                f"weights file '{side}': param '{name}' is stored as {arrays[name].dtype} but the graph declares "
+                f"{param.dtype}; the sidecar belongs to a different graph or was rewritten with another dtype"
             )
     return {name: arrays[name] for name in graph.params}

@@ -78,11 +78,27 @@ class SearchSpace(BaseModel):
         ids = set(zero_ids)
         removed_segments = {self.group_segments[i] for i in ids if i in self.group_segments}
         if removed_segments and self.segment_graph is not None and not self.segment_graph.is_valid(removed_segments):
-            return "it would disconnect the network (an output, or a branch that reaches one, loses every input)"
+            culprits = self._smallest_cut(ids)
+            shown = "; ".join(f"group {gid}: {', '.join(self.group(gid).nodes[:3])}" for gid in culprits[:6])
+            return (
+                f"it would disconnect the network: groups {culprits} ({shown}) together lie on every path from the "
+                "input to an output (or to a branch that reaches one); keep at least one of them"
+            )
         for cover in self.value_covers:
             if cover and ids.issuperset(cover):
                 return f"it removes every channel of a layer (groups {sorted(cover)[:8]})"
         return ""
+
+    def _smallest_cut(self, ids: set[int]) -> list[int]:
+        """A subset of the operator groups `ids` that alone disconnects the network, with no member
+        that could be kept (one greedy sweep: drop each group whose removal is not needed)."""
+        assert self.segment_graph is not None
+        kept = sorted(i for i in ids if i in self.group_segments)
+        for gid in list(kept):
+            rest = [i for i in kept if i != gid]
+            if rest and not self.segment_graph.is_valid({self.group_segments[i] for i in rest}):
+                kept = rest
+        return kept
 
 
 def _value_covers(deps: DependencyGraph, offset: int = 0) -> list[list[int]]:
