@@ -21,6 +21,10 @@ may share entries (prune mode: a conv's rows and its input columns); the update 
 `reference.group_half_space_step`. The per-group math runs over all groups every sparsifying step
 (masked by the redundant set), a fixed handful of ops however many groups there are.
 
+NOTE: [Replicas] Under `tf.distribute.MirroredStrategy` (model and optimizer built in
+`strategy.scope()`) the step runs once per replica on all-reduced gradients, so every replica
+scores, selects and projects the same groups (docs/distributed.md; tested on 2 logical CPUs).
+
 Choices the digest leaves open are the torch optimizer's: the redundant groups take the raw gradient
 (no momentum, no weight decay); `weight_decay` is coupled (added to the gradient, as torch's SGD),
 not Keras' decoupled decay. The momentum of redundant entries keeps being updated but is never used.
@@ -306,6 +310,12 @@ class H2SPG(keras.optimizers.Optimizer):
                 f"{type(self).__name__} selects its groups on the host (tf.py_function), which XLA cannot compile; "
                 "pass jit_compile=False to model.compile"
             )
+        if tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            # NOTE: [Replicas] Keras' own update step sums the replicas' gradients (each replica's loss is
+            # already divided by their number); this override replaces it, so it must sum them too, or every
+            # replica would step, score and select on its own shard's gradient.
+            pairs = self._all_reduce_sum_gradients(list(zip(grads, trainable_variables, strict=True)))
+            grads = [g for g, _ in pairs]
         b = self._binding
         grad_of = {v.path: g for g, v in zip(grads, trainable_variables, strict=True)}
         step = tf.convert_to_tensor(self.iterations)

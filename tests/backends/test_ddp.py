@@ -79,6 +79,12 @@ def _train(rank: int, world: int, out: str) -> None:
         zero_before = opt.zero_groups()
         redundant = opt.finalize()
         result = {"zero_before": zero_before, "zero": opt.zero_groups(), "redundant": redundant, "scores": opt.scores.tolist()}
+        if world > 1:  # then ranks that train differently initialised models, without DDP: refused at selection
+            other, other_space = _small(seed=rank)
+            try:
+                _fit(H2SPG(other, other_space, warmup_steps=1), other, steps=2)
+            except DistributedStateError as error:
+                result["mismatch"] = str(error)
         Path(out, f"rank{rank}.json").write_text(json.dumps(result))
         np.savez(Path(out, f"rank{rank}.npz"), **{k: v.numpy() for k, v in model.state_dict().items()})
     finally:
@@ -102,6 +108,10 @@ def test_two_ranks_agree_and_match_one_process_of_the_global_batch(tmp_path: Pat
     _train(0, 1, str(single))
 
     (r0, w0), (r1, w1), (ref, w_ref) = _load(ddp, 0), _load(ddp, 1), _load(single, 0)
+    for result in (r0, r1):  # both ranks refuse, naming the rank, the scores and the remedy
+        message = result.pop("mismatch")
+        assert "H2SPG: at selection rank 1's redundancy scores differ from rank 0's" in message
+        assert "wrap the model in torch.nn.parallel.DistributedDataParallel" in message
     assert r0 == r1  # same redundant set, same zero groups before and after finalize, same scores
     assert all(np.array_equal(w0[k], w1[k]) for k in w0)
     assert len(r0["redundant"]) == 12 and r0["zero"] == r0["redundant"]
