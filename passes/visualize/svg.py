@@ -10,7 +10,8 @@ group's band and on its hierarchy entry. The hierarchy entries nest as the group
 `<g class="tree-item">` is an XML child of its parent's.
 
 Text is monospace, so widths are estimated from character counts; long labels are cut with an
-ellipsis and kept whole in the box's `<title>` tooltip.
+ellipsis (source paths at the front, where the common prefix is) and kept whole in the box's
+`<title>` tooltip.
 """
 
 from __future__ import annotations
@@ -49,9 +50,14 @@ def clip(text: str, limit: int = _MAX_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def clip_path(text: str, limit: int = _MAX_CHARS) -> str:
+    """Cut a source path at the front: `…denselayer1.conv1` says more than `features.denseblock1…`."""
+    return text if len(text) <= limit else "…" + text[len(text) - limit + 1 :]
+
+
 def node_lines(node: SceneNode) -> list[str]:
     if node.kind == "op":
-        return [node.op, clip(node.source), clip(node.shape)]
+        return [node.op, clip_path(node.source), clip(node.shape)]
     return [f"{node.kind} {clip(node.source, _MAX_CHARS - 7)}", clip(node.shape)]
 
 
