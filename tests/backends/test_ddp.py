@@ -223,3 +223,20 @@ def test_sync_group_option_is_checked() -> None:
         H2SPG(model, space, sync_group=object())
     with pytest.raises(AsgnasError, match="sync_group must be 'auto', None or a torch.distributed ProcessGroup, got 'world'"):
         H2SPG(model, space, sync_group="world")
+
+
+def test_torchrun_example_trains_and_writes_the_subnet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from asgnas_ir.examples import train_ddp
+
+    for name, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0", "WORLD_SIZE": "1"}.items():
+        monkeypatch.setenv(name, value)
+    threads = torch.get_num_threads()
+    try:
+        train_ddp.main(["--steps", "6", "--warmup", "2", "--batch", "32", "--out", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    assert not dist.is_initialized()
+    assert "1 ranks: 12 of 24 groups removed" in capsys.readouterr().out
+    assert (tmp_path / "model.py").is_file() and (tmp_path / "weights.safetensors").is_file()
