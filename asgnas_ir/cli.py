@@ -229,10 +229,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_not_yet(args: argparse.Namespace) -> int:
-    raise AsgnasError(f"`asgnas {args.command}` is not available in this version yet")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asgnas", description="Compile models to the asgnas-ir IR, find removable structure, emit sub-networks.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
