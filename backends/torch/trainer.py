@@ -64,9 +64,25 @@ def latency_ms(model: nn.Module, x: torch.Tensor, repeats: int = 30) -> float:
 
 
 def _save_atomically(payload: dict[str, Any], path: Path) -> None:
+    """Write `payload` to a temporary file, flush it to disk, then rename it over `path`.
+
+    Invariant: `path` always holds a complete checkpoint (the previous one until the rename), so a
+    kill at any moment leaves a loadable file; a torn `.tmp` is simply overwritten next time.
+    """
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
+    with open(tmp, "wb") as handle:
+        torch.save(payload, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def _first_non_finite(model: nn.Module) -> str | None:
+    """The name of the first parameter or buffer holding a NaN or an infinity, else None."""
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
 
 
 class _Fit:
@@ -77,16 +93,49 @@ class _Fit:
         self.history: list[dict[str, float]] = []
         self.start_epoch = 0
 
-    def resume(self) -> None:
+    def resume(self) -> bool:
+        """Continue from the checkpoint if there is one; returns whether there was."""
         if not self.checkpoint.exists():
-            return
-        state = torch.load(self.checkpoint, weights_only=True)  # tensors and plain containers only: nothing unpickled
-        if state.get("config") != self.config.model_dump(exclude={"out"}):
-            raise SpecError(f"checkpoint '{self.checkpoint}' was written with a different config; remove it or use that config")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+            return False
+        try:
+            state = torch.load(self.checkpoint, weights_only=True)  # tensors and plain containers only: nothing unpickled
+        except Exception as exc:  # noqa: BLE001  (torch reports a torn or foreign file in several types)
+            raise SpecError(
+                f"checkpoint '{self.checkpoint}' cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+                "it is not a checkpoint of this trainer: delete it, or run without --resume to start over"
+            ) from None
+        config = self.config.model_dump(exclude={"out"})
+        recorded = state.get("config") if isinstance(state, dict) else None
+        if recorded != config:
+            changed = sorted(k for k in config if not isinstance(recorded, dict) or recorded.get(k) != config[k])
+            raise SpecError(
+                f"checkpoint '{self.checkpoint}' was written with a different config (differs in: "
+                f"{', '.join(changed) or 'its fields'}); use that config, or run without --resume to start over"
+            )
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise SpecError(
+                f"checkpoint '{self.checkpoint}' does not fit this model and optimizer ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0]}); run without --resume to start over"
+            ) from None
         self.history = state["history"]
         self.start_epoch = state["epoch"] + 1
+        return True
+
+    def _diverged(self, label: str, what: str, epoch: int) -> TrainingDiverged:
+        if epoch == 0:
+            kept = "no checkpoint was written (the first epoch did not finish)"
+        else:
+            kept = (
+                f"the last good checkpoint '{self.checkpoint}' (after epoch {epoch}) is kept and loads with "
+                "torch.load(weights_only=True); --resume continues from it with this same config"
+            )
+        return TrainingDiverged(
+            f"{label}: {what} in epoch {epoch + 1}, so training stopped; {kept}. To train with a lower learning "
+            "rate (lr in the config), start again without --resume."
+        )
 
     def run(self, progress: Any, label: str) -> None:
         steps = math.ceil(len(self.split.x_train) / self.config.batch_size)
@@ -103,13 +152,13 @@ class _Fit:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss = loss_fn(self.model(x_all[index]), y_all[index])
                 if not torch.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"{label}: loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; the last good "
-                        f"checkpoint '{self.checkpoint}' (epoch {epoch}) is kept. Lower the learning rate and rerun with --resume."
-                    )
+                    raise self._diverged(label, f"the loss became {loss.item()} at step {step + 1}", epoch)
                 loss.backward()
                 self.optimizer.step()
                 total += loss.item()
+            broken = _first_non_finite(self.model)
+            if broken is not None:  # a finite last loss can still leave NaN weights: never checkpoint those
+                raise self._diverged(label, f"'{broken}' became NaN or infinite", epoch)
             accuracy, _ = evaluate(self.model, self.split.x_test, self.split.y_test)
             self.history.append({"epoch": epoch + 1, "loss": total / steps, "test_accuracy": accuracy})
             _save_atomically(
@@ -170,7 +219,11 @@ def run_training(config: TrainConfig, *, resume: bool = False, console: Any = No
     with Progress(*columns, console=console, transient=False) as progress:
         for label, fit in fits:
             if resume:
-                fit.resume()
+                note = (
+                    f"resuming {label} after epoch {fit.start_epoch} from '{fit.checkpoint}'" if fit.resume()
+                    else f"no checkpoint '{fit.checkpoint}' to resume: {label} starts from epoch 1"
+                )
+                progress.console.print(note)
             fit.run(progress, label)
     train_seconds = time.perf_counter() - started
     optimizer.finalize()
