@@ -1,0 +1,155 @@
+"""GOLD's sigmoid gates on a live nn.Module: one per operator group, scaling that group's output.
+
+A gate sits on the last module of its group's segment that has weights (a conv, linear or
+affine norm, typically the BatchNorm that ends a candidate operator). A forward hook multiplies
+that module's output by σ(α_g). Such a module's output is linear in its weight and bias jointly
+(conv/linear: W·x + b; a norm in either mode: γ·x̂ + β), so the scale can later be folded into
+them exactly; what follows it in the segment (ReLU, pooling, ...) sees the same tensor either way.
+
+A *pruned* gate outputs exactly zero and the group's params are zeroed in the live model (again
+after every optimizer step, since momentum and weight decay would move them), so the gated
+super-network computes what the sub-network without those groups computes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from asgnas_ir.backends.search.architecture import ArchitectureSpace
+from asgnas_ir.backends.torch.binding import live_tensors
+from asgnas_ir.errors import AsgnasError
+from asgnas_ir.passes.analysis.dependency_graph import merge_slices
+
+# Modules whose output scales with (weight, bias) scaled together: the gate folds into them.
+FOLDABLE: tuple[type[nn.Module], ...] = (
+    nn.modules.conv._ConvNd,
+    nn.Linear,
+    nn.modules.batchnorm._NormBase,
+    nn.LayerNorm,
+    nn.GroupNorm,
+)
+
+
+def gate_module_paths(model: nn.Module, space: ArchitectureSpace) -> list[str]:
+    """The module path each operator group's gate hooks, in `space.group_ids` order.
+
+    Raises AsgnasError naming the group and its nodes when no foldable module ends the group's
+    segment, or when one module would carry two gates (shared, or called at several places).
+    """
+    graph = space.graph
+    calls = Counter(node.source for node in graph.nodes)
+    owner: dict[str, int] = {}
+    paths: list[str] = []
+    for gid in space.group_ids:
+        group = space.space.group(gid)
+        shown = ", ".join(group.nodes[:4]) + (" ..." if len(group.nodes) > 4 else "")
+        node = next(
+            (graph.node(n) for n in reversed(group.nodes) if any(graph.params[p].trainable for p in graph.node(n).params.values())),
+            None,
+        )
+        if node is None:
+            raise AsgnasError(f"operator group {gid} (nodes {shown}) has no node with trainable weights to put a GOLD gate on")
+        try:
+            module = model.get_submodule(node.source)
+        except AttributeError:
+            raise AsgnasError(
+                f"operator group {gid} (nodes {shown}): its last weighted node '{node.id}' comes from '{node.source}', "
+                f"which is not a submodule of {type(model).__name__} (a functional call?); GOLD gates module outputs, "
+                "so make that layer an nn.Module"
+            ) from None
+        if not isinstance(module, FOLDABLE):
+            raise AsgnasError(
+                f"operator group {gid} (nodes {shown}): its gate would sit on '{node.source}', a {type(module).__name__}, "
+                "whose output is not linear in its weights, so the gate could not be folded into it for export; "
+                "end the candidate operator with a conv, linear or affine norm layer"
+            )
+        if node.source in owner or calls[node.source] > 1:
+            other = f"group {owner[node.source]} also ends there" if node.source in owner else f"it is called {calls[node.source]} times"
+            raise AsgnasError(
+                f"operator group {gid} (nodes {shown}): module '{node.source}' cannot carry its gate because {other}; "
+                "a gate must scale one group's output only, so give each candidate operator its own layers"
+            )
+        owner[node.source] = gid
+        paths.append(node.source)
+    return paths
+
+
+class GoldGates(nn.Module):
+    """The gate logits α (one per operator group) and the hooks that apply them to `model`.
+
+    `active[g]` is False once group g is pruned: its hook then multiplies by 0 and `rezero_`
+    keeps its params at zero. `alpha` is an ordinary parameter for the caller's optimizer.
+    """
+
+    def __init__(self, model: nn.Module, space: ArchitectureSpace, init: float = 0.0) -> None:
+        super().__init__()
+        self.paths = gate_module_paths(model, space)
+        self.alpha = nn.Parameter(torch.full((space.size,), float(init)))
+        self.register_buffer("active", torch.ones(space.size, dtype=torch.bool))
+        self._space = space
+        self._handles = [model.get_submodule(path).register_forward_hook(self._hook(i)) for i, path in enumerate(self.paths)]
+        # The tensors (and indices) to zero per group, bound once: the hot loop zeroes in place.
+        tensors = live_tensors(model)
+        graph = space.graph
+        self._zero_targets: list[list[tuple[torch.Tensor, int, torch.Tensor]]] = []
+        for gid in space.group_ids:
+            merged = merge_slices(space.space.group(gid).slices)
+            self._zero_targets.append(
+                [(tensors[graph.params[p].source], axis, torch.as_tensor(idx, dtype=torch.long)) for (p, axis), idx in merged.items()]
+            )
+
+    def _hook(self, index: int):  # noqa: ANN202 - a torch hook signature
+        def scale(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+            return output * (torch.sigmoid(self.alpha[index]) * self.active[index])
+
+        return scale
+
+    def values(self) -> np.ndarray:
+        """σ(α) per group as float64 (pruned groups included; the schedule looks at open ones)."""
+        return torch.sigmoid(self.alpha.detach()).double().numpy()
+
+    def penalty(self, coefficients: np.ndarray) -> torch.Tensor:
+        """Σ_g c_g·σ(α_g): the GOLD resource term for per-gate coefficients λ·w_g (0 when pruned)."""
+        weights = torch.as_tensor(coefficients, dtype=self.alpha.dtype) * self.active
+        return (weights * torch.sigmoid(self.alpha)).sum()
+
+    def set_active(self, keep: Sequence[bool] | np.ndarray) -> None:
+        self.active.copy_(torch.as_tensor(np.asarray(keep, dtype=bool)))
+        self.rezero_()
+
+    @torch.no_grad()
+    def rezero_(self) -> None:
+        """Zero the params of every pruned group in the live model (running statistics excepted)."""
+        for position in torch.nonzero(~self.active).flatten().tolist():
+            for tensor, axis, indices in self._zero_targets[position]:
+                tensor.index_fill_(axis, indices, 0)
+
+    @torch.no_grad()
+    def fold_into_(self, model: nn.Module) -> None:
+        """Multiply each open gate into its module's weight and bias in `model` (a hook-free copy of
+        the gated model with the same module paths) and zero the pruned groups there, so `model`
+        alone computes what the gated model computes."""
+        scales = torch.sigmoid(self.alpha.detach())
+        tensors = live_tensors(model)
+        graph = self._space.graph
+        for i, path in enumerate(self.paths):
+            if self.active[i]:
+                module = model.get_submodule(path)
+                for name in ("weight", "bias"):
+                    tensor = getattr(module, name, None)
+                    if tensor is not None:
+                        tensor.mul_(scales[i])
+            else:
+                gid = self._space.group_ids[i]
+                for (p, axis), idx in merge_slices(self._space.space.group(gid).slices).items():
+                    tensors[graph.params[p].source].index_fill_(axis, torch.as_tensor(idx, dtype=torch.long), 0)
+
+    def remove_hooks(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []

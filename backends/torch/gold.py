@@ -1,0 +1,392 @@
+"""`asgnas search gold CONFIG`: GOLD on a super-network and digits, with a Pareto front out.
+
+One run trains the weights and one sigmoid gate per operator group on the same batches (one
+level), under the penalty λ·Σ w_g·σ(α_g) whose weight λ the schedule adapts
+(`asgnas_ir.backends.search.gold`). After every round (a fixed number of steps, one epoch by
+default) weak gates are pruned; the architectures that stayed unchanged for `stable_rounds`
+rounds, and the final one, are evaluated as they are (the gated, pruned super-network computes
+exactly its sub-network) on a validation split carved from the training data and on the test
+split. The non-dominated candidates by (FLOPs, validation accuracy) form the front; each is
+written as generated code with its gates folded into the weights.
+
+Every round is checkpointed atomically; `--resume` continues from the last completed round and
+ends with the same front as an uninterrupted run (shuffling is seeded per round). `rounds` may
+be raised on resume to search on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from asgnas_ir.backends.data import Split, load_digits_split
+from asgnas_ir.backends.search.architecture import ArchitectureSpace
+from asgnas_ir.backends.search.gold import GoldCandidate, GoldSchedule, GoldSettings
+from asgnas_ir.backends.search.pareto import pareto_front
+from asgnas_ir.backends.torch.gates import GoldGates
+from asgnas_ir.backends.torch.trainer import _save_atomically, build_supernet, evaluate
+from asgnas_ir.backends.training import TrainingDiverged
+from asgnas_ir.errors import SpecError
+
+# Fields that may change between a run and its --resume: they do not alter what was computed.
+RESUMABLE_CHANGES = {"out", "rounds"}
+
+
+class GoldConfig(BaseModel):
+    """What to search and how (the CONFIG file of `asgnas search gold` is this model as JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    supernet: str = Field("super_resnet", description="a name in asgnas_ir.examples.supernets.SUPERNETS or a SPEC")
+    mode: Literal["erase"] = Field("erase", description="gates live on operator groups (removal structures)")
+    rounds: int = Field(60, ge=1, description="most rounds to run; the search usually stops earlier at the FLOPs floor")
+    steps_per_round: int | None = Field(None, ge=1, description="training steps per round; default one epoch")
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(0.05, gt=0, description="SGD learning rate of the weights")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    gate_lr: float = Field(0.5, gt=0, description="SGD learning rate of the gate logits α")
+    gate_momentum: float = Field(0.9, ge=0, lt=1)
+    gate_init: float = Field(0.0, description="initial α; 0 gives σ(α)=0.5, where the sigmoid is steepest")
+    lambda0: float = Field(0.05, gt=0, description="first step Δλ of the penalty weight (λ starts at 0)")
+    c0: float = Field(2.0, gt=1, description="Δλ grows by c0 while fewer than n0 gates fall; λ is divided by c0 after a full round")
+    n0: int = Field(2, ge=1, description="gates a round should prune")
+    xi_min: float = Field(0.05, ge=0, lt=1, description="open gates with σ(α) ≤ xi_min are pruned")
+    xi_max: float = Field(0.2, ge=0, lt=1, description="up to n0 more of the weakest gates are pruned if σ(α) ≤ xi_max")
+    flops_floor: float = Field(0.15, ge=0, lt=1, description="stop once the FLOPs fall under this fraction of the full network's")
+    stable_rounds: int = Field(2, ge=1, description="rounds an architecture must last to be a front candidate")
+    uniform_weight: float = Field(0.01, ge=0, description="penalty weight per gate on top of its FLOPs share")
+    warmup_rounds: int = Field(8, ge=0, description="rounds of plain training (no penalty, gates fixed) before pruning starts")
+    finetune_epochs: int = Field(0, ge=0, description="epochs to fine-tune each front point's weights (gates fixed) before export")
+    seed: int = 0
+    test_fraction: float = Field(0.25, gt=0, lt=1)
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="part of the training split held out to choose the front")
+    out: str = "gold-out"
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> GoldConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise SpecError(f"config file '{path}' does not exist")
+        try:
+            return cls.model_validate_json(path.read_text())
+        except ValueError as exc:
+            raise SpecError(f"config file '{path}' is not a valid GOLD search config:\n{exc}") from None
+
+    def settings(self) -> GoldSettings:
+        return GoldSettings(
+            lambda0=self.lambda0, c0=self.c0, n0=self.n0, xi_min=self.xi_min, xi_max=self.xi_max,
+            flops_floor=self.flops_floor, stable_rounds=self.stable_rounds, uniform_weight=self.uniform_weight,
+            warmup_rounds=self.warmup_rounds,
+        )
+
+
+def split_with_validation(config: GoldConfig) -> tuple[Split, Split]:
+    """(train/val, train+val/test): the digits split, and a stratified validation part of its
+    training data; the front is chosen on validation accuracy, the test set only reports."""
+    from sklearn.model_selection import train_test_split
+
+    full = load_digits_split(config.test_fraction, config.seed)
+    x_train, x_val, y_train, y_val = train_test_split(
+        full.x_train, full.y_train, test_size=config.val_fraction, random_state=config.seed, stratify=full.y_train
+    )
+    return Split(x_train, y_train, x_val, y_val), full
+
+
+class GoldSearch:
+    """The live state of one GOLD run: model, gates, optimizers, schedule and evaluated candidates."""
+
+    def __init__(self, config: GoldConfig) -> None:
+        import asgnas_ir as ai
+
+        self.config = config
+        self.data, self.full_split = split_with_validation(config)
+        torch.manual_seed(config.seed)
+        self.model = build_supernet(config.supernet)
+        self.example = torch.from_numpy(self.full_split.x_test[:1])
+        self.graph = ai.compile(self.model.eval(), self.example)
+        # The graph reads weights lazily and refuses ones changed since compile; training changes
+        # them all, so take a copy now (cost and subnet then never go back to the live model).
+        self.graph.update_weights(self.model)
+        self.space = ArchitectureSpace(self.graph, ai.search_space(self.graph, mode=config.mode))
+        self.schedule = GoldSchedule(self.space, config.settings())
+        self.gates = GoldGates(self.model, self.space, init=config.gate_init)
+        self.weights_opt = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        self.gates_opt = torch.optim.SGD([self.gates.alpha], lr=config.gate_lr, momentum=config.gate_momentum)
+        self.snapshots: list[dict[str, Any]] = []  # one per schedule candidate: weights and gates then
+        self.scores: list[dict[str, float]] = []  # one per schedule candidate: val/test accuracy
+
+    # training ---------------------------------------------------------------------------------------
+    def train_round(self, round_index: int, *, train_gates: bool = True) -> float:
+        """One round of one-level training: weights and (unless fixed) gates on the same batches."""
+        x_all, y_all = torch.from_numpy(self.data.x_train), torch.from_numpy(self.data.y_train)
+        steps = self.config.steps_per_round or math.ceil(len(x_all) / self.config.batch_size)
+        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + round_index)
+        epochs = math.ceil(steps * self.config.batch_size / len(x_all))
+        order = torch.cat([torch.randperm(len(x_all), generator=generator) for _ in range(epochs)])
+        coefficients = self.schedule.penalty_coefficients() if train_gates else np.zeros(self.space.size)
+        loss_fn = nn.CrossEntropyLoss()
+        self.model.train()
+        total = 0.0
+        for step in range(steps):
+            index = order[step * self.config.batch_size : (step + 1) * self.config.batch_size]
+            if len(index) == 0:
+                break
+            self.weights_opt.zero_grad(set_to_none=True)
+            self.gates_opt.zero_grad(set_to_none=True)
+            loss = loss_fn(self.model(x_all[index]), y_all[index]) + self.gates.penalty(coefficients)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"GOLD: loss became {loss.item()} in round {round_index + 1}, step {step + 1}; the last round's "
+                    "checkpoint is kept. Lower lr or gate_lr and rerun with --resume."
+                )
+            loss.backward()
+            self.weights_opt.step()
+            if train_gates:
+                self.gates_opt.step()
+            self.gates.rezero_()
+            total += loss.item()
+        return total / steps
+
+    def end_round(self) -> str:
+        """Let the schedule decide; evaluate a finished stable architecture before pruning."""
+        outcome = self.schedule.end_round(self.gates.values())
+        if outcome.candidate is not None:
+            self._record()
+        self.gates.set_active(self.schedule.keep)
+        return f"λ {self.schedule.lmbda:.3g}  open {int(self.schedule.keep.sum())}/{self.space.size}"
+
+    def finish(self) -> None:
+        if self.schedule.finish() is not None:
+            self._record()
+
+    def _record(self) -> None:
+        self.snapshots.append(self.snapshot())
+        self.scores.append(self.accuracies())
+
+    # evaluation and export ----------------------------------------------------------------------------
+    def accuracies(self) -> dict[str, float]:
+        val, _ = evaluate(self.model, self.data.x_test, self.data.y_test)
+        test, _ = evaluate(self.model, self.full_split.x_test, self.full_split.y_test)
+        return {"val_accuracy": val, "test_accuracy": test}
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "gates": {k: v.detach().clone() for k, v in self.gates.state_dict().items()},
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        self.model.load_state_dict(snapshot["model"])
+        self.gates.load_state_dict(snapshot["gates"])
+
+    def front(self) -> list[int]:
+        """Indices of the candidates on the (FLOPs, validation accuracy) front, cheapest first."""
+        candidates = self.schedule.candidates
+        return pareto_front(list(range(len(candidates))), cost=lambda i: candidates[i].flops, score=lambda i: self.scores[i]["val_accuracy"])
+
+    def finetune(self, index: int) -> dict[str, float]:
+        """Fine-tune candidate `index`'s weights with its gates fixed; its snapshot and scores update."""
+        self.restore(self.snapshots[index])
+        self.weights_opt = torch.optim.SGD(
+            self.model.parameters(), lr=self.config.lr, momentum=self.config.momentum, weight_decay=self.config.weight_decay
+        )
+        for epoch in range(self.config.finetune_epochs):
+            self.train_round(1_000_000 + 1000 * index + epoch, train_gates=False)
+        self.snapshots[index] = self.snapshot()
+        self.scores[index] = self.accuracies()
+        return self.scores[index]
+
+    def export(self, index: int, out_dir: Path) -> dict[str, Any]:
+        """Fold candidate `index`'s gates into a hook-free copy, build its sub-network, generate
+        code; returns the files and how far the generated model is from the gated one (test set)."""
+        import asgnas_ir as ai
+        from asgnas_ir.testing import load_generated
+
+        candidate = self.schedule.candidates[index]
+        self.restore(self.snapshots[index])
+        folded = build_supernet(self.config.supernet)
+        folded.load_state_dict(self.snapshots[index]["model"])
+        self.gates.fold_into_(folded)
+        self.graph.update_weights(folded.eval())
+        sub = ai.subnet(self.graph, self.space.space, self.space.zero_groups(np.array(candidate.keep)))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        files = ai.codegen(sub, target="torch", out_dir=out_dir)
+        x = torch.from_numpy(self.full_split.x_test)
+        self.model.eval()
+        with torch.no_grad():
+            reference = self.model(x).numpy()
+            generated = load_generated(out_dir)(x).numpy()
+        max_ref = float(np.abs(reference).max())
+        diff = float(np.abs(reference - generated).max())
+        return {
+            "files": [str(f) for f in files],
+            "max_abs_diff": diff,
+            "max_ref": max_ref,
+            "equivalent": bool(max_ref > 1e-3 and diff <= 1e-4 * max_ref),
+        }
+
+    # checkpoints ---------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config.model_dump(exclude=RESUMABLE_CHANGES),
+            "model": self.model.state_dict(),
+            "gates": self.gates.state_dict(),
+            "weights_opt": self.weights_opt.state_dict(),
+            "gates_opt": self.gates_opt.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "snapshots": self.snapshots,
+            "scores": self.scores,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
+        if state.get("config") != self.config.model_dump(exclude=RESUMABLE_CHANGES):
+            raise SpecError(f"checkpoint '{path}' was written with a different config; remove it or use that config")
+        self.model.load_state_dict(state["model"])
+        self.gates.load_state_dict(state["gates"])
+        self.weights_opt.load_state_dict(state["weights_opt"])
+        self.gates_opt.load_state_dict(state["gates_opt"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.snapshots, self.scores = list(state["snapshots"]), list(state["scores"])
+        if self.schedule.reopen():  # the run had finished: its final candidate is made again at the end
+            self.snapshots.pop()
+            self.scores.pop()
+
+
+def _point(candidate: GoldCandidate, scores: dict[str, float], space: ArchitectureSpace) -> dict[str, Any]:
+    return {
+        "zero_groups": space.zero_groups(np.array(candidate.keep)),
+        "flops": candidate.flops,
+        "params": candidate.params,
+        **scores,
+        "round": candidate.round,
+        "lmbda": candidate.lmbda,
+        "reason": candidate.reason,
+    }
+
+
+def plot_front(result: dict[str, Any], path: Path) -> None:
+    """FLOPs vs accuracy: every candidate, the front (validation accuracy, which chose it) and the
+    front's test accuracy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    mflops = lambda points: [p["flops"] / 1e6 for p in points]  # noqa: E731
+    ax.scatter(mflops(result["candidates"]), [p["val_accuracy"] for p in result["candidates"]], s=18, color="0.6", label="candidates (val)")
+    front = result["front"]
+    ax.plot(mflops(front), [p["val_accuracy"] for p in front], "o-", color="C0", label="front (val)")
+    ax.plot(mflops(front), [p["test_accuracy"] for p in front], "s--", color="C1", mfc="none", label="front (test)")
+    ax.set_xlabel("FLOPs (millions, multiply-add = 2)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"GOLD on {result['config']['supernet']}, digits")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_gold(config: GoldConfig, *, resume: bool = False, console: Any = None) -> dict[str, Any]:
+    """Search, choose the front, export it; writes front.json, front.png and front/<i>/ under
+    `config.out` and returns the front.json body."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = console or Console(highlight=False)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / "checkpoint.pt"
+    if not resume:
+        checkpoint.unlink(missing_ok=True)
+    search = GoldSearch(config)
+    if resume and checkpoint.exists():
+        search.load_state_dict(torch.load(checkpoint, weights_only=True), checkpoint)  # tensors and containers only
+
+    started = time.perf_counter()
+    columns = (TextColumn("{task.description:>6}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[status]}"))
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("GOLD", total=config.rounds, completed=search.schedule.rounds, status="")
+        while not search.schedule.done and search.schedule.rounds < config.rounds:
+            loss = search.train_round(search.schedule.rounds, train_gates=not search.schedule.warming_up)
+            status = search.end_round()
+            _save_atomically(search.state_dict(), checkpoint)
+            progress.update(task, completed=search.schedule.rounds, status=f"loss {loss:.3f}  {status}")
+    search.finish()
+    _save_atomically(search.state_dict(), checkpoint)  # with the final candidate's snapshot
+    search_seconds = time.perf_counter() - started
+
+    front_dir = out / "front"
+    if front_dir.exists():
+        shutil.rmtree(front_dir)
+    front_points = []
+    for i, index in enumerate(search.front()):
+        if config.finetune_epochs:
+            search.finetune(index)
+        point = _point(search.schedule.candidates[index], search.scores[index], search.space)
+        front_points.append({"index": i, "candidate": index, **point, **search.export(index, front_dir / str(i))})
+    on_front = set(search.front())
+    full = search.space.full_cost()
+    result = {
+        "config": config.model_dump(),
+        "searcher": "gold",
+        "groups": search.space.size,
+        "full_network": {"flops": full.flops, "params": full.params},
+        "stop_reason": search.schedule.stop_reason,
+        "rounds": search.schedule.rounds,
+        "search_seconds": search_seconds,
+        "front": front_points,
+        "candidates": [
+            {**_point(c, s, search.space), "on_front": i in on_front}
+            for i, (c, s) in enumerate(zip(search.schedule.candidates, search.scores, strict=True))
+        ],
+        "history": search.schedule.history,
+    }
+    (out / "front.json").write_text(json.dumps(result, indent=1))
+    plot_front(result, out / "front.png")
+    _print_front(console, result, out)
+    return result
+
+
+def _print_front(console: Any, result: dict[str, Any], out: Path) -> None:
+    from rich.table import Table
+
+    full = result["full_network"]
+    table = Table(title=f"GOLD front: {len(result['front'])} of {len(result['candidates'])} candidates ({result['stop_reason']})")
+    for column in ("#", "FLOPs", "of full", "params", "val acc", "test acc", "round", "removed groups"):
+        table.add_column(column, justify="right")
+    for p in result["front"]:
+        table.add_row(
+            str(p["index"]), f"{p['flops']:,}", f"{p['flops'] / full['flops']:.0%}", f"{p['params']:,}",
+            f"{p['val_accuracy']:.2f}%", f"{p['test_accuracy']:.2f}%", str(p["round"]), str(len(p["zero_groups"])),
+        )
+    console.print(table)
+    bad = [p["index"] for p in result["front"] if not p["equivalent"]]
+    if bad:
+        console.print(f"[red]generated code differs from the gated super-network for front points {bad}[/red]")
+    console.print(f"Wrote {out}/front.json, front.png and front/<i>/model.py + weights.safetensors")
+
+
+def run_gold_search(config_path: Path, options: Any, console: Any = None) -> dict[str, Any]:
+    """The `asgnas search gold CONFIG` entry (see `asgnas_ir.backends.search.runner`)."""
+    config = GoldConfig.from_file(config_path)
+    if getattr(options, "out", None):
+        config = config.model_copy(update={"out": options.out})
+    # --workers/--backend are ignored: gates and weights train together in one process, and the
+    # few front candidates are evaluated in place (nothing to farm out).
+    return run_gold(config, resume=bool(getattr(options, "resume", False)), console=console)
+
+
+__all__ = ["GoldConfig", "GoldSearch", "run_gold", "run_gold_search"]
