@@ -316,7 +316,7 @@ def test_every_torch_load_in_the_library_is_weights_only() -> None:
 
 
 def _config(path: Path, out: Path, **changes: object) -> Path:
-    base = {"supernet": "stacked_unets", "epochs": 2, "warmup_epochs": 1, "baseline": False, "batch_size": 128, "out": str(out)}
+    base = {"supernet": "super_resnet", "epochs": 2, "warmup_epochs": 1, "baseline": False, "batch_size": 256, "out": str(out)}
     path.write_text(json.dumps({**base, **changes}))
     return path
 
@@ -336,19 +336,20 @@ def test_cli_divergence_exits_2_and_resume_refuses_to_loop(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_transient_nan_keeps_a_loadable_checkpoint_and_resume_finishes_the_run(tmp_path: Path, monkeypatch) -> None:
+def test_transient_nan_keeps_a_loadable_checkpoint_and_resume_finishes_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     """A NaN loss in epoch 2 (one bad step) stops training; the epoch-1 checkpoint on disk is intact, and
-    --resume without the fault ends with the report of a run that never failed."""
+    --resume without the fault continues from it (same config) to a full report. That a resumed run equals
+    an uninterrupted one is test_sigkill_mid_training_then_resume_matches_an_uninterrupted_run's job."""
     import io
 
     from rich.console import Console
 
     from asgnas_ir.backends.torch.trainer import TrainConfig, TrainingDiverged, run_training
 
-    quiet = {"console": Console(file=io.StringIO())}
-    config = TrainConfig.model_validate_json(_config(tmp_path / "c.json", tmp_path / "a").read_text())
-    straight = run_training(config, **quiet)
-    broken = config.model_copy(update={"out": str(tmp_path / "b")})
+    output = io.StringIO()
+    config = TrainConfig.model_validate_json(_config(tmp_path / "c.json", tmp_path / "b").read_text())
     steps, calls = -(-1347 // config.batch_size), {"n": 0}
     original = torch.nn.CrossEntropyLoss.forward
 
@@ -358,17 +359,19 @@ def test_transient_nan_keeps_a_loadable_checkpoint_and_resume_finishes_the_run(t
         return loss * float("nan") if calls["n"] == steps + 3 else loss
 
     monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", flaky)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small batches: more threads only contend with the other tests
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
     with pytest.raises(TrainingDiverged, match=r"epoch 2, so training stopped; the last good checkpoint .*after epoch 1"):
-        run_training(broken, **quiet)
+        run_training(config, console=Console(file=output))
     monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", original)
     state = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 0 and len(state["history"]) == 1
-    resumed = run_training(broken, resume=True, **quiet)
-    for key in ("zero_groups", "history", "super_network", "sub_network", "predictions_identical"):
-        if key.endswith("network"):
-            assert resumed[key]["test_accuracy"] == straight[key]["test_accuracy"]
-        else:
-            assert resumed[key] == straight[key], key
+    assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
+    resumed = run_training(config, resume=True, console=Console(file=output, width=200))
+    assert "resuming H2SPG after epoch 1" in output.getvalue()
+    assert resumed["history"][0] == state["history"][0] and len(resumed["history"]) == 2
+    assert resumed["predictions_identical"] and (tmp_path / "b" / "model.py").exists()
 
 
 def test_unreadable_or_foreign_checkpoint_is_refused_on_resume(tmp_path: Path) -> None:
@@ -411,7 +414,7 @@ def _reports_equal(a: Path, b: Path) -> None:
 def test_sigkill_mid_training_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     """`asgnas train` killed with SIGKILL right after its first epoch checkpoint, then `--resume`d, ends with
     the same zero groups, history, accuracies and sub-network weights (bitwise) as a run never interrupted."""
-    config = _config(tmp_path / "c.json", tmp_path / "x", epochs=3, supernet="super_resnet")
+    config = _config(tmp_path / "c.json", tmp_path / "x", epochs=3)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "asgnas_ir.cli", "train", str(config)]
     straight = subprocess.Popen([*command, "--out", str(tmp_path / "a")], cwd=ROOT, env=env,
