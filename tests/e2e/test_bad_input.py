@@ -374,21 +374,29 @@ def test_transient_nan_keeps_a_loadable_checkpoint_and_resume_finishes_the_run(
     assert resumed["predictions_identical"] and (tmp_path / "b" / "model.py").exists()
 
 
+@pytest.mark.slow
 def test_unreadable_or_foreign_checkpoint_is_refused_on_resume(tmp_path: Path) -> None:
-    """--resume on a torn checkpoint, or on one holding other tensors, names the file instead of a traceback."""
+    """--resume on a torn checkpoint (CLI), on one holding other tensors, or on one from another config
+    names the file (and the changed fields) instead of a traceback."""
+    import io
+
+    from rich.console import Console
+
+    from asgnas_ir.backends.torch.trainer import TrainConfig, run_training
+
     config = _config(tmp_path / "c.json", tmp_path / "out", epochs=1)
     (tmp_path / "out").mkdir()
     checkpoint = tmp_path / "out" / "checkpoint.pt"
     checkpoint.write_bytes(b"PK\x03\x04 torn")
     refused(asgnas("train", str(config), "--resume"), str(checkpoint), "cannot be read")
-    recorded = json.loads(config.read_text())
-    from asgnas_ir.backends.training import TrainConfig
-
-    full = TrainConfig(**recorded).model_dump(exclude={"out"})
-    torch.save({"epoch": 0, "model": {"w": torch.zeros(2)}, "optimizer": {}, "history": [], "config": full}, checkpoint)
-    refused(asgnas("train", str(config), "--resume"), str(checkpoint), "does not fit this model")
-    refused(asgnas("train", str(_config(tmp_path / "d.json", tmp_path / "out", epochs=1, lr=0.5)), "--resume"),
-            "different config", "differs in: lr")
+    parsed = TrainConfig.model_validate_json(config.read_text())
+    quiet = {"resume": True, "console": Console(file=io.StringIO())}
+    torch.save({"epoch": 0, "model": {"w": torch.zeros(2)}, "optimizer": {}, "history": [],
+                "config": parsed.model_dump(exclude={"out"})}, checkpoint)
+    with pytest.raises(SpecError, match=r"checkpoint '.*checkpoint\.pt' does not fit this model"):
+        run_training(parsed, **quiet)
+    with pytest.raises(SpecError, match=r"different config \(differs in: batch_size, lr\)"):
+        run_training(parsed.model_copy(update={"lr": 0.5, "batch_size": 32}), **quiet)
 
 
 # ---- part 3: resume after SIGKILL ---------------------------------------------------------------------------
