@@ -52,6 +52,14 @@ class SearchSpace(BaseModel):
     value_covers: list[list[int]] = Field(
         default_factory=list, description="for each value whose channels all lie in groups: those group ids"
     )
+    concat_channels: dict[int, list[int]] = Field(
+        default_factory=dict,
+        description="operator group id → the dependency-graph channel groups its removal slices out of a concat",
+    )
+    segment_covers: list[tuple[int, list[int]]] = Field(
+        default_factory=list,
+        description="(producing segment, channel groups) of each value holding a channel in `concat_channels`",
+    )
 
     def group(self, group_id: int) -> ChannelGroup:
         if not 0 <= group_id < len(self.groups):
@@ -72,7 +80,29 @@ class SearchSpace(BaseModel):
         removed_segments = {self.group_segments[i] for i in ids if i in self.group_segments}
         if removed_segments and self.segment_graph is not None and not self.segment_graph.is_valid(removed_segments):
             return False
-        return not any(cover and ids.issuperset(cover) for cover in self.value_covers)
+        if any(cover and ids.issuperset(cover) for cover in self.value_covers):
+            return False
+        return self._emptied_by_concats(ids, removed_segments) is None
+
+    def _emptied_by_concats(self, ids: set[int], removed_segments: set[int]) -> list[int] | None:
+        """The channel groups of a surviving value that the selection empties once the channels its
+        erased concat operands take with them are counted (None when every such value keeps one).
+
+        Each such operator group alone leaves every value a channel (`removal_consumers_ok`), but two
+        of them, or one with chosen channel groups, can together empty a value they share groups with
+        (a chunk piece concatenated back beside the erased branch, for example)."""
+        channels = {c for i in ids for c in self.concat_channels.get(i, ())}
+        if not channels:
+            return None
+        if self.mode == "both":  # channel group ids are the dependency graph's ids
+            channels |= {i for i in ids if self.group(i).kind == "channel"}
+        gone = set(removed_segments)
+        if self.segment_graph is not None:
+            gone |= self.segment_graph.dead_after(removed_segments)
+        for segment, cover in self.segment_covers:
+            if segment not in gone and channels.issuperset(cover):
+                return cover
+        return None
 
     def explain_invalid(self, zero_ids: Iterable[int]) -> str:
         ids = set(zero_ids)
@@ -87,6 +117,12 @@ class SearchSpace(BaseModel):
         for cover in self.value_covers:
             if cover and ids.issuperset(cover):
                 return f"it removes every channel of a layer (groups {sorted(cover)[:8]})"
+        emptied = self._emptied_by_concats(ids, removed_segments)
+        if emptied is not None:
+            return (
+                f"it removes every channel of a layer: the concat operands it erases take channel groups "
+                f"{sorted(emptied)[:8]} with them"
+            )
         return ""
 
     def _smallest_cut(self, ids: set[int]) -> list[int]:
@@ -150,6 +186,28 @@ def _operator_groups(graph: Graph, deps: DependencyGraph, offset: int) -> tuple[
     return groups, segments, group_segments
 
 
+def _concat_channels(
+    graph: Graph, deps: DependencyGraph, space_groups: list[ChannelGroup], group_segments: dict[int, int]
+) -> tuple[dict[int, list[int]], list[tuple[int, list[int]]]]:
+    """For each operator group feeding a channel concat, the channel groups `subnet` slices away with
+    it; and (producing segment, channel groups) of every value that holds one of those channels."""
+    concat: dict[int, list[int]] = {}
+    for gid in group_segments:
+        out = graph.node(space_groups[gid].nodes[-1]).outputs[0]
+        if any(u.op.value == "concat" for u in graph.users(out)):
+            concat[gid] = sorted(set(deps.value_groups.get(out, [])))
+    taken = {c for cs in concat.values() for c in cs}
+    if not taken:
+        return concat, []
+    _, segment_of = build_segments(graph)
+    covers: set[tuple[int, tuple[int, ...]]] = set()
+    for name, groups in deps.value_groups.items():
+        producer = graph.producer(name)
+        if groups and min(groups) >= 0 and taken & set(groups):
+            covers.add((segment_of.get(producer.id, -1) if producer else -1, tuple(sorted(set(groups)))))
+    return concat, [(segment, list(cover)) for segment, cover in sorted(covers)]
+
+
 def _set_operator_parents(segments: SegmentGraph, groups: list[ChannelGroup], group_segments: dict[int, int]) -> None:
     """parent = nearest removal structure that post-dominates the group's segment."""
     g = nx.DiGraph()
@@ -194,6 +252,7 @@ def build_search_space(graph: Graph, mode: Mode) -> SearchSpace:
     offset = len(deps.groups) if mode == "both" else 0
     operators, segments, group_segments = _operator_groups(graph, deps, offset)
     groups = (_nest_channel_groups(graph, deps.groups, operators) + operators) if mode == "both" else operators
+    concat_channels, segment_covers = _concat_channels(graph, deps, groups, group_segments)
     return SearchSpace(
         mode=mode,
         groups=groups,
@@ -202,6 +261,8 @@ def build_search_space(graph: Graph, mode: Mode) -> SearchSpace:
         segment_graph=segments,
         group_segments=group_segments,
         value_covers=_value_covers(deps) if mode == "both" else [],
+        concat_channels=concat_channels,
+        segment_covers=segment_covers,
     )
 
 

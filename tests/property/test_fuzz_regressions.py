@@ -65,3 +65,32 @@ def test_a_selection_that_kills_every_path_to_the_output_is_still_refused() -> N
     assert len(ids) == 2 and not space.is_valid(ids)
     with pytest.raises(ai.AsgnasError, match="disconnect"):
         ai.subnet(graph, space, ids)
+
+
+def test_erased_concat_operand_and_channel_groups_may_not_empty_a_chunk_piece() -> None:
+    """Both mode: erasing the conv on the second chunk piece takes channel groups shared with the first
+    piece; adding the first piece's last group would empty it, so the selection is invalid and refused
+    with a clear error, while each part alone stays valid."""
+    replica = REPLICAS["chunk_concat"]
+    graph = ai.compile(replica.build(), example_inputs(replica))
+    space = ai.search_space(graph, mode="both")
+    (second,) = [g.id for g in space.groups if g.nodes == ["second"]]
+    chunk_first = next(groups for name, groups in _value_groups(graph).items() if name == "chunk_0")
+    rest = sorted(set(chunk_first) - set(space.concat_channels[second]))
+    assert rest and space.is_valid([second]) and space.is_valid(rest)
+    assert not space.is_valid([*rest, second])
+    with pytest.raises(ai.AsgnasError, match="concat operands it erases"):
+        ai.subnet(graph, space, [*rest, second])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_chunk_concat_checks_in_both_mode_at_full_fraction(seed: int) -> None:
+    """Random valid selections of every group that can go (fraction 1.0) give an exact sub-network."""
+    replica = REPLICAS["chunk_concat"]
+    report = ai.check(replica.build(), example_inputs(replica), mode="both", fraction=1.0, seed=seed)
+    assert report.ok, report
+    assert report.zeroed > 0
+
+
+def _value_groups(graph: ai.Graph) -> dict[str, list[int]]:
+    return ai.run_pass("dependency-graph", graph).value_groups
