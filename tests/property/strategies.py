@@ -10,7 +10,8 @@ Invariants the strategy keeps, so every drawn model runs on `Arch.input_shape`:
   GroupNorm divides the channels by its groups, a depthwise conv keeps its channel count;
 - spatial size is tracked too; strides and pools are only drawn while the map is at least 2x2, and the
   bodies of residuals and branches keep the spatial size (stride 1, 'same' padding) so their outputs meet;
-- a residual body and every branch of an additive join end in a conv to the join's channel count.
+- a residual body, a chunk body and every branch of an additive join end in a conv to the channel count
+  they must meet.
 """
 
 from __future__ import annotations
@@ -84,6 +85,20 @@ class Branches:
 
 
 @dataclass(frozen=True)
+class Shuffle:
+    """ShuffleNet channel shuffle: reshape to (groups, c / groups), swap those axes, flatten back."""
+
+    groups: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """ShuffleNet v2 split: x.chunk(2) along channels, `body` on the second piece, concat both."""
+
+    body: tuple
+
+
+@dataclass(frozen=True)
 class Head:
     """'pool': adaptive avg pool to 1x1 then flatten; 'flatten': flatten the whole map.
     Then an optional hidden Linear + activation, then Linear to `classes`."""
@@ -140,6 +155,26 @@ class _SqueezeExcite(nn.Module):
         if self.linear:
             s = s.reshape(s.shape[0], s.shape[1], 1, 1)
         return x * s
+
+
+class _Shuffle(nn.Module):
+    def __init__(self, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        return x.reshape(n, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+class _Chunk(nn.Module):
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = x.chunk(2, 1)
+        return torch.cat([a, self.body(b)], 1)
 
 
 class _Residual(nn.Module):
@@ -224,6 +259,11 @@ def _build_layer(layer: object, c: int, size: int) -> tuple[nn.Module, int, int]
         cls = nn.MaxPool2d if layer.kind == "max" else nn.AvgPool2d
         out = (size + 2 * layer.padding - layer.kernel) // layer.stride + 1
         return cls(layer.kernel, layer.stride, layer.padding), c, out
+    if isinstance(layer, Shuffle):
+        return _Shuffle(layer.groups), c, size
+    if isinstance(layer, Chunk):
+        body, _, _ = _build_layers(layer.body, c - (c + 1) // 2, size)
+        return _Chunk(body), c, size
     if isinstance(layer, Residual):
         body, _, _ = _build_layers(layer.body, c, size)
         return _Residual(body), c, size
@@ -322,8 +362,12 @@ def _layer(draw: st.DrawFn, c: int, size: int, depth: int, spatial: bool) -> tup
     kinds = ["conv", "conv", "norm", "act", "act", "se"]
     if spatial and size >= 2:
         kinds.append("pool")
+    if _divisors(c):
+        kinds.append("shuffle")
     if depth > 0:
         kinds += ["residual", "branches", "branches"]
+        if c >= 2:
+            kinds.append("chunk")
     kind = draw(st.sampled_from(kinds))
     if kind == "conv":
         return draw(_conv(c, size, spatial=spatial))
@@ -338,16 +382,20 @@ def _layer(draw: st.DrawFn, c: int, size: int, depth: int, spatial: bool) -> tup
     if kind == "pool":
         pool, size = draw(_pool(size))
         return pool, c, size
+    if kind == "shuffle":
+        return Shuffle(draw(st.sampled_from(_divisors(c)))), c, size
+    if kind == "chunk":
+        half = c - (c + 1) // 2  # torch.chunk gives the first piece ceil(c / 2) channels
+        body, _ = draw(_body(half, size, half, depth - 1))
+        return Chunk(body), c, size
     if kind == "residual":
         body, _ = draw(_body(c, size, c, depth - 1))
         return Residual(body), c, size
     join = draw(st.sampled_from(["add", "concat"]))
     out = draw(_WIDTHS) if join == "add" else None
     count = draw(st.integers(2, 3))
+    # an empty concat branch passes the input through (DenseNet's cat([x, f(x)]), or even cat([x, x]))
     bodies = [draw(_body(c, size, out, depth - 1)) for _ in range(count)]
-    if join == "concat" and any(not body for body, _ in bodies):
-        # An empty concat branch would pass the input straight through; give it a conv instead.
-        bodies = [(body, cout) if body else draw(_body(c, size, draw(_WIDTHS), 0, max_len=0)) for body, cout in bodies]
     channels = out if join == "add" else sum(cout for _, cout in bodies)
     return Branches(tuple(body for body, _ in bodies), join), channels, size
 

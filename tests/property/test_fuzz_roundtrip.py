@@ -28,7 +28,10 @@ SEEDS = st.integers(0, 2**16)
 def assert_roundtrip(arch: Arch, mode: str, fraction: float, seed: int, *, removable: bool = False) -> ai.CheckReport:
     """`ai.check` on the model `arch` describes is ok; with `removable`, at least one group was removed."""
     torch.set_num_threads(1)  # the suite shares two cores; many tiny models gain nothing from threads
-    call = f"ai.check(build({arch!r}, {seed}), example_input(arch, {seed}), mode={mode!r}, fraction={fraction!r}, seed={seed})"
+    call = (
+        f"arch = {arch!r}\nai.check(build(arch, {seed}), example_input(arch, {seed}), mode={mode!r}, "
+        f"fraction={fraction!r}, seed={seed})"
+    )
     note(call)
     report = ai.check(build(arch, seed), example_input(arch, seed), mode=mode, fraction=fraction, seed=seed)
     assert report.ok, f"{report}\nreproduce: {call}"
