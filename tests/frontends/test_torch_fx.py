@@ -410,13 +410,25 @@ def test_opaque_module_cannot_be_generated(tmp_path):
 
 
 def test_forward_failing_on_the_input_shape_names_the_shapes():
-    """A model that fails on the example input raises FrontendError naming the model and the input shapes."""
+    """A model that fails on the example input raises FrontendError naming the model, the input, the layer
+    reading it and the expected vs given shape (checked before torch runs it)."""
     model = nn.Sequential(nn.Linear(10, 4), nn.ReLU())
     with pytest.raises(ai.FrontendError) as info:
         ai.compile(model, torch.randn(2, 7))
     message = str(info.value)
-    assert "Sequential fails on example inputs of shape [[2, 7]]" in message
-    assert "RuntimeError" in message
+    assert "Sequential.forward" in message and "'0' (Linear)" in message
+    assert "shaped [..., 10]" in message and "float32 [2, 7]" in message
+
+
+def test_forward_failing_past_the_first_layer_names_the_shapes_without_fx_noise():
+    """A failure deeper than the checked first layer still names the model and input shapes, and the fx
+    interpreter's appended context (executing node, tlparse hint) is cut."""
+    model = nn.Sequential(nn.Linear(10, 4), nn.Linear(5, 2))
+    with pytest.raises(ai.FrontendError) as info:
+        ai.compile(model, torch.randn(2, 10))
+    message = str(info.value)
+    assert "Sequential fails on example inputs of shape [[2, 10]]" in message and "RuntimeError" in message
+    assert "While executing" not in message and "tlparse" not in message
 
 
 def test_wrong_number_of_inputs_is_a_frontend_error():
