@@ -110,13 +110,19 @@ def build_subnet(graph: Graph, deps: DependencyGraph, zero: Iterable[int], erase
         if rule is None:
             resized.append(node)
             continue
+        # The rule compares the node's own old inputs with what now feeds it: when a joint left with
+        # one operand was replaced by it, the old input is the joint's value (with its keep mask), not
+        # the operand's, or a group norm after a concat would keep its group count over fewer channels.
+        old_names = graph.node(node.id).inputs
+        if len(old_names) != len(node.inputs):  # a joint that lost operands: its rule reads the new ones
+            old_names = node.inputs
         ctx = ResizeCtx(
             node=node,
-            old_inputs=[graph.values[i] for i in node.inputs],
+            old_inputs=[graph.values[i] for i in old_names],
             new_input_shapes=[values[i].shape for i in node.inputs],
             old_outputs=[graph.values[o] for o in node.outputs],
             new_output_shapes=[values[o].shape for o in node.outputs],
-            input_keep=[value_keep.get(i) for i in node.inputs],
+            input_keep=[value_keep.get(i) for i in old_names],
         )
         resized.append(node.model_copy(update={"attrs": rule(ctx)}))
 

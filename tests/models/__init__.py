@@ -48,6 +48,7 @@ _TABLE: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("chunk_split", "chunk_split", "chunk_split", _IMG),
     ("dead_joint", "dead_joint", "dead_joint", _IMG),
     ("chunk_concat", "chunk_concat", "chunk_concat", _IMG),
+    ("concat_norm", "concat_norm", "concat_norm", _IMG),
     ("vit_encoder", "transformers", "vit_encoder", _IMG),
     ("bert_encoder", "transformers", "bert_encoder", ("int64[1,16]",)),
     ("gpt_block", "transformers", "gpt_block", ("int64[1,16]",)),

@@ -94,3 +94,12 @@ def test_chunk_concat_checks_in_both_mode_at_full_fraction(seed: int) -> None:
 
 def _value_groups(graph: ai.Graph) -> dict[str, list[int]]:
     return ai.run_pass("dependency-graph", graph).value_groups
+
+
+@pytest.mark.parametrize("mode", ["erase", "both"])
+def test_group_norm_after_a_concat_left_with_one_operand(mode: str, tmp_path: Path) -> None:
+    """Erasing one concat operand halves the GroupNorm after it: one group left over the remaining
+    channels, so they are still normalised together as in the full network."""
+    sub = assert_selection_matches("concat_norm", mode, {"second"}, tmp_path)
+    norm = sub.node("norm")
+    assert norm.attrs.num_groups == 1 and sub.values[norm.inputs[0]].shape[1] == 4
