@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from asgnas_ir.backends.data import DataName
 from asgnas_ir.errors import AsgnasError, SpecError
 
 
@@ -17,6 +18,7 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     supernet: str = Field("super_resnet", description="a name in asgnas_ir.examples.supernets.SUPERNETS or a SPEC")
+    data: DataName = Field("digits", description="digits (8x8) or digits_hard (16x16, distorted; see asgnas_ir.backends.data)")
     mode: Literal["prune", "erase", "both"] = "erase"
     optimizer: Literal["h2spg", "hesso"] = "h2spg"
     epochs: int = Field(30, ge=1)
@@ -83,7 +85,7 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
     ax.scatter(sub["flops"] / 1e6, sub["test_accuracy"], marker="*", s=160, label="generated sub-network")
     ax.set_xlabel("FLOPs (millions, multiply-add = 2)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{report['config']['supernet']} on digits ({report['config']['mode']} mode)")
+    ax.set_title(f"{report['config']['supernet']} on {report['config'].get('data', 'digits')} ({report['config']['mode']} mode)")
     ax.grid(alpha=0.3)
     ax.margins(x=0.15, y=0.25)
     ax.legend(loc="center", fontsize=8)

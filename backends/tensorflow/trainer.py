@@ -22,7 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from asgnas_ir.backends.data import load_digits_split
+from asgnas_ir.backends.data import load_split
 from asgnas_ir.backends.training import TrainConfig, TrainingDiverged, job_report, plot_report, print_summary
 from asgnas_ir.errors import AsgnasError, SpecError
 
@@ -106,7 +106,7 @@ def run_keras_training(config: TrainConfig, *, console: Any = None) -> dict[str,
     console = console or Console(highlight=False)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    digits = load_digits_split(config.test_fraction, config.seed)
+    digits = load_split(config.data, config.test_fraction, config.seed)
     split = {
         "x_train": _nhwc(digits.x_train), "y_train": digits.y_train,
         "x_test": _nhwc(digits.x_test), "y_test": digits.y_test,

@@ -1,6 +1,6 @@
 """The training job behind `asgnas train CONFIG` and `asgnas demo`.
 
-Train a super-network on digits with a structured-sparsity optimizer (H2SPG by default), then build
+Train a super-network on digits (or `digits_hard`, the `data` field) with a structured-sparsity optimizer (H2SPG by default), then build
 the sub-network from the groups that ended exactly zero, generate its source, and measure both:
 test accuracy, params, FLOPs and CPU latency. A plain-SGD run of the same super-network for the
 same epochs is the baseline. Every epoch is checkpointed (written atomically, so an interrupted
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from asgnas_ir.backends.data import Split, load_digits_split
+from asgnas_ir.backends.data import Split, load_split
 from asgnas_ir.backends.training import TrainConfig, TrainingDiverged, job_report, plot_report, print_summary
 from asgnas_ir.errors import AsgnasError, SpecError
 from asgnas_ir.testing import load_generated
@@ -188,7 +188,7 @@ def run_training(config: TrainConfig, *, resume: bool = False, console: Any = No
     if not resume:
         for stale in ("checkpoint.pt", "baseline.pt"):
             (out / stale).unlink(missing_ok=True)
-    split = load_digits_split(config.test_fraction, config.seed)
+    split = load_split(config.data, config.test_fraction, config.seed)
     example = torch.from_numpy(split.x_test[:1])
     steps_per_epoch = math.ceil(len(split.x_train) / config.batch_size)
 
