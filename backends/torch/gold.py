@@ -1,17 +1,22 @@
-"""`asgnas search gold CONFIG`: GOLD on a super-network and digits, with a Pareto front out.
+"""`asgnas search gold CONFIG`: GOLD on a super-network and digits (or digits_hard), with a Pareto front out.
 
 One run trains the weights and one sigmoid gate per operator group on the same batches (one
 level), under the penalty λ·Σ w_g·σ(α_g) whose weight λ the schedule adapts
 (`asgnas_ir.backends.search.gold`). After every round (a fixed number of steps, one epoch by
 default) weak gates are pruned; the architectures that stayed unchanged for `stable_rounds`
-rounds, and the final one, are evaluated as they are (the gated, pruned super-network computes
-exactly its sub-network) on a validation split carved from the training data and on the test
-split. The non-dominated candidates by (FLOPs, validation accuracy) form the front; each is
-written as generated code with its gates folded into the weights.
+rounds, and the final one, are candidates, recorded with their weights (the gated, pruned
+super-network computes exactly its sub-network). Candidates met early have had less training than
+those met late, so before any comparison every candidate is fine-tuned for the same
+`finetune_epochs` from its own recorded weights, gates fixed and pruned groups held at zero
+(the protocol GOLD-NAS uses: re-train each front candidate the same way). Each is then scored on
+a validation split carved from the training data, which alone chooses the front (the
+non-dominated candidates by FLOPs and validation accuracy), and on the test split, which only
+reports. Each front point is written as generated code with its gates folded into the weights.
 
-Every round is checkpointed atomically; `--resume` continues from the last completed round and
-ends with the same front as an uninterrupted run (shuffling is seeded per round). `rounds` may
-be raised on resume to search on.
+Every round and every fine-tuned candidate is checkpointed atomically; `--resume` continues from
+the last completed step and ends with the same front as an uninterrupted run (shuffling is seeded
+per round and per candidate). `rounds` may be raised on resume to search on: fine-tuning works on
+copies, so the checkpoint always holds the search's own weights and optimizer state.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from asgnas_ir.backends.data import Split, load_digits_split
+from asgnas_ir.backends.data import DataName, Split, load_split
 from asgnas_ir.backends.search.architecture import ArchitectureSpace
 from asgnas_ir.backends.search.gold import GoldCandidate, GoldSchedule, GoldSettings
 from asgnas_ir.backends.search.pareto import pareto_front
@@ -47,6 +52,7 @@ class GoldConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     supernet: str = Field("super_resnet", description="a name in asgnas_ir.examples.supernets.SUPERNETS or a SPEC")
+    data: DataName = Field("digits", description="digits (8x8) or digits_hard (16x16, distorted; see asgnas_ir.backends.data)")
     mode: Literal["erase"] = Field("erase", description="gates live on operator groups (removal structures)")
     rounds: int = Field(60, ge=1, description="most rounds to run; the search usually stops earlier at the FLOPs floor")
     steps_per_round: int | None = Field(None, ge=1, description="training steps per round; default one epoch")
@@ -66,7 +72,9 @@ class GoldConfig(BaseModel):
     stable_rounds: int = Field(1, ge=1, description="rounds an architecture must last to be a front candidate")
     uniform_weight: float = Field(0.01, ge=0, description="penalty weight per gate on top of its FLOPs share")
     warmup_rounds: int = Field(8, ge=0, description="rounds of plain training (no penalty, gates fixed) before pruning starts")
-    finetune_epochs: int = Field(0, ge=0, description="epochs to fine-tune each front point's weights (gates fixed) before export")
+    finetune_epochs: int = Field(
+        0, ge=0, description="epochs every candidate is fine-tuned from its recorded weights (gates fixed) before the front is chosen"
+    )
     seed: int = 0
     test_fraction: float = Field(0.25, gt=0, lt=1)
     val_fraction: float = Field(0.2, gt=0, lt=1, description="part of the training split held out to choose the front")
@@ -91,11 +99,11 @@ class GoldConfig(BaseModel):
 
 
 def split_with_validation(config: GoldConfig) -> tuple[Split, Split]:
-    """(train/val, train+val/test): the digits split, and a stratified validation part of its
+    """(train/val, train+val/test): the data set's split, and a stratified validation part of its
     training data; the front is chosen on validation accuracy, the test set only reports."""
     from sklearn.model_selection import train_test_split
 
-    full = load_digits_split(config.test_fraction, config.seed)
+    full = load_split(config.data, config.test_fraction, config.seed)
     x_train, x_val, y_train, y_val = train_test_split(
         full.x_train, full.y_train, test_size=config.val_fraction, random_state=config.seed, stratify=full.y_train
     )
@@ -124,10 +132,13 @@ class GoldSearch:
         self.gates_opt = torch.optim.SGD([self.gates.alpha], lr=config.gate_lr, momentum=config.gate_momentum)
         self.snapshots: list[dict[str, Any]] = []  # one per schedule candidate: weights and gates then
         self.scores: list[dict[str, float]] = []  # one per schedule candidate: val/test accuracy
+        self.finetuned = 0  # candidates [0, finetuned) have fine-tuned snapshots and scores
 
     # training ---------------------------------------------------------------------------------------
-    def train_round(self, round_index: int, *, train_gates: bool = True) -> float:
-        """One round of one-level training: weights and (unless fixed) gates on the same batches."""
+    def train_round(self, round_index: int, *, train_gates: bool = True, weights_opt: torch.optim.Optimizer | None = None) -> float:
+        """One round of one-level training: weights and (unless fixed) gates on the same batches.
+        `weights_opt` replaces the search's own weight optimizer (fine-tuning brings its own)."""
+        weights_opt = weights_opt or self.weights_opt
         x_all, y_all = torch.from_numpy(self.data.x_train), torch.from_numpy(self.data.y_train)
         steps = self.config.steps_per_round or math.ceil(len(x_all) / self.config.batch_size)
         generator = torch.Generator().manual_seed(self.config.seed * 100_003 + round_index)
@@ -141,7 +152,7 @@ class GoldSearch:
             index = order[step * self.config.batch_size : (step + 1) * self.config.batch_size]
             if len(index) == 0:
                 break
-            self.weights_opt.zero_grad(set_to_none=True)
+            weights_opt.zero_grad(set_to_none=True)
             self.gates_opt.zero_grad(set_to_none=True)
             loss = loss_fn(self.model(x_all[index]), y_all[index]) + self.gates.penalty(coefficients)
             if not torch.isfinite(loss):
@@ -150,7 +161,7 @@ class GoldSearch:
                     "checkpoint is kept. Lower lr or gate_lr and rerun with --resume."
                 )
             loss.backward()
-            self.weights_opt.step()
+            weights_opt.step()
             if train_gates:
                 self.gates_opt.step()
             self.gates.rezero_()
@@ -194,16 +205,26 @@ class GoldSearch:
         candidates = self.schedule.candidates
         return pareto_front(list(range(len(candidates))), cost=lambda i: candidates[i].flops, score=lambda i: self.scores[i]["val_accuracy"])
 
-    def finetune(self, index: int) -> dict[str, float]:
-        """Fine-tune candidate `index`'s weights with its gates fixed; its snapshot and scores update."""
+    def finetune_next(self) -> dict[str, float]:
+        """Fine-tune the first candidate not yet fine-tuned, for `finetune_epochs` epochs from the
+        weights recorded with it, with a fresh SGD and its gates fixed (pruned groups stay exactly
+        zero: their gates output 0 and `rezero_` runs after every step). Its snapshot and scores
+        are replaced (the scores as recorded are kept as `recorded_*`); the search's own model,
+        gates and optimizer are put back afterwards, so a resumed search continues unchanged."""
+        index = self.finetuned
+        live = self.snapshot()
         self.restore(self.snapshots[index])
-        self.weights_opt = torch.optim.SGD(
+        optimizer = torch.optim.SGD(
             self.model.parameters(), lr=self.config.lr, momentum=self.config.momentum, weight_decay=self.config.weight_decay
         )
         for epoch in range(self.config.finetune_epochs):
-            self.train_round(1_000_000 + 1000 * index + epoch, train_gates=False)
+            # Each candidate's data order depends on (seed, candidate, epoch) only: resumable.
+            self.train_round(1_000_000 + 1000 * index + epoch, train_gates=False, weights_opt=optimizer)
+        recorded = {f"recorded_{k}": v for k, v in self.scores[index].items() if not k.startswith("recorded_")}
         self.snapshots[index] = self.snapshot()
-        self.scores[index] = self.accuracies()
+        self.scores[index] = {**self.accuracies(), **recorded}
+        self.restore(live)
+        self.finetuned += 1
         return self.scores[index]
 
     def export(self, index: int, out_dir: Path) -> dict[str, Any]:
@@ -247,6 +268,7 @@ class GoldSearch:
             "schedule": self.schedule.state_dict(),
             "snapshots": self.snapshots,
             "scores": self.scores,
+            "finetuned": self.finetuned,
         }
 
     def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
@@ -258,9 +280,11 @@ class GoldSearch:
         self.gates_opt.load_state_dict(state["gates_opt"])
         self.schedule.load_state_dict(state["schedule"])
         self.snapshots, self.scores = list(state["snapshots"]), list(state["scores"])
+        self.finetuned = int(state["finetuned"])
         if self.schedule.reopen():  # the run had finished: its final candidate is made again at the end
             self.snapshots.pop()
             self.scores.pop()
+            self.finetuned = min(self.finetuned, len(self.snapshots))
 
 
 def _point(candidate: GoldCandidate, scores: dict[str, float], space: ArchitectureSpace) -> dict[str, Any]:
@@ -291,7 +315,7 @@ def plot_front(result: dict[str, Any], path: Path) -> None:
     ax.plot(mflops(front), [p["test_accuracy"] for p in front], "s--", color="C1", mfc="none", label="front (test)")
     ax.set_xlabel("FLOPs (millions, multiply-add = 2)")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"GOLD on {result['config']['supernet']}, digits")
+    ax.set_title(f"GOLD on {result['config']['supernet']}, {result['config']['data']}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -324,17 +348,24 @@ def run_gold(config: GoldConfig, *, resume: bool = False, console: Any = None) -
             status = search.end_round()
             _save_atomically(search.state_dict(), checkpoint)
             progress.update(task, completed=search.schedule.rounds, status=f"loss {loss:.3f}  {status}")
-    search.finish()
-    _save_atomically(search.state_dict(), checkpoint)  # with the final candidate's snapshot
-    search_seconds = time.perf_counter() - started
+        search.finish()
+        _save_atomically(search.state_dict(), checkpoint)  # with the final candidate's snapshot
+        search_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        if config.finetune_epochs:
+            count = len(search.snapshots)
+            task = progress.add_task("tune", total=count, completed=search.finetuned, status="")
+            while search.finetuned < count:
+                scores = search.finetune_next()
+                _save_atomically(search.state_dict(), checkpoint)
+                progress.update(task, completed=search.finetuned, status=f"val acc {scores['val_accuracy']:.1f}%")
+        finetune_seconds = time.perf_counter() - started
 
     front_dir = out / "front"
     if front_dir.exists():
         shutil.rmtree(front_dir)
     front_points = []
     for i, index in enumerate(search.front()):
-        if config.finetune_epochs:
-            search.finetune(index)
         point = _point(search.schedule.candidates[index], search.scores[index], search.space)
         front_points.append({"index": i, "candidate": index, **point, **search.export(index, front_dir / str(i))})
     on_front = set(search.front())
@@ -347,6 +378,7 @@ def run_gold(config: GoldConfig, *, resume: bool = False, console: Any = None) -
         "stop_reason": search.schedule.stop_reason,
         "rounds": search.schedule.rounds,
         "search_seconds": search_seconds,
+        "finetune_seconds": finetune_seconds,
         "front": front_points,
         "candidates": [
             {**_point(c, s, search.space), "on_front": i in on_front}

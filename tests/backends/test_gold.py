@@ -18,6 +18,7 @@ from asgnas_ir.backends.search.gold import GoldSchedule, GoldSettings
 from asgnas_ir.errors import AsgnasError
 from asgnas_ir.examples.supernets import SUPERNETS
 from asgnas_ir.examples.supernets.super_resnet import SuperResNet
+from asgnas_ir.passes.analysis.dependency_graph import merge_slices
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -249,10 +250,58 @@ def test_a_bad_config_field_exits_2_naming_it(tmp_path: Path, capsys: pytest.Cap
     assert not (tmp_path / "out").exists()
 
 
+def test_finetuning_trains_the_candidates_sub_network_from_its_snapshot_and_export_equals_it(tmp_path: Path) -> None:
+    from asgnas_ir.backends.torch.gold import GoldConfig, GoldSearch
+    from asgnas_ir.testing import load_generated
+
+    torch.set_num_threads(1)
+    config = GoldConfig(**{**CLI_CONFIG, "steps_per_round": 6, "finetune_epochs": 2, "out": str(tmp_path)})
+    search = GoldSearch(config)
+    while not search.snapshots or all(search.schedule.candidates[-1].keep):
+        search.train_round(search.schedule.rounds, train_gates=not search.schedule.warming_up)
+        search.end_round()
+    index = len(search.snapshots) - 1
+    keep = np.array(search.schedule.candidates[index].keep)
+    recorded = search.snapshots[index]["model"]
+    recorded_alpha = search.snapshots[index]["gates"]["alpha"]
+    live = {k: v.clone() for k, v in search.model.state_dict().items()}
+    live_momentum = [s["momentum_buffer"].clone() for s in search.weights_opt.state.values()]
+    search.finetuned = index  # the earlier candidates are not needed here
+
+    scores = search.finetune_next()
+    tuned = search.snapshots[index]["model"]
+    assert search.finetuned == index + 1
+    assert set(scores) == {"val_accuracy", "test_accuracy", "recorded_val_accuracy", "recorded_test_accuracy"}
+    assert scores["recorded_val_accuracy"] == search.scores[index]["recorded_val_accuracy"]
+    # The gates it was recorded with are kept: pruned stay pruned, open ones keep their σ(α).
+    assert torch.equal(search.snapshots[index]["gates"]["active"], torch.as_tensor(keep))
+    assert torch.equal(search.snapshots[index]["gates"]["alpha"], recorded_alpha)
+    # Every pruned group's params are still exactly zero; the weights did train.
+    checked = 0
+    for position in np.flatnonzero(~keep):
+        for (param, axis), indices in merge_slices(search.space.space.group(search.space.group_ids[position]).slices).items():
+            source = search.graph.params[param].source
+            assert torch.count_nonzero(tuned[source].index_select(axis, torch.as_tensor(indices))) == 0, source
+            checked += 1
+    assert checked > 0
+    assert any(not torch.equal(recorded[k], tuned[k]) for k in recorded if k.endswith("weight"))
+    # The search's own state is put back (a resumed search goes on from it).
+    assert all(torch.equal(live[k], v) for k, v in search.model.state_dict().items())
+    assert all(torch.equal(a, s["momentum_buffer"]) for a, s in zip(live_momentum, search.weights_opt.state.values(), strict=True))
+    # The exported code computes what the fine-tuned gated network computes.
+    report = search.export(index, tmp_path / "front")
+    assert report["equivalent"], report
+    x = torch.randn(24, 1, 8, 8, generator=torch.Generator().manual_seed(7))
+    search.restore(search.snapshots[index])
+    with torch.no_grad():
+        assert _within_design_tolerance(search.model.eval()(x).numpy(), load_generated(tmp_path / "front")(x).numpy())
+
+
 # End to end through the CLI ----------------------------------------------------------------------
+# finetune_epochs makes the resume test cover a checkpoint written mid-fine-tuning and then searched on.
 CLI_CONFIG = {
     "supernet": TINY, "rounds": 10, "steps_per_round": 15, "warmup_rounds": 3, "lambda0": 0.3, "gate_lr": 1.0,
-    "n0": 2, "stable_rounds": 1, "xi_max": 0.3, "flops_floor": 0.1, "seed": 0,
+    "n0": 2, "stable_rounds": 1, "xi_max": 0.3, "flops_floor": 0.1, "seed": 0, "finetune_epochs": 1,
 }
 
 
