@@ -76,6 +76,41 @@ def bind_groups(
     return variables, per_group
 
 
+def group_lines(
+    space: SearchSpace, position: Callable[[str, str], int], shape_of: Callable[[int], Sequence[int]]
+) -> list[dict[int, tuple[int, np.ndarray]] | None]:
+    """Each group as whole "lines": per variable, one axis and the indices along it (every entry at those indices).
+
+    A group is a union of slices, and a slice is whole lines of one axis. When a group touches each
+    variable along one axis only, its lines are disjoint and its sums are sums of per-line sums, which
+    dense reductions compute without touching a sparse index (`backends.torch._lines`).
+
+    Args:
+        space: the search space.
+        position: (IR param name, source path) → the variable's position in `bind_groups`' list.
+        shape_of: a position → that variable's shape.
+
+    Returns:
+        Per group {position: (axis, sorted unique indices)}, or None for a group that holds two axes of
+        one variable (a conv's rows and its columns) or a 0-d variable: its lines would share entries.
+    """
+    result: list[dict[int, tuple[int, np.ndarray]] | None] = []
+    for group in space.groups:
+        parts: dict[int, tuple[int, list[np.ndarray]]] = {}
+        ok = True
+        for s in group.slices:
+            if s.kind == "stat":
+                continue
+            pos = position(s.param, space.param_sources.get(s.param, s.param))
+            axis, chunks = parts.setdefault(pos, (s.axis, []))
+            if axis != s.axis or not len(shape_of(pos)):
+                ok = False
+                break
+            chunks.append(np.asarray(s.indices, np.int64))
+        result.append({pos: (axis, np.unique(np.concatenate(chunks))) for pos, (axis, chunks) in parts.items()} if ok else None)
+    return result
+
+
 def operators_holding(space: SearchSpace, per_group: list[dict[int, np.ndarray]]) -> dict[int, list[int]]:
     """Channel group → the operator groups that hold every one of its entries (`both` mode)."""
     operators = [g.id for g in space.groups if g.kind == "operator"]

@@ -17,7 +17,11 @@ column, sits in two layers; disjoint groups have one). A fixed handful of ops
 whatever the number of groups, tensors or channels, no Python loop over them in `step()`, and the
 kernels stay vectorised on large models. Scores are computed during warm-up only; after selection
 only the tensors of the redundant groups are read, and when each of those tensors lies wholly in
-one group (erase mode) the update is three multi-tensor ops on the tensors themselves.
+one group (erase mode) the update is three multi-tensor ops on the tensors themselves. On models of
+`_lines_min_entries` or more entries whose groups are unions of whole rows/columns (the usual case),
+the per-entry index is replaced by dense per-tensor reductions (`_lines.py`, NOTE: [Lines instead of
+a membership matrix]): ~3× less memory traffic per step; the matrix is then built only for
+`zero_groups`, `finalize` and HESSO's bookkeeping.
 
 NOTE: [Per-group scalars on the host] λ, the projection test and the scores are a few numbers per
 group. On an accelerator they stay tensors (no host sync). On CPU with few groups they are plain
@@ -52,6 +56,7 @@ from torch.optim.sgd import sgd as _sgd
 from asgnas_ir.backends._groups import (
     bind_groups,
     check_options,
+    group_lines,
     host_lambda,
     host_scores,
     num_selected,
@@ -61,6 +66,7 @@ from asgnas_ir.backends._groups import (
 )
 from asgnas_ir.backends.reference import hesso_ratio, select_redundant
 from asgnas_ir.backends.torch._groups import _GroupIndex, _lambda, _reciprocal, _resolve, _scores
+from asgnas_ir.backends.torch._lines import _LineIndex
 from asgnas_ir.backends.torch.binding import live_tensors
 from asgnas_ir.backends.torch.distributed import RankSync, space_fingerprint, unwrap
 from asgnas_ir.errors import AsgnasError
@@ -131,10 +137,13 @@ class H2SPG(torch.optim.Optimizer):
         self.warmup_steps, self.ema, self.epsilon = warmup_steps, ema, epsilon
         self.lmbda, self.lmbda_amplify, self.hat_lmbda_coeff = lmbda, lmbda_amplify, hat_lmbda_coeff
         self.base, self.foreach = base, foreach
-        self._tensors, self._entries = self._bind(model, space)
-        self._all = self._index(list(range(len(space.groups))), self._tensors)
+        self._tensors, self._entries, self._lines = self._bind(model, space)
+        self._all_index: _GroupIndex | None = None
+        self._all_lines = self._line_index(list(range(len(space.groups))))
+        self._sizes = torch.tensor([sum(len(e) for e in group.values()) for group in self._entries], dtype=torch.float64)
         self._inside = operators_holding(space, self._entries)
         self._red: _GroupIndex | None = None
+        self._red_lines: _LineIndex | None = None
         self._flat_sgd: bool = False
         self._momentum: torch.Tensor | None = None
         self._score_window = score_window(ema)
@@ -152,13 +161,39 @@ class H2SPG(torch.optim.Optimizer):
             )
 
     @staticmethod
-    def _bind(model: torch.nn.Module, space: SearchSpace) -> tuple[list[torch.Tensor], list[dict[int, np.ndarray]]]:
-        """Unique live tensors of the non-stat slices and, per group, its entries in each (by position)."""
+    def _bind(model: torch.nn.Module, space: SearchSpace) -> tuple[list[torch.Tensor], list[dict[int, np.ndarray]], list[Any]]:
+        """Unique live tensors of the non-stat slices and, per group, its entries in each (by position)
+        and its lines (`group_lines`)."""
         live = live_tensors(model)
         tensors, entries = bind_groups(space, lambda param, source: _resolve(model, live, param, source), lambda t: t.shape)
         if len({t.device for t in tensors}) > 1:
             raise AsgnasError("the search space's params lie on several devices; move the model to one device first")
-        return tensors, entries
+        position = {id(t): i for i, t in enumerate(tensors)}
+        lines = group_lines(space, lambda param, source: position[id(_resolve(model, live, param, source))], lambda i: tensors[i].shape)
+        return tensors, entries, lines
+
+    # Below this many entries the membership matrix's fixed handful of ops beats per-tensor reductions.
+    _lines_min_entries = 1 << 20
+
+    def _line_index(self, ids: list[int]) -> _LineIndex | None:
+        """The `_LineIndex` of groups `ids` when they are unions of lines and the model is large enough."""
+        tensors = {i for gid in ids for i in self._entries[gid]}
+        if not ids or sum(self._tensors[i].numel() for i in tensors) < self._lines_min_entries:
+            return None
+        return _LineIndex.build(self._tensors, [self._lines[gid] for gid in ids])
+
+    @property
+    def _all(self) -> _GroupIndex:
+        """The membership matrix of every group (built on first use: the line index serves the warm-up)."""
+        if self._all_index is None:
+            self._all_index = self._index(list(range(len(self.space.groups))), self._tensors)
+        return self._all_index
+
+    def _lines_on_device(self, lines: _LineIndex | None, ids: list[int]) -> _LineIndex | None:
+        """`lines`, rebuilt if the model moved to another device since it was built."""
+        if lines is not None and lines.plans and lines.plans[0].tensor.device != lines.member.device:
+            lines = _LineIndex.build(self._tensors, [self._lines[gid] for gid in ids])
+        return lines
 
     def _index(self, ids: list[int], tensors: list[torch.Tensor]) -> _GroupIndex:
         """The `_GroupIndex` of groups `ids` over `tensors` (which hold all their entries)."""
@@ -222,7 +257,7 @@ class H2SPG(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         if not self.selected:
-            if self._all.groups and self._steps >= self.warmup_steps - self._score_window:
+            if self.space.groups and self._steps >= self.warmup_steps - self._score_window:
                 self._update_scores()
             if self._steps >= self.warmup_steps:  # warmup_steps == 0: select before the first update
                 self._select()
@@ -236,13 +271,18 @@ class H2SPG(torch.optim.Optimizer):
         return loss
 
     def _update_scores(self) -> None:
-        index = self._all
-        xg = index.flat(grads=True)
-        dot, xx, gg, l1 = index.group_sums(index.products(xg[0], xg[1]))
-        if index.host:
-            scores = torch.tensor(host_scores(dot, xx, gg, l1, index.sizes_list), dtype=torch.float64)
+        self._all_lines = lines = self._lines_on_device(self._all_lines, list(range(len(self.space.groups))))
+        if lines is not None:
+            dot, xx, gg, l1 = lines.group_sums(lines.line_sums(l1=True))
+            scores = _scores(dot, xx, gg, l1, self._sizes.to(dot.device))
         else:
-            scores = _scores(dot, xx, gg, l1, index.sizes)
+            index = self._all
+            xg = index.flat(grads=True)
+            dot, xx, gg, l1 = index.group_sums(index.products(xg[0], xg[1]))
+            if index.host:
+                scores = torch.tensor(host_scores(dot, xx, gg, l1, index.sizes_list), dtype=torch.float64)
+            else:
+                scores = _scores(dot, xx, gg, l1, index.sizes)
         if self._ema.device != scores.device:
             self._ema = self._ema.to(scores.device)
         self._ema.mul_(self.ema).add_(scores, alpha=1.0 - self.ema)
@@ -264,11 +304,18 @@ class H2SPG(torch.optim.Optimizer):
         ids = sorted(self.redundant_groups)
         params = self.param_groups[0]["params"]
         if not ids:
-            self._red, self._base_params = None, list(params)
+            self._red, self._red_lines, self._base_params = None, None, list(params)
             return
         used = sorted({i for gid in ids for i in self._entries[gid]})
         tensors = [self._tensors[i] for i in used]
         red = self._red = self._index(ids, tensors)
+        # whole tensors, one group each (erase mode): the multi-tensor update is cheaper still
+        lines = self._red_lines = self._line_index(ids) if red.tensor_group is None else None
+        if lines is not None:
+            self._flat_sgd, self._momentum = False, None
+            skip = {id(t) for t in lines.full} if self._skip_full_tensors else set()
+            self._base_params = [p for p in params if id(p) not in skip]
+            return
         param_ids = {id(p) for p in params}
         # NOTE: the SGD step of every tensor the redundant groups touch runs on the concatenation,
         # merged with the half-space step, its momentum buffers viewing one flat buffer
@@ -302,6 +349,9 @@ class H2SPG(torch.optim.Optimizer):
         red = self._red
         if red is None:
             self._base_step()
+            return
+        if self._red_lines is not None:
+            self._lines_step()
             return
         lr, eps, rule = self.param_groups[0]["lr"], self.epsilon, (self.lmbda, self.lmbda_amplify, self.hat_lmbda_coeff)
         xg = red.flat(grads=True)
@@ -353,6 +403,26 @@ class H2SPG(torch.optim.Optimizer):
         if not red.covers_all:
             new = torch.where(red.member, new, red.flat()[0])
         red.write(new)
+
+    def _lines_step(self) -> None:
+        """The half-space step through the line index (NOTE: [Lines instead of a membership matrix] in `_lines.py`):
+        the projection decisions first, from per-group sums, then one write of every redundant tensor."""
+        lines = self._red_lines = self._lines_on_device(self._red_lines, sorted(self.redundant_groups))
+        assert lines is not None
+        lr, eps = self.param_groups[0]["lr"], self.epsilon
+        line_rows = lines.line_sums()
+        dot, xx, gg = lines.group_sums(line_rows)
+        norm = xx.sqrt()
+        coef = _lambda(dot, norm, gg, self.lmbda, self.lmbda_amplify, self.hat_lmbda_coeff) * _reciprocal(norm)
+        line_coef = lines.to_lines(coef)
+        # ⟨x̃_g, x_g⟩ = ‖x_g‖² - lr·⟨x_g, grad_g⟩ - lr·Σ_{e∈g} c_e·x_e²
+        inner = xx - lr * dot - lr * lines.inner_terms(line_rows[1], line_coef)
+        dropped = ((inner < eps * xx) | (xx == 0)).to(torch.float64)
+        if self._sync is not None:
+            dropped = self._sync.from_root(dropped)
+        new = lines.half_space_values(line_coef, lines.to_lines(dropped) > 0, lr)
+        self._base_step()
+        lines.write(new)
 
     def _whole_tensor_step(self, red: _GroupIndex, groups: list[int], keep: list[bool], scale: list[float], lr: float) -> None:
         """The disjoint-group update when every tensor lies in one group: x ← scale_g·x - lr·grad, or 0."""
@@ -433,7 +503,8 @@ class H2SPG(torch.optim.Optimizer):
         if self.selected:
             self._build_redundant()
         else:
-            self._red, self._base_params, self._flat_sgd = None, list(self.param_groups[0]["params"]), False
+            self._red, self._red_lines, self._flat_sgd = None, None, False
+            self._base_params = list(self.param_groups[0]["params"])
 
 
 class HESSO(H2SPG):
@@ -466,6 +537,11 @@ class HESSO(H2SPG):
             return
         if red.covers_all:
             torch._foreach_mul_([t.detach() for t in red.tensors], ratio)
+            return
+        if self._red_lines is not None:
+            self._red_lines = self._lines_on_device(self._red_lines, sorted(self.redundant_groups))
+            assert self._red_lines is not None
+            self._red_lines.scale_members(ratio)
             return
         # Tensor by tensor, in place: temporaries the size of one tensor are recycled by the
         # allocator, where ones the size of the whole model were fresh, page-faulting memory each step.

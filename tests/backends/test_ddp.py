@@ -179,8 +179,11 @@ def _fit(opt: torch.optim.Optimizer, model: nn.Module, steps: int = 12) -> dict[
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("cls", [H2SPG, HESSO])
-def test_synced_optimizer_in_a_world_of_one_equals_the_unsynced_one(gloo_world_of_one: None, cls: type) -> None:
+@pytest.mark.parametrize(("cls", "lines"), [(H2SPG, False), (HESSO, False), (H2SPG, True)])
+def test_synced_optimizer_in_a_world_of_one_equals_the_unsynced_one(
+    gloo_world_of_one: None, cls: type, lines: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(H2SPG, "_lines_min_entries", 0 if lines else 1 << 62)  # line index (large models) or matrix
     options = {**OPTIONS, "warmup_steps": 3, "lmbda": 5.0}
     model, space = _small()
     synced = cls(DistributedDataParallel(model), space, **options)

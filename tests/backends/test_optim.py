@@ -105,21 +105,25 @@ def _batches(n: int, seed: int = 0, size: int = 8) -> list[tuple[torch.Tensor, t
 
 
 @pytest.mark.parametrize(
-    ("name", "mode", "host"),
+    ("name", "mode", "host", "lines"),
     [
-        ("resnet", "erase", True),  # whole tensors, one group each: multi-tensor update
-        ("resnet", "prune", True),  # rows and columns, groups sharing entries
-        ("concat", "erase", True),  # disjoint groups holding part of a tensor
-        ("resnet", "erase", False),  # per-group scalars as tensors (the accelerator path)
-        ("resnet", "prune", False),
+        ("resnet", "erase", True, False),  # whole tensors, one group each: multi-tensor update
+        ("resnet", "prune", True, False),  # rows and columns, groups sharing entries
+        ("concat", "erase", True, False),  # disjoint groups holding part of a tensor
+        ("resnet", "erase", False, False),  # per-group scalars as tensors (the accelerator path)
+        ("resnet", "prune", False, False),
+        ("resnet", "prune", True, True),  # per-tensor line reductions (what large models use)
+        ("concat", "erase", True, True),
+        ("resnet", "erase", True, True),  # line-reduced scores, then the multi-tensor update
     ],
 )
 def test_scores_selection_and_half_space_step_match_reference(
-    name: str, mode: str, host: bool, monkeypatch: pytest.MonkeyPatch
+    name: str, mode: str, host: bool, lines: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Warm-up scores (EMA), the selection and the sparsifying step equal the numpy reference, kept entries equal SGD."""
     if not host:
         monkeypatch.setattr(optim._GroupIndex, "host_max", -1)
+    monkeypatch.setattr(H2SPG, "_lines_min_entries", 0 if lines else 1 << 62)
     model, space = _resnet(mode, name)
     twin = copy.deepcopy(model)
     lr, lmbda, eps, omega, warmup, target = 0.1, 1e-2, 0.5, 0.5, 3, 0.5 if name == "resnet" else 2 / 3
@@ -142,6 +146,8 @@ def test_scores_selection_and_half_space_step_match_reference(
     k = math.floor(target * len(space.groups) + 1e-9)
     assert opt.redundant_groups == ref.select_redundant(ema, k, space.is_valid)
     assert len(opt.redundant_groups) == k
+    assert (opt._all_lines is not None) == lines  # the path under test is the one taken
+    assert (opt._red_lines is not None) == (lines and (name, mode) != ("resnet", "erase"))
 
     red = [layout.groups[gid] for gid in sorted(opt.redundant_groups)]
     member = np.zeros(len(layout.flat()), bool)
@@ -251,9 +257,15 @@ def test_fig2_skips_group_that_would_disconnect_the_network() -> None:
     assert space.is_valid(opt.redundant_groups)
 
 
-@pytest.mark.parametrize(("mode", "base"), [("erase", "sgd"), ("prune", "sgd"), ("prune", "adam"), ("both", "sgd")])
-def test_training_zeroes_exactly_the_redundant_groups_and_subnet_matches(mode: str, base: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("mode", "base", "lines"),
+    [("erase", "sgd", False), ("prune", "sgd", False), ("prune", "adam", False), ("both", "sgd", False), ("prune", "sgd", True)],
+)
+def test_training_zeroes_exactly_the_redundant_groups_and_subnet_matches(
+    mode: str, base: str, lines: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """After 60 steps and finalize(), exactly the chosen groups are zero and the generated sub-network reproduces the model."""
+    monkeypatch.setattr(H2SPG, "_lines_min_entries", 0 if lines else 1 << 62)
     model, space = _resnet(mode)
     lr = 0.05 if base == "sgd" else 1e-3
     opt = H2SPG(model, space, lr=lr, weight_decay=1e-4, target_group_sparsity=0.5, warmup_steps=20, epsilon=0.5, base=base)
@@ -282,9 +294,10 @@ def test_training_zeroes_exactly_the_redundant_groups_and_subnet_matches(mode: s
     assert (expected - actual).abs().max().item() <= 1e-4 * expected.abs().max().item()
 
 
-@pytest.mark.parametrize("mode", ["erase", "prune"])
-def test_hesso_shrinks_linearly_to_exact_zero(mode: str) -> None:
+@pytest.mark.parametrize(("mode", "lines"), [("erase", False), ("prune", False), ("prune", True)])
+def test_hesso_shrinks_linearly_to_exact_zero(mode: str, lines: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """HESSO's groups follow the linear schedule (lr 0) and are exactly zero from the period's end on (lr > 0)."""
+    monkeypatch.setattr(H2SPG, "_lines_min_entries", 0 if lines else 1 << 62)
     period, warmup = 8, 3
     model, space = _resnet(mode)
     layout = _Layout(model, space)
@@ -312,9 +325,10 @@ def test_hesso_shrinks_linearly_to_exact_zero(mode: str) -> None:
             assert opt.zero_groups() == sorted(opt.redundant_groups)
 
 
-@pytest.mark.parametrize(("mode", "cut"), [("prune", 5), ("prune", 14), ("erase", 14)])
-def test_state_dict_round_trip_resumes_identically(mode: str, cut: int) -> None:
+@pytest.mark.parametrize(("mode", "cut", "lines"), [("prune", 5, False), ("prune", 14, False), ("erase", 14, False), ("prune", 14, True)])
+def test_state_dict_round_trip_resumes_identically(mode: str, cut: int, lines: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """Checkpointing at step `cut` (warm-up or sparsifying phase) and resuming gives the uninterrupted run's parameters."""
+    monkeypatch.setattr(H2SPG, "_lines_min_entries", 0 if lines else 1 << 62)
     batches = _batches(24)
 
     def fresh() -> tuple[nn.Module, H2SPG]:
