@@ -73,9 +73,10 @@ def _couple_grouped(ctx: CoupleCtx, in_labels: np.ndarray | None, out_labels: np
     if in_labels is None:
         ctx.pin(out_labels, "grouped conv on an input without channels")
         return
-    cin_g, cout_g = len(in_labels) // groups, len(out_labels) // groups
-    for j in range(groups):
-        ctx.tie_all(np.concatenate([in_labels[j * cin_g : (j + 1) * cin_g], out_labels[j * cout_g : (j + 1) * cout_g]]))
+    # one row per group (its inputs, then its outputs), every row tied to its first label at once:
+    # a depthwise conv has a group per channel, and a Python loop over them dominated labelling
+    blocks = np.concatenate([in_labels.reshape(groups, -1), out_labels.reshape(groups, -1)], axis=1)
+    ctx.tie(np.repeat(blocks[:, 0], blocks.shape[1] - 1), blocks[:, 1:].ravel())
 
 
 def _couple_conv(ctx: CoupleCtx) -> None:

@@ -16,7 +16,7 @@ from every value and param leaves every graph output unchanged.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -59,12 +59,21 @@ def merge_slices(slices: Iterable[Slice], *, include_stats: bool = False) -> dic
     return dict(merged)
 
 
+class _Deferred:
+    """The one slot of `ChannelGroup` that is not a field: where its deferred fields come from."""
+
+    __slots__ = ("_source",)
+
+
 @dataclass(slots=True)
-class ChannelGroup:
+class ChannelGroup(_Deferred):
     """One removable group: the slices to zero together, the nodes they belong to, and what they cost.
 
     `channels` is how many channels of the widest value the group holds. A slotted dataclass like
     `Slice`, for the same reason: one is built per channel of a large network (26,496 for convnext_tiny).
+    The dependency graph leaves `slices` and `nodes` unset until first read (NOTE: [Lazy slices]);
+    a read always returns the same list, equal to what eager construction gave, and every dataclass,
+    pydantic, copy and pickle path reads the fields through it.
     """
 
     id: int
@@ -75,6 +84,109 @@ class ChannelGroup:
     flops: int = 0
     params: int = 0
     channels: int = 0
+
+
+def _deferred_field(name: str) -> property:
+    """A property over the slot `name` of ChannelGroup that, while the slot is unset, fills it from
+    `self._source` (`(table, component)`, see `_SliceTable`). Construction sets every slot, so
+    only `_SliceTable.group` makes a group whose deferred fields are unset."""
+    slot = ChannelGroup.__dict__[name]
+    build = getattr(_SliceTable, name)
+
+    def get(self: ChannelGroup) -> list:
+        try:
+            return slot.__get__(self, ChannelGroup)
+        except AttributeError:
+            table, component = self._source
+            value = build(table, component)
+            slot.__set__(self, value)
+            return value
+
+    return property(get, slot.__set__, doc=slot.__doc__)
+
+
+class _SliceTable:
+    """The (param, axis) records of one dependency graph, split by component as flat numpy runs.
+
+    A *run* is the indices of one record that belong to one component: runs are sorted by (record,
+    component) and `order[run_edges[k]:run_edges[k + 1]]` are run k's positions in the concatenated
+    records, ascending. Per-component totals are computed from the runs in numpy; `Slice` objects
+    and node lists are built only when a group's field is read, one whole record's slices at a time
+    (whoever reads one group of a layer usually reads its neighbours too).
+
+    Invariant: `slices(c)` lists one slice per record touching component c, in record order, each
+    with that record's param, axis, first kind and the indices of c ascending; `nodes(c)` is the
+    node ids of those records in the same order, without repeats.
+    """
+
+    def __init__(self, ctx: _Labeller, component: np.ndarray, n_components: int) -> None:
+        keys = list(ctx.records)
+        entries = list(ctx.records.values())
+        self.meta = [(param, axis, records[0][1]) for (param, axis), records in zip(keys, entries, strict=True)]
+        self.record_nodes = [list(dict.fromkeys(node_id for _, _, node_id in records)) for records in entries]
+        n_records = len(keys)
+        labels = [records[0][0] for records in entries]
+        lengths = np.fromiter(map(len, labels), dtype=np.int64, count=n_records)
+        self.offsets = np.zeros(n_records + 1, dtype=np.int64)
+        np.cumsum(lengths, out=self.offsets[1:])
+        self.components = component[np.concatenate(labels)] if labels else np.zeros(0, dtype=np.int64)
+        key = np.repeat(np.arange(n_records, dtype=np.int64), lengths) * max(n_components, 1) + self.components
+        self.order = np.argsort(key, kind="stable")
+        sorted_key = key[self.order]
+        starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]]) if len(key) else np.zeros(0, np.int64)
+        self.run_edges = np.r_[starts, len(key)]
+        self.run_record, self.run_component = np.divmod(sorted_key[starts], max(n_components, 1))
+        self.run_count = np.diff(self.run_edges)
+        self.record_runs = np.searchsorted(self.run_record, np.arange(n_records + 1)).tolist()
+        by_component = np.argsort(self.run_component, kind="stable")  # stable: record order within a component
+        self.component_records = self.run_record[by_component]
+        self.component_edges = np.searchsorted(self.run_component[by_component], np.arange(n_components + 1)).tolist()
+        self._built: list[dict[int, Slice] | None] = [None] * n_records
+
+    def axis_components(self) -> dict[tuple[str, int], np.ndarray]:
+        """The component of every index of every record (the subnet pass's channel map)."""
+        return {
+            (param, axis): self.components[self.offsets[r] : self.offsets[r + 1]]
+            for r, (param, axis, _) in enumerate(self.meta)
+        }
+
+    def group(self, gid: int, component: int, flops: int, params: int, channels: int) -> ChannelGroup:
+        group = ChannelGroup.__new__(ChannelGroup)
+        group.id, group.kind, group.parent = gid, "channel", None
+        group.flops, group.params, group.channels = flops, params, channels
+        group._source = (self, component)
+        return group
+
+    def _records_of(self, component: int) -> list[int]:
+        return self.component_records[self.component_edges[component] : self.component_edges[component + 1]].tolist()
+
+    def slices(self, component: int) -> list[Slice]:
+        return [self._record(r)[component] for r in self._records_of(component)]
+
+    def nodes(self, component: int) -> list[str]:
+        return list(dict.fromkeys(n for r in self._records_of(component) for n in self.record_nodes[r]))
+
+    def _record(self, r: int) -> dict[int, Slice]:
+        built = self._built[r]
+        if built is None:
+            param, axis, kind = self.meta[r]
+            first, last = self.record_runs[r], self.record_runs[r + 1]
+            offset = self.offsets[r]
+            order = (self.order[offset : self.offsets[r + 1]] - offset).tolist()
+            edges = (self.run_edges[first : last + 1] - offset).tolist()
+            built = self._built[r] = {
+                comp: Slice(param, axis, order[b:e], kind)
+                for comp, b, e in zip(self.run_component[first:last].tolist(), edges[:-1], edges[1:], strict=True)
+            }
+        return built
+
+
+# NOTE: [Lazy slices] A large network has 10^5 slices (221,299 for densenet121) and building them
+# was most of the analysis time, while a search space is often only counted, costed, saved or
+# sampled from, and a sub-network reads the slices of the groups it removes. So the dependency
+# graph keeps each record's split in numpy and a group builds `slices` and `nodes` on first read.
+ChannelGroup.slices = _deferred_field("slices")  # type: ignore[assignment,method-assign]
+ChannelGroup.nodes = _deferred_field("nodes")  # type: ignore[assignment,method-assign]
 
 
 class DependencyGraph(BaseModel):
@@ -184,16 +296,13 @@ def _components(ctx: _Labeller) -> np.ndarray:
     return component
 
 
-def _group_indices(comps: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
-    """The distinct components in `comps`, how often each occurs, and the indices holding each
-    (one sort, no quadratic scan)."""
-    order = np.argsort(comps, kind="stable")
-    sorted_comps = comps[order]
-    starts = np.flatnonzero(np.r_[True, sorted_comps[1:] != sorted_comps[:-1]])
-    ends = np.r_[starts[1:], len(comps)]
-    order_list = order.tolist()
-    indices = [order_list[b:e] for b, e in zip(starts.tolist(), ends.tolist(), strict=True)]
-    return sorted_comps[starts], ends - starts, indices
+def _mapped_lists(keys: list[str], arrays: list[np.ndarray], fn: Callable[[np.ndarray], np.ndarray]) -> dict[str, list[int]]:
+    """`{key: fn(array).tolist()}` for parallel keys and arrays, with one `fn` call and one tolist."""
+    if not arrays:
+        return {}
+    flat = fn(np.concatenate(arrays)).tolist()
+    edges = np.cumsum([0, *map(len, arrays)]).tolist()
+    return {key: flat[a:b] for key, a, b in zip(keys, edges[:-1], edges[1:], strict=True)}
 
 
 def build_dependency_graph(graph: Graph) -> DependencyGraph:
@@ -215,68 +324,51 @@ def _build_dependency_graph(graph: Graph) -> DependencyGraph:
             weight_flops[node.params["weight"]] += opdef(node.op).flops(node, graph)
 
     # NOTE: [Per-channel work stays in numpy] Each (param, axis) record splits into one slice per
-    # component it touches. The slices themselves are Python objects, but a group's params, FLOPs,
-    # width and node list are summed per record over all its components at once (a slice's share
-    # of a param is its index count over the axis length), so no per-slice arithmetic runs in Python.
-    slices: dict[int, list[Slice]] = defaultdict(list)
+    # component it touches (a run of `_SliceTable`). A group's params, FLOPs and width are summed
+    # over all runs at once (a slice's share of a param is its index count over the axis length),
+    # and its slices and nodes are built only when read (NOTE: [Lazy slices]), so no per-slice
+    # work runs in Python here.
+    table = _SliceTable(ctx, component, n_components)
+    n_records = len(table.meta)
+    numel = np.array([graph.params[param].numel for param, _, _ in table.meta], dtype=np.int64).reshape(n_records)
+    axis_len = np.array([graph.params[p].shape[axis] for p, axis, _ in table.meta], dtype=np.int64).reshape(n_records)
+    record_flops = np.array([weight_flops.get(p, 0) for p, _, _ in table.meta], dtype=np.int64).reshape(n_records)
+    is_stat = np.array([kind == "stat" for _, _, kind in table.meta], dtype=bool).reshape(n_records)
+    has_out = np.array([any(k == "out" for _, k, _ in rs) for rs in ctx.records.values()], dtype=bool).reshape(n_records)
+    run_record, run_component, run_count = table.run_record, table.run_component, table.run_count
+    share = run_count / axis_len[run_record]
     params = np.zeros(n_components, dtype=np.int64)
+    counted = ~is_stat[run_record]
+    np.add.at(params, run_component[counted], np.rint(numel[run_record] * share)[counted].astype(np.int64))
     flops = np.zeros(n_components, dtype=np.int64)
+    np.add.at(flops, run_component, np.rint(record_flops[run_record] * share).astype(np.int64))
     channels = np.zeros(n_components, dtype=np.int64)
+    np.maximum.at(channels, run_component, run_count)
+    has_slices = np.zeros(n_components, dtype=bool)
+    has_slices[run_component] = True
     makes_channels = np.zeros(n_components, dtype=bool)
-    touched_by: list[np.ndarray] = []
-    record_nodes: list[list[str]] = []
-    axis_components: dict[tuple[str, int], np.ndarray] = {}
-    for (param_name, axis), records in ctx.records.items():
-        labels, kind, _ = records[0]
-        comps = component[labels]
-        axis_components[(param_name, axis)] = comps
-        unique, counts, index_lists = _group_indices(comps)
-        for comp, indices in zip(unique.tolist(), index_lists, strict=True):
-            slices[comp].append(Slice(param_name, axis, indices, kind))
-        param = graph.params[param_name]
-        share = counts / param.shape[axis]
-        if kind != "stat":
-            params[unique] += np.rint(param.numel * share).astype(np.int64)
-        flops[unique] += np.rint(weight_flops.get(param_name, 0) * share).astype(np.int64)
-        np.maximum.at(channels, unique, counts)
-        if any(k == "out" for _, k, _ in records):
-            makes_channels[unique] = True
-        touched_by.append(unique)
-        record_nodes.append(list(dict.fromkeys(node_id for _, _, node_id in records)))
+    makes_channels[run_component[has_out[run_record]]] = True
 
     _, first_atom = np.unique(component, return_index=True)
-    removable = sorted(
-        (comp for comp in slices if makes_channels[comp] and not pinned[comp]), key=lambda comp: int(first_atom[comp])
-    )
+    candidates = np.flatnonzero(has_slices & makes_channels & ~pinned)
+    removable = candidates[np.argsort(first_atom[candidates], kind="stable")]
     lookup = np.full(n_components, -1, dtype=np.int64)
-    lookup[np.asarray(removable, dtype=np.int64)] = np.arange(len(removable))
+    lookup[removable] = np.arange(len(removable))
+    groups = [
+        table.group(gid, comp, f, p, c)
+        for gid, (comp, f, p, c) in enumerate(
+            zip(removable.tolist(), flops[removable].tolist(), params[removable].tolist(), channels[removable].tolist(), strict=True)
+        )
+    ]
 
-    # A group's nodes: those of every record touching it, in record order. Components touched by
-    # the same records (a layer's channels all are) share one ordered list: a signature id per
-    # component is refined record by record, so equal ids mean equal record sequences.
-    signature = np.zeros(n_components, dtype=np.int64)
-    signature_records: list[tuple[int, ...]] = [()]
-    for record, unique in enumerate(touched_by):
-        old_ids, inverse = np.unique(signature[unique], return_inverse=True)
-        first_new = len(signature_records)
-        signature_records.extend(signature_records[old] + (record,) for old in old_ids.tolist())
-        signature[unique] = first_new + inverse
-    signature_nodes: dict[int, list[str]] = {}
-    signature_list, params_list, flops_list, channels_list = signature.tolist(), params.tolist(), flops.tolist(), channels.tolist()
-    groups = []
-    for gid, comp in enumerate(removable):
-        sig = signature_list[comp]
-        nodes = signature_nodes.get(sig)
-        if nodes is None:
-            nodes = signature_nodes[sig] = list(dict.fromkeys(n for r in signature_records[sig] for n in record_nodes[r]))
-        groups.append(ChannelGroup(gid, "channel", slices[comp], list(nodes), None, flops_list[comp], params_list[comp], channels_list[comp]))
-
-    value_groups = {
-        name: lookup[component[labels]].tolist() for name, labels in ctx.value_labels.items() if labels is not None
-    }
+    # one gather and one tolist for all values (and for all records), then cheap list slices
+    named = [(name, labels) for name, labels in ctx.value_labels.items() if labels is not None]
+    value_groups = _mapped_lists([name for name, _ in named], [labels for _, labels in named], lambda a: lookup[component[a]])
+    group_of_index = lookup[table.components].tolist()
+    offsets = table.offsets.tolist()
     param_groups: dict[str, dict[int, list[int]]] = defaultdict(dict)
-    for (param_name, axis), comps in axis_components.items():
-        param_groups[param_name][axis] = lookup[comps].tolist()
+    for r, (param_name, axis, _) in enumerate(table.meta):
+        param_groups[param_name][axis] = group_of_index[offsets[r] : offsets[r + 1]]
     return DependencyGraph.model_construct(
         groups=groups,
         value_groups=value_groups,

@@ -138,11 +138,11 @@ class SearchSpace(BaseModel):
 
 
 def _value_covers(deps: DependencyGraph, offset: int = 0) -> list[list[int]]:
-    covers = set()
-    for groups in deps.value_groups.values():
-        if groups and min(groups) >= 0:
-            covers.add(tuple(sorted({g + offset for g in groups})))
-    return [list(c) for c in sorted(covers)]
+    # most values repeat their producer's group list (a conv's output through its norm and
+    # activation), so equal lists are merged before any per-value set or sort
+    lists = {tuple(groups) for groups in deps.value_groups.values() if groups and min(groups) >= 0}
+    covers = sorted({tuple(sorted(set(groups))) for groups in lists})
+    return [[g + offset for g in c] for c in covers] if offset else [list(c) for c in covers]
 
 
 def _operator_groups(graph: Graph, deps: DependencyGraph, offset: int) -> tuple[list[ChannelGroup], SegmentGraph, dict[int, int]]:
