@@ -7,8 +7,8 @@ axis of one tensor), and lines of one group never share an entry. A group sum is
 its lines' sums, and a line sum is a dense reduction of the tensor: for a conv weight (O, I, k, k)
 with both its rows and columns grouped, one pass reduces x·g over the k·k taps to an (O, I) matrix
 whose row and column sums are every line's sum at once. The membership matrix (`_GroupIndex`)
-instead reads an index per entry and per group holding it: ~4× the memory traffic of the dense
-pass on ResNet-18, and 14× an SGD step after selection. The lines-to-groups map is a sparse
+instead reads an index (and a value) per entry and per group holding it: on ResNet-18 that made
+H2SPG's step 14× an SGD step after selection, 7-8× with lines (BENCHMARKS.md, optimizer_overhead). The lines-to-groups map is a sparse
 matrix over lines (thousands), not entries (millions).
 
 The same structure gives the half-space update without a per-entry index. An entry's coefficient
