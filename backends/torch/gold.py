@@ -73,7 +73,7 @@ class GoldConfig(BaseModel):
     uniform_weight: float = Field(0.01, ge=0, description="penalty weight per gate on top of its FLOPs share")
     warmup_rounds: int = Field(8, ge=0, description="rounds of plain training (no penalty, gates fixed) before pruning starts")
     finetune_epochs: int = Field(
-        0, ge=0, description="epochs every candidate is fine-tuned from its recorded weights (gates fixed) before the front is chosen"
+        5, ge=0, description="epochs every candidate is fine-tuned from its recorded weights (gates fixed) before the front is chosen"
     )
     seed: int = 0
     test_fraction: float = Field(0.25, gt=0, lt=1)
@@ -207,7 +207,7 @@ class GoldSearch:
 
     def finetune_next(self) -> dict[str, float]:
         """Fine-tune the first candidate not yet fine-tuned, for `finetune_epochs` epochs from the
-        weights recorded with it, with a fresh SGD and its gates fixed (pruned groups stay exactly
+        weights recorded with it, with a fresh SGD (lr falling linearly) and its gates fixed (pruned groups stay exactly
         zero: their gates output 0 and `rezero_` runs after every step). Its snapshot and scores
         are replaced (the scores as recorded are kept as `recorded_*`); the search's own model,
         gates and optimizer are put back afterwards, so a resumed search continues unchanged."""
@@ -217,7 +217,12 @@ class GoldSearch:
         optimizer = torch.optim.SGD(
             self.model.parameters(), lr=self.config.lr, momentum=self.config.momentum, weight_decay=self.config.weight_decay
         )
-        for epoch in range(self.config.finetune_epochs):
+        epochs = self.config.finetune_epochs
+        for epoch in range(epochs):
+            # The step size falls linearly to lr/E: a candidate's score then reflects where its
+            # weights settled, not where the last large steps happened to leave them.
+            for group in optimizer.param_groups:
+                group["lr"] = self.config.lr * (epochs - epoch) / epochs
             # Each candidate's data order depends on (seed, candidate, epoch) only: resumable.
             self.train_round(1_000_000 + 1000 * index + epoch, train_gates=False, weights_opt=optimizer)
         recorded = {f"recorded_{k}": v for k, v in self.scores[index].items() if not k.startswith("recorded_")}
