@@ -80,3 +80,21 @@ def test_an_unknown_data_set_is_refused_by_name_in_code_and_in_configs(tmp_path:
         with pytest.raises(SpecError, match=r"(?s)c\.json.*data.*'digits' or 'digits_hard'"):
             cls.from_file(config)
     assert TrainConfig().data == GoldConfig().data == "digits"  # the demo and old configs keep digits
+
+
+@pytest.mark.parametrize("name", ["stacked_unets", "super_resnet", "darts_cell", "regnet_super"])
+def test_every_supernet_takes_digits_hard_images_and_keeps_its_removal_structures(name: str) -> None:
+    import torch
+
+    import asgnas_ir as ai
+    from asgnas_ir.examples.supernets import SUPERNETS
+
+    split = load_split("digits_hard")
+    torch.manual_seed(0)
+    model = SUPERNETS[name](num_classes=10, in_channels=1).eval()
+    x = torch.from_numpy(split.x_test[:3])
+    with torch.no_grad():
+        assert model(x).shape == (3, 10)
+    small = ai.search_space(ai.compile(model, torch.from_numpy(load_split("digits").x_test[:1])), mode="erase")
+    large = ai.search_space(ai.compile(model, x[:1]), mode="erase")
+    assert len(large.groups) == len(small.groups) > 0  # the same candidates at either input size
