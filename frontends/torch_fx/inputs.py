@@ -80,7 +80,7 @@ def expectation(module: torch.nn.Module, path: str) -> Expectation | None:
     return None
 
 
-def check_example_inputs(model: torch.nn.Module, gm: torch.fx.GraphModule, arguments: list[torch.fx.Node], given: tuple) -> None:
+def check_example_inputs(model: torch.nn.Module, gm: torch.nn.Module, arguments: list[torch.fx.Node], given: tuple) -> None:
     """Raise FrontendError naming the first forward argument that its reading layer cannot accept.
 
     `arguments` are the traced placeholders that receive `given`, in order.
