@@ -293,6 +293,24 @@ def _location(node: torch.fx.Node) -> str:
     return f"'{node.target}'" if node.op == "call_module" else f"fx node '{node.name}'"
 
 
+class _Tracer(torch.fx.Tracer):
+    """`torch.fx.Tracer` with a short way for the argument types it lowers most.
+
+    For a Proxy, a plain container or a Python scalar the Tracer's own checks (parameter, buffer,
+    module, named tuple, constant tensor) never apply, but recent torch runs a registry lookup per
+    argument and per base class among them (a third of tracing regnet_y_400mf); the base
+    `TracerBase.create_arg` gives the same result directly. Containers still recurse through here.
+    """
+
+    def create_arg(self, a: Any) -> Any:
+        if type(a) in _PLAIN_ARG_TYPES:
+            return torch.fx.proxy.TracerBase.create_arg(self, a)
+        return super().create_arg(a)
+
+
+_PLAIN_ARG_TYPES = {torch.fx.Proxy, tuple, list, dict, int, float, bool, str, type(None)}
+
+
 def _trace(model: torch.nn.Module, n_inputs: int) -> tuple[torch.fx.Graph, dict[str, Any]]:
     """Trace `model`; forward arguments past the example inputs are fixed to their defaults.
 
@@ -308,7 +326,7 @@ def _trace(model: torch.nn.Module, n_inputs: int) -> tuple[torch.fx.Graph, dict[
     except (TypeError, ValueError):
         pass
     try:
-        return torch.fx.Tracer().trace(model, concrete_args=concrete or None), concrete
+        return _Tracer().trace(model, concrete_args=concrete or None), concrete
     except Exception as exc:  # noqa: BLE001  (fx raises many types; all mean "not traceable")
         raise FrontendError(
             f"torch.fx cannot trace {type(model).__name__}: {type(exc).__name__}: {exc}. "
@@ -320,7 +338,11 @@ def _trace(model: torch.nn.Module, n_inputs: int) -> tuple[torch.fx.Graph, dict[
 def lower_torch_fx(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], on_unsupported: str = "error") -> Graph:
     """Lower `model` (called on `example_inputs`) into an IR Graph with its weights."""
     was_training = model.training
-    model.eval()
+    # eval() and train() set the flag through nn.Module.__setattr__ on every submodule; a model
+    # already wholly in eval mode (the usual case) needs neither
+    switch = any(m.training for m in model.modules())
+    if switch:
+        model.eval()
     try:
         graph, concrete = _trace(model, len(example_inputs))
         placeholders = [n for n in graph.nodes if n.op == "placeholder"]
@@ -351,7 +373,8 @@ def lower_torch_fx(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, .
             observed = recorder.observed
         return _convert(model, graph, observed, on_unsupported, specialised)
     finally:
-        model.train(was_training)
+        if switch:
+            model.train(was_training)
 
 
 def _convert(
