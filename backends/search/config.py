@@ -12,6 +12,7 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from asgnas_ir.backends.data import DataName
 from asgnas_ir.errors import SpecError
 
 
@@ -20,12 +21,13 @@ class EvaluatorSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    data: DataName = Field("digits", description="digits (8x8) or digits_hard (16x16, distorted; see asgnas_ir.backends.data)")
     epochs: int = Field(1, ge=1, description="epochs of SGD per candidate")
     batch_size: int = Field(64, ge=1)
     lr: float = Field(0.05, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(1e-4, ge=0)
-    test_fraction: float = Field(0.25, gt=0, lt=1, description="held-out test part of digits (reported, never selected on)")
+    test_fraction: float = Field(0.25, gt=0, lt=1, description="held-out test part of the data (reported, never selected on)")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="validation part carved from the training part (selection)")
     train_samples: int | None = Field(None, ge=1, description="train on only this many of the training images (quick runs)")
     inherit: bool = Field(True, description="start candidates from super-network weights trained once per search")

@@ -3,10 +3,10 @@
 `TorchEvaluator` is the evaluator the ag and random searchers hand to `EvaluationPool`. Per candidate
 it runs the path a user would: `ai.subnet` of the super-network's IR (compiled once per process and
 cached) → `ai.codegen(target="torch")` into a temporary folder → import the generated `model.py`
-with its weights → train it for `epochs` with SGD on the training part of digits → accuracy on a
-validation part carved from the training part (what searchers select by) and on the held-out test
-part (reported only). With `latency` on, the median CPU time of the *generated* module on a fixed
-batch is measured too.
+with its weights → train it for `epochs` with SGD on the training part of the data set (`data`:
+digits or digits_hard) → accuracy on a validation part carved from the training part (what
+searchers select by) and on the held-out test part (reported only). With `latency` on, the median
+CPU time of the *generated* module on a fixed batch is measured too.
 
 Invariants:
 - the result depends only on (config, architecture): torch runs on one thread inside the evaluator,
@@ -31,7 +31,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from asgnas_ir.backends.data import Split, load_digits_split
+from asgnas_ir.backends.data import Split, load_split
 from asgnas_ir.backends.search.config import EvaluatorSettings
 from asgnas_ir.backends.search.evaluation import Evaluation
 from asgnas_ir.errors import SpecError
@@ -68,11 +68,12 @@ def build_supernet(name: str, seed: int) -> nn.Module:
 
 
 def search_split(settings: EvaluatorSettings, seed: int) -> tuple[Split, np.ndarray, np.ndarray]:
-    """(train/test split whose train part excludes validation, x_val, y_val): stratified, seeded;
-    the train part cut to `settings.train_samples` when set (the split's order is already shuffled)."""
+    """(train/test split of `settings.data` whose train part excludes validation, x_val, y_val):
+    stratified, seeded; the train part cut to `settings.train_samples` when set (the split's order is
+    already shuffled)."""
     from sklearn.model_selection import train_test_split
 
-    split = load_digits_split(settings.test_fraction, seed)
+    split = load_split(settings.data, settings.test_fraction, seed)
     x_train, x_val, y_train, y_val = train_test_split(
         split.x_train, split.y_train, test_size=settings.val_fraction, random_state=seed, stratify=split.y_train
     )
@@ -115,7 +116,7 @@ def train_supernet(config: TorchEvaluatorConfig, path: str | Path) -> Path:
     from safetensors.torch import save_file
 
     path = Path(path)
-    stamp = config.model_dump_json(include={"supernet", "seed", "epochs", "batch_size", "lr", "momentum",
+    stamp = config.model_dump_json(include={"supernet", "seed", "data", "epochs", "batch_size", "lr", "momentum",
                                             "weight_decay", "test_fraction", "val_fraction", "train_samples",
                                             "supernet_epochs"})
     if path.exists():
@@ -142,7 +143,7 @@ def prepare(config: TorchEvaluatorConfig) -> _Prepared:
     """The super-network's IR, its erase-mode search space and the data, built once per process."""
     import asgnas_ir as ai
 
-    cache_key = config.model_dump_json(include={"supernet", "seed", "weights", "test_fraction", "val_fraction", "train_samples"})
+    cache_key = config.model_dump_json(include={"supernet", "seed", "weights", "data", "test_fraction", "val_fraction", "train_samples"})
     if cache_key not in _CACHE:
         model = build_supernet(config.supernet, config.seed)
         if config.weights is not None:
