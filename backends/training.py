@@ -9,7 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from asgnas_ir.backends.data import DataName
-from asgnas_ir.errors import AsgnasError, SpecError
+from asgnas_ir.config_file import load_config
+from asgnas_ir.errors import AsgnasError
 
 
 class TrainConfig(BaseModel):
@@ -38,13 +39,7 @@ class TrainConfig(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise SpecError(f"config file '{path}' does not exist")
-        try:
-            return cls.model_validate_json(path.read_text())
-        except ValueError as exc:
-            raise SpecError(f"config file '{path}' is not a valid training config:\n{exc}") from None
+        return load_config(cls, path, "training config")
 
 
 class TrainingDiverged(AsgnasError):

@@ -7,13 +7,12 @@ of evaluations (`budget`), the seed and, optionally, a latency limit. Each searc
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from asgnas_ir.backends.data import DataName
-from asgnas_ir.errors import SpecError
+from asgnas_ir.config_file import load_config
 
 
 class EvaluatorSettings(BaseModel):
@@ -60,15 +59,4 @@ class SearchConfig(BaseModel):
         return self
 
 
-C = TypeVar("C", bound=SearchConfig)
-
-
-def load_config(cls: type[C], path: str | Path) -> C:
-    """Read and validate a CONFIG file; errors name the file and the offending field."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"config file '{path}' does not exist")
-    try:
-        return cls.model_validate_json(path.read_text())
-    except ValueError as exc:
-        raise SpecError(f"config file '{path}' is not a valid {cls.__name__}:\n{exc}") from None
+__all__ = ["EvaluatorSettings", "SearchConfig", "load_config"]

@@ -40,6 +40,7 @@ from asgnas_ir.backends.search.pareto import pareto_front
 from asgnas_ir.backends.torch.gates import GoldGates
 from asgnas_ir.backends.torch.trainer import _save_atomically, build_supernet, evaluate
 from asgnas_ir.backends.training import TrainingDiverged
+from asgnas_ir.config_file import load_config
 from asgnas_ir.errors import SpecError
 
 # Fields that may change between a run and its --resume: they do not alter what was computed.
@@ -82,13 +83,7 @@ class GoldConfig(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path) -> GoldConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise SpecError(f"config file '{path}' does not exist")
-        try:
-            return cls.model_validate_json(path.read_text())
-        except ValueError as exc:
-            raise SpecError(f"config file '{path}' is not a valid GOLD search config:\n{exc}") from None
+        return load_config(cls, path, "GOLD search config")
 
     def settings(self) -> GoldSettings:
         return GoldSettings(
