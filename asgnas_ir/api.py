@@ -29,6 +29,7 @@ from asgnas_ir.passes.analysis.cost import CostReport
 from asgnas_ir.passes.analysis.dependency_graph import merge_slices
 from asgnas_ir.passes.analysis.search_space import SearchSpace
 from asgnas_ir.testing import load_generated
+from asgnas_ir.tolerance import outputs_match, tolerance
 
 TARGETS = ("torch", "keras", "onnx")
 
@@ -396,11 +397,10 @@ def _report(graph: Graph, sub: Graph, space: SearchSpace, zero: list[int], expec
         diff = float("inf")
     else:
         diff = max((float(np.abs(e.astype(np.float64) - a).max()) for e, a in zip(expected, actual, strict=True) if e.size), default=0.0)
-    tolerance = 1e-4 * max_ref
     full_cost, sub_cost = cost(graph), cost(sub)
     end = time.perf_counter()
     return CheckReport(
-        ok=bool(max_ref > 1e-3 and diff <= tolerance), max_abs_diff=diff, tolerance=tolerance,
+        ok=outputs_match(diff, max_ref), max_abs_diff=diff, tolerance=tolerance(max_ref),
         params_full=full_cost.params, params_sub=sub_cost.params, flops_full=full_cost.flops, flops_sub=sub_cost.flops,
         groups=len(space.groups), zeroed=len(zero), frontend=frontend, target=target,
         seconds=CheckSeconds(compile=t_compile - start, space=t_space - t_compile, subnet=t_subnet - t_space,

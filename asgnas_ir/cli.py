@@ -219,7 +219,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.out:
         config = config.model_copy(update={"out": args.out})
     report = run_training(config, resume=args.resume)
-    return EXIT_OK if report["predictions_identical"] else EXIT_CHECK_FAILED
+    return EXIT_OK if report["equivalent"] else EXIT_CHECK_FAILED
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -41,11 +41,16 @@ def build_supernet(name: str, num_classes: int = 10, in_channels: int = 1) -> nn
     raise SpecError(f"unknown super-network '{name}'; choose one of {', '.join(SUPERNETS)} or give a SPEC")
 
 
-def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    """(accuracy in %, predicted labels)."""
+def logits_of(model: nn.Module, x: np.ndarray) -> np.ndarray:
+    """The model's outputs on `x` in eval mode, as numpy."""
     model.eval()
     with torch.no_grad():
-        predictions = model(torch.from_numpy(x)).argmax(1).numpy()
+        return model(torch.from_numpy(x)).numpy()
+
+
+def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """(accuracy in %, predicted labels)."""
+    predictions = logits_of(model, x).argmax(1)
     return float((predictions == y).mean() * 100), predictions
 
 
@@ -228,20 +233,18 @@ def run_training(config: TrainConfig, *, resume: bool = False, console: Any = No
     train_seconds = time.perf_counter() - started
     optimizer.finalize()
 
-    acc_super, pred_super = evaluate(model, split.x_test, split.y_test)
+    logits_super = logits_of(model, split.x_test)
     trained_graph = ai.compile(model.eval(), example)
     trained_space = ai.search_space(trained_graph, mode=config.mode)
     zero = optimizer.zero_groups()
     sub = ai.subnet(trained_graph, trained_space, zero)
     files = ai.codegen(sub, target="torch", out_dir=out)
     generated = load_generated(out)
-    acc_sub, pred_sub = evaluate(generated, split.x_test, split.y_test)
     batch = torch.from_numpy(split.x_test[:64])
     full_cost, sub_cost = ai.cost(trained_graph), ai.cost(sub)
     report = job_report(
-        config, len(trained_space.groups), zero, (full_cost, sub_cost), (acc_super, acc_sub),
-        (latency_ms(model, batch), latency_ms(generated, batch)), bool((pred_super == pred_sub).all()),
-        train_seconds, fits[0][1].history, files,
+        config, len(trained_space.groups), zero, (full_cost, sub_cost), (logits_super, logits_of(generated, split.x_test)),
+        split.y_test, (latency_ms(model, batch), latency_ms(generated, batch)), train_seconds, fits[0][1].history, files,
     )
     if baseline_model is not None:
         acc_base, _ = evaluate(baseline_model, split.x_test, split.y_test)

@@ -25,7 +25,7 @@ def test_report_and_files_are_written(tmp_path) -> None:
     for name in ("model.py", "weights.safetensors", "report.json", "accuracy_flops.png", "checkpoint.pt"):
         assert (tmp_path / name).exists(), name
     saved = json.loads((tmp_path / "report.json").read_text())
-    assert saved["predictions_identical"] is True and saved["zero_groups"] == report["zero_groups"]
+    assert saved["equivalent"] is True and saved["predictions_identical"] is True and saved["zero_groups"] == report["zero_groups"]
     assert saved["sub_network"]["flops"] < saved["super_network"]["flops"]
     assert len(saved["history"]) == 4
 

@@ -371,7 +371,7 @@ def test_transient_nan_keeps_a_loadable_checkpoint_and_resume_finishes_the_run(
     resumed = run_training(config, resume=True, console=Console(file=output, width=200))
     assert "resuming H2SPG after epoch 1" in output.getvalue()
     assert resumed["history"][0] == state["history"][0] and len(resumed["history"]) == 2
-    assert resumed["predictions_identical"] and (tmp_path / "b" / "model.py").exists()
+    assert resumed["equivalent"] and resumed["predictions_identical"] and (tmp_path / "b" / "model.py").exists()
 
 
 @pytest.mark.slow

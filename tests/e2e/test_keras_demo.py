@@ -23,8 +23,9 @@ def test_keras_demo_refuses_resume_and_unknown_frameworks(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_keras_demo_writes_keras_code_that_predicts_like_the_supernet(tmp_path: Path) -> None:
-    """A short run (5 epochs: 3 of warm-up, 2 of H2SPG; too short to recover accuracy, which is not checked) writes the Keras sub-network; it predicts exactly like the
-    trained super-network on the test set, and the files reload to the reported accuracy."""
+    """A short run (5 epochs: 3 of warm-up, 2 of H2SPG; too short to recover accuracy, which is not checked) writes the
+    Keras sub-network; its logits equal the trained super-network's within the DESIGN tolerance on the test set, and
+    the files reload to the reported accuracy."""
     pytest.importorskip("keras")
     out = tmp_path / "demo"
     result = asgnas("demo", "--framework", "keras", "--out", str(out), "--epochs", "5")
@@ -34,8 +35,9 @@ def test_keras_demo_writes_keras_code_that_predicts_like_the_supernet(tmp_path: 
     assert not (out / "checkpoint.pt").exists()
     report = json.loads((out / "report.json").read_text())
     assert report["framework"] == "keras" and report["config"]["supernet"] == KERAS_DEMO_CONFIG["supernet"]
-    assert report["predictions_identical"] is True and report["max_abs_logit_diff"] < 1e-3
-    assert report["sub_network"]["test_accuracy"] == report["super_network"]["test_accuracy"]
+    # The verdict is the DESIGN tolerance on the logits; argmax may flip on near-tied logits after so short a run.
+    assert report["equivalent"] is True and report["max_abs_logit_diff"] <= 1e-4 * report["max_ref"]
+    assert abs(report["sub_network"]["test_accuracy"] - report["super_network"]["test_accuracy"]) <= 1.0
     assert len(report["zero_groups"]) == report["groups"] // 2 == 12
     assert report["sub_network"]["flops"] < report["super_network"]["flops"]
     assert report["sub_network"]["params"] < report["super_network"]["params"]
