@@ -17,6 +17,17 @@ def is_torch_module(model: Any) -> bool:
     return torch is not None and isinstance(model, torch.nn.Module)
 
 
+def unwrap_torch_parallel(model: Any) -> Any:
+    """The user's module inside `DistributedDataParallel` / `DataParallel` wrappers, so param sources
+    read `layer1.0.conv1.weight` (what every rank's bare module answers to), not `module.layer1...`."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return model
+    while isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+        model = model.module
+    return model
+
+
 def is_onnx_model(model: Any) -> bool:
     """An onnx.ModelProto or a path to a .onnx file (checked without importing onnx)."""
     if isinstance(model, (str, PurePath)):
@@ -60,6 +71,7 @@ def lower(model: Any, example_inputs: Any = None, *, frontend: str = "auto", on_
         raise SpecError(f"frontend must be one of {', '.join(FRONTENDS)}, not '{frontend}'")
     if on_unsupported not in ("error", "opaque"):
         raise SpecError(f"on_unsupported must be 'error' or 'opaque', not '{on_unsupported}'")
+    model = unwrap_torch_parallel(model)
     chosen = detect(model) if frontend == "auto" else frontend
     inputs = as_tuple(example_inputs)
     if chosen == "fx":

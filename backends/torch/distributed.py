@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 from asgnas_ir.errors import AsgnasError, DistributedStateError
+from asgnas_ir.frontends import unwrap_torch_parallel
 
 # Scores computed from bit-identical gradients agree exactly; this only absorbs a reduction order
 # that differs between ranks, far below what tells two genuinely different models apart.
@@ -35,11 +36,9 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
     The wrapper names its parameters `module.<path>`; the search space, compiled from the bare
     model, names them `<path>`. The wrapper shares the module's tensors, so binding to the inner
-    module binds the very tensors DDP synchronises.
+    module binds the very tensors DDP synchronises. `ai.compile` unwraps the same way.
     """
-    while isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
-        model = model.module
-    return model
+    return unwrap_torch_parallel(model)
 
 
 def space_fingerprint(space: Any) -> int:

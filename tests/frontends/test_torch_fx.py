@@ -464,3 +464,16 @@ def test_compile_keeps_the_models_training_mode_and_weights():
     torch.testing.assert_close(torch.from_numpy(graph.weights["0.weight"]), model[0].weight.detach())
     assert graph.params["1.running_mean"].trainable is False
     assert graph.params["0.weight"].axes == "OIHW"
+
+
+def test_parallel_wrappers_compile_to_the_bare_modules_graph() -> None:
+    """`ai.compile(DataParallel(net))` lowers the module inside (params named by its own paths, not `module.`)."""
+    from tests.models import REPLICAS
+
+    replica = REPLICAS["resnet_basic"]
+    net = replica.build()
+    x = torch.randn(1, 3, 32, 32)
+    bare, wrapped = ai.compile(net, x), ai.compile(torch.nn.DataParallel(net), x)
+    assert bare.text() == wrapped.text()
+    assert [p.source for p in wrapped.params.values()] == [p.source for p in bare.params.values()]
+    assert not any(p.source.startswith("module.") for p in wrapped.params.values())
