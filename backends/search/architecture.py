@@ -47,7 +47,6 @@ class ArchitectureSpace:
             )
         self._position = {gid: i for i, gid in enumerate(self.group_ids)}
         self.group_flops = np.array([space.group(g).flops for g in self.group_ids], dtype=np.float64)
-        self.group_params = np.array([space.group(g).params for g in self.group_ids], dtype=np.float64)
         self._costs: dict[str, ArchitectureCost] = {}
         self._full_cost: ArchitectureCost | None = None
 
