@@ -106,6 +106,9 @@ CoupleFn = Callable[[CoupleCtx], None]
 FlopsFn = Callable[["NodeBase", "Graph"], int]
 ResizeFn = Callable[[ResizeCtx], "Attrs"]
 VertexKind = Literal["stem", "accessory", "joint", "other"]
+# Whether f(0) == 0 holds for one node (a pad whose fill value is not zero, a norm without an affine
+# shift): for ops whose answer depends on attributes or params rather than on the op kind alone.
+ZeroRule = Callable[["NodeBase", "Graph"], bool]
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ class OpDef:
     flops: FlopsFn
     kind: VertexKind
     resize: ResizeFn | None = None
-    zero_preserving: bool = True  # f(0) == 0 elementwise; false for sigmoid, exp, ...
+    zero_preserving: bool | ZeroRule = True  # f(0) == 0 elementwise; false for sigmoid, exp, ...
 
 
 OPDEFS: dict[Op, OpDef] = {}
@@ -135,6 +138,12 @@ def opdef(op: Op) -> OpDef:
         return OPDEFS[op]
     except KeyError:
         raise IRValidationError(f"no OpDef registered for op '{op.value}'") from None
+
+
+def preserves_zero(node: NodeBase, graph: Graph) -> bool:
+    """True when this node maps an all-zero input to an all-zero output (per element)."""
+    rule = opdef(node.op).zero_preserving
+    return rule(node, graph) if callable(rule) else rule
 
 
 # ---- helpers shared by the family files ------------------------------------------------------

@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 from asgnas_ir.ir.graph import Graph
 from asgnas_ir.ir.node import NodeBase
 from asgnas_ir.ir.ops import STEM_OPS, Op
-from asgnas_ir.opdefs import opdef
+from asgnas_ir.opdefs import opdef, preserves_zero
 from asgnas_ir.passes.analysis.dependency_graph import DependencyGraph
 
 _ZEROING_NORMS = {Op.BATCH_NORM, Op.INSTANCE_NORM, Op.GROUP_NORM, Op.LAYER_NORM}
@@ -167,7 +167,7 @@ def segment_zero_invariant(graph: Graph, nodes: list[str]) -> bool:
         node = graph.node(node_id)
         if _zeroes_output(graph, node):
             zeroed = True
-        elif not opdef(node.op).zero_preserving or (node.op in (Op.ADD, Op.SUB) and _adds_nonzero(graph, node)):
+        elif not preserves_zero(node, graph) or (node.op in (Op.ADD, Op.SUB) and _adds_nonzero(graph, node)):
             zeroed = False
     return zeroed
 
