@@ -88,7 +88,9 @@ def lower_torch_onnx(model: torch.nn.Module, example_inputs: tuple[torch.Tensor,
     """Lower `model` through `torch.onnx.export`: params keep their torch paths as `source`."""
     from asgnas_ir.frontends.onnx.driver import lower_onnx
 
-    was_training = model.training
+    # export in eval mode, then put every submodule's own `training` flag back (a frozen BatchNorm
+    # in a training model, a dropout left in train mode): `model.train(was)` would overwrite them all
+    flags = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
         with torch.no_grad():
@@ -101,6 +103,8 @@ def lower_torch_onnx(model: torch.nn.Module, example_inputs: tuple[torch.Tensor,
             framework="torch", name=type(model).__name__,
         )
     finally:
-        model.train(was_training)
+        for module, training in flags:
+            if module.training is not training:
+                module.training = training
     graph.meta.versions["torch"] = torch.__version__
     return graph

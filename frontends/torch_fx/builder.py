@@ -20,7 +20,7 @@ from asgnas_ir.ir.attrs import Attrs
 from asgnas_ir.ir.graph import Param, Value
 from asgnas_ir.ir.node import make_node
 from asgnas_ir.ir.ops import Op
-from asgnas_ir.ir.weights import WeightStore
+from asgnas_ir.ir.weights import WeightStore, tensor_array
 
 _DTYPES = {
     torch.float32: "float32", torch.float64: "float64", torch.float16: "float16", torch.bfloat16: "bfloat16",
@@ -97,10 +97,21 @@ class Builder(GraphBuilder):
     def value(self, name: str) -> Value:
         return self.values[name]
 
-    def fail(self, message: str) -> FrontendError:
+    def where(self) -> str:
+        """The current fx node and the module it belongs to, for messages."""
         node = self.current
-        where = f"fx node '{node.name}'" + (f" (module '{node.target}')" if node is not None and node.op == "call_module" else "") if node else "fx graph"
-        return FrontendError(f"{where}: {message}")
+        if node is None:
+            return "fx graph"
+        if node.op == "call_module":
+            return f"fx node '{node.name}' (module '{node.target}')"
+        # the Tracer records the stack of modules whose forward made the node
+        stack = node.meta.get("nn_module_stack") or {}
+        owner = next(reversed(stack.values()), None) if stack else None
+        path = owner[0] if isinstance(owner, tuple) and owner else None
+        return f"fx node '{node.name}'" + (f" (in module '{path}')" if path else " (in the model's forward)")
+
+    def fail(self, message: str) -> FrontendError:
+        return FrontendError(f"{self.where()}: {message}")
 
     def observed_value(self, node: torch.fx.Node) -> Any:
         return self.observed.get(node)
@@ -189,7 +200,7 @@ def _snapshot_reader(source: str, tensor: torch.Tensor) -> Callable[[], np.ndarr
     try:
         version = tensor._version
     except RuntimeError:  # an inference-mode tensor has no version counter: copy it now
-        array = tensor.detach().cpu().numpy().copy()
+        array = tensor_array(tensor)
         return lambda: array
 
     def read() -> np.ndarray:
@@ -198,7 +209,7 @@ def _snapshot_reader(source: str, tensor: torch.Tensor) -> Callable[[], np.ndarr
                 f"param '{source}' changed in the model after ai.compile and before the graph read it; call "
                 "graph.update_weights(model) to take the model's current values, or compile the model again"
             )
-        return tensor.detach().cpu().numpy().copy()
+        return tensor_array(tensor)
 
     return read
 

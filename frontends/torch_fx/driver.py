@@ -25,6 +25,7 @@ from asgnas_ir.frontends.torch_fx.functions import FUNCTIONS, function_key
 from asgnas_ir.frontends.torch_fx.inputs import check_example_inputs
 from asgnas_ir.frontends.torch_fx.methods import METHODS
 from asgnas_ir.frontends.torch_fx.modules import MODULES
+from asgnas_ir.frontends.torch_fx.writes import WriteLog, bump, may_write, rebind_after_write
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.graph import Graph, GraphMeta
 from asgnas_ir.ir.ops import Op
@@ -33,14 +34,23 @@ from asgnas_ir.ir.ops import Op
 class _Recorder(torch.fx.Interpreter):
     """Runs the traced module and keeps each node's result: tensor meta, or the Python value."""
 
-    def __init__(self, root: torch.nn.Module, graph: torch.fx.Graph) -> None:
+    def __init__(self, root: torch.nn.Module, graph: torch.fx.Graph, *, track_storage: bool = True) -> None:
         super().__init__(root, graph=graph)
         self.observed: dict[torch.fx.Node, Any] = {}
+        self.writes = WriteLog(tracked=track_storage)  # NOTE: [In-place writes as rebinding]
 
     def run_node(self, n: torch.fx.Node) -> Any:
+        versions = self.writes.before(self.env, n)
         result = super().run_node(n)
+        self.writes.after(self.env, n, versions, result)
         self.observed[n] = _summarise(result)
         return result
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().run(*args, **kwargs)
+        finally:
+            self.writes.release()
 
     # NOTE: [Meta shortcuts] On meta tensors torch computes the result of many ops through its
     # Python reference implementations (~0.4 ms for a relu, ~3 ms for a batch norm), which made
@@ -52,13 +62,17 @@ class _Recorder(torch.fx.Interpreter):
     # cover exactly (a mismatched channel count, an unbatched input, keyword arguments) runs
     # torch's own meta function, so its error message stays torch's. A module with forward hooks
     # is always called: a hook may change the output or must see the call.
+    # A shortcut must keep torch's aliasing, which the in-place rebinding reads: Identity and eval
+    # dropout return their input itself, and an in-place op returns its input, marked written.
     def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
         if _is_meta(args):
             module = self.submodules.get(target) or self.fetch_attr(target)
             if _has_forward_hooks(module):
                 return super().call_module(target, args, kwargs)
+            if isinstance(module, _RETURNS_INPUT_MODULES) and not kwargs and len(args) == 1:
+                return args[0]
             if isinstance(module, _SHAPE_KEEPING_MODULES):
-                return _meta_like(args[0])
+                return bump(args[0]) if getattr(module, "inplace", False) else _meta_like(args[0])
             shape = None if kwargs or len(args) != 1 else _module_output_shape(module, args[0])
             if shape is not None:
                 return args[0].new_empty(shape)
@@ -70,26 +84,28 @@ class _Recorder(torch.fx.Interpreter):
             if shape is not None:
                 return args[0][0].new_empty(shape)
         if _is_meta(args):
-            if target in _SHAPE_KEEPING_FUNCTIONS:
+            if target in _SHAPE_KEEPING_FUNCTIONS and not kwargs and len(args) == 1:
                 return _meta_like(args[0])
             if target in _SAME_SHAPE_BINARY and not kwargs:
-                shape = _broadcast_meta_shape(args, in_place=target in _IN_PLACE_BINARY)
+                in_place = target in _IN_PLACE_BINARY
+                shape = _broadcast_meta_shape(args, in_place=in_place)
                 if shape is not None:
-                    return args[0].new_empty(shape)
+                    return bump(args[0]) if in_place else args[0].new_empty(shape)
             if target is torch.nn.functional.layer_norm and _plain_layer_norm(args, kwargs):
                 return _meta_like(args[0])
         return super().call_function(target, args, kwargs)
 
     def call_method(self, target: Any, args: Any, kwargs: Any) -> Any:
-        if _is_meta(args) and target in _SHAPE_KEEPING_METHODS:
-            return _meta_like(args[0])
+        if _is_meta(args) and target in _SHAPE_KEEPING_METHODS and not kwargs and len(args) == 1:
+            return bump(args[0]) if target.endswith("_") else _meta_like(args[0])
         return super().call_method(target, args, kwargs)
 
 
 _SHAPE_KEEPING_MODULES = (
     torch.nn.modules.batchnorm._BatchNorm, torch.nn.ReLU, torch.nn.ReLU6, torch.nn.GELU, torch.nn.SiLU,
-    torch.nn.Sigmoid, torch.nn.Hardswish, torch.nn.Hardsigmoid, torch.nn.Tanh, torch.nn.Dropout, torch.nn.Identity,
+    torch.nn.Sigmoid, torch.nn.Hardswish, torch.nn.Hardsigmoid, torch.nn.Tanh,
 )
+_RETURNS_INPUT_MODULES = (torch.nn.Identity, torch.nn.Dropout)  # the model runs in eval mode here
 _SHAPE_KEEPING_FUNCTIONS = {
     torch.relu, torch.nn.functional.relu, torch.sigmoid, torch.tanh, torch.nn.functional.gelu,
     torch.nn.functional.silu, torch.nn.functional.hardswish, torch.nn.functional.hardsigmoid,
@@ -224,14 +240,15 @@ class _RunRecorder(torch.nn.Module):
         return self.recorder.run(*args)
 
 
-def _observe_on_meta(root: torch.nn.Module, graph: torch.fx.Graph, run_args: list[Any]) -> dict[torch.fx.Node, Any] | None:
+def _observe_on_meta(root: torch.nn.Module, graph: torch.fx.Graph, run_args: list[Any]) -> _Recorder | None:
     """Each node's shape and dtype from a run on the meta device, or None when that run fails.
 
     NOTE: [Shapes without arithmetic] The converters read only shapes, dtypes and Python ints from
     the run, never tensor values, so a run on meta tensors (shape functions, no kernels) records the
     same facts as a real one at a fraction of the cost: ~15 ms instead of ~50 ms for resnet18 and
     11 ms instead of ~350 ms for vgg16_bn at 224x224. The model's own tensors are swapped for meta
-    ones through `functional_call` and restored afterwards. A forward that needs real data (an
+    ones through `functional_call` and restored afterwards. Meta tensors cost no memory, so every
+    result is kept alive until the run ends and storage identities stay unique. A forward that needs real data (an
     `.item()`, a tensor made on the CPU inside forward, a tensor-valued attribute) fails on meta
     and is simply run again for real, which stays the reference behaviour.
     """
@@ -246,7 +263,7 @@ def _observe_on_meta(root: torch.nn.Module, graph: torch.fx.Graph, run_args: lis
             functional_call(_RunRecorder(recorder), state, args, tie_weights=True)
     except Exception:  # noqa: BLE001  (any failure means: run it for real)
         return None
-    return recorder.observed
+    return recorder
 
 
 def _first_part(exc: BaseException) -> str:
@@ -307,8 +324,40 @@ class _Tracer(torch.fx.Tracer):
             return torch.fx.proxy.TracerBase.create_arg(self, a)
         return super().create_arg(a)
 
+    def proxy(self, node: torch.fx.Node) -> torch.fx.Proxy:
+        return _WritingProxy(node, self)
 
-_PLAIN_ARG_TYPES = {torch.fx.Proxy, tuple, list, dict, int, float, bool, str, type(None)}
+
+class _WritingProxy(torch.fx.Proxy):
+    """A Proxy that records augmented assignment and item assignment as the in-place calls they are.
+
+    fx's own Proxy has no `__iadd__`, so Python runs `y += t` as `y = y + t`: the graph then
+    says "a new tensor" where torch changes `y` (and every other name for it) in place, and
+    `y[:, :2] = 0` fails to trace. Recorded as `operator.iadd` / `operator.setitem`, the shape run
+    executes the real in-place op and the rebinding (NOTE: [In-place writes as rebinding]) or a
+    clear refusal follows.
+    """
+
+
+def _in_place(op: Any) -> Any:
+    def method(self: torch.fx.Proxy, other: Any) -> torch.fx.Proxy:
+        return self.tracer.create_proxy("call_function", op, (self, other), {})
+
+    return method
+
+
+for _name in ("iadd", "isub", "imul", "itruediv", "ifloordiv", "imod", "ipow", "imatmul", "iand", "ior", "ixor"):
+    setattr(_WritingProxy, f"__{_name}__", _in_place(getattr(operator, _name)))
+
+
+def _setitem(self: torch.fx.Proxy, index: Any, value: Any) -> None:
+    self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
+
+
+_WritingProxy.__setitem__ = _setitem  # type: ignore[method-assign]
+
+
+_PLAIN_ARG_TYPES = {torch.fx.Proxy, _WritingProxy, tuple, list, dict, int, float, bool, str, type(None)}
 
 
 def _trace(model: torch.nn.Module, n_inputs: int) -> tuple[torch.fx.Graph, dict[str, Any]]:
@@ -336,14 +385,16 @@ def _trace(model: torch.nn.Module, n_inputs: int) -> tuple[torch.fx.Graph, dict[
 
 
 def lower_torch_fx(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], on_unsupported: str = "error") -> Graph:
-    """Lower `model` (called on `example_inputs`) into an IR Graph with its weights."""
-    was_training = model.training
-    # eval() and train() set the flag through nn.Module.__setattr__ on every submodule; a model
-    # already wholly in eval mode (the usual case) needs neither
-    switch = any(m.training for m in model.modules())
-    if switch:
-        model.eval()
+    """Lower `model` (called on `example_inputs`) into an IR Graph with its weights.
+
+    The model is traced in eval mode; every submodule's `training` flag is put back exactly as it
+    was (a frozen BatchNorm in a training model, a dropout left in train mode in an eval model),
+    also when lowering fails.
+    """
+    flags = training_flags(model)
     try:
+        if any(training for _, training in flags):
+            model.eval()
         graph, concrete = _trace(model, len(example_inputs))
         placeholders = [n for n in graph.nodes if n.op == "placeholder"]
         # fx keeps a placeholder for every specialised argument, carrying the default as its arg.
@@ -357,9 +408,12 @@ def lower_torch_fx(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, .
         check_example_inputs(model, model, tensor_args, example_inputs)
         fixed = iter(example_inputs)
         run_args = [specialised[n] if n in specialised else next(fixed) for n in placeholders]
-        observed = _observe_on_meta(model, graph, run_args)
-        if observed is None:
-            recorder = _Recorder(model, graph)
+        recorder = _observe_on_meta(model, graph, run_args)
+        if recorder is None:
+            # real activations cost memory: keep them alive only where a write may need their identity
+            index = SubmoduleIndex(model)
+            track = may_write(model, graph, lambda node: _converter(index, node) is not None)
+            recorder = _Recorder(model, graph, track_storage=track)
             try:
                 with torch.no_grad():
                     recorder.run(*run_args)
@@ -370,15 +424,25 @@ def lower_torch_fx(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, .
                     f"{_first_part(exc)}. "
                     "Check the input shapes and dtypes (CLI: --input 1,3,224,224 or int64[1,16])."
                 ) from None
-            observed = recorder.observed
-        return _convert(model, graph, observed, on_unsupported, specialised)
+        return _convert(model, graph, recorder.observed, recorder.writes, on_unsupported, specialised)
     finally:
-        if switch:
-            model.train(was_training)
+        restore_training_flags(flags)
+
+
+def training_flags(model: torch.nn.Module) -> list[tuple[torch.nn.Module, bool]]:
+    """Each submodule with its `training` flag, to put back after a lowering that needs eval mode."""
+    return [(m, m.training) for m in model.modules()]
+
+
+def restore_training_flags(flags: list[tuple[torch.nn.Module, bool]]) -> None:
+    for module, training in flags:
+        if module.training is not training:
+            module.training = training  # the flag only; `train()` would recurse into children
 
 
 def _convert(
-    model: torch.nn.Module, fx_graph: torch.fx.Graph, observed: dict, on_unsupported: str, specialised: dict
+    model: torch.nn.Module, fx_graph: torch.fx.Graph, observed: dict, writes: WriteLog, on_unsupported: str,
+    specialised: dict,
 ) -> Graph:
     gm = SubmoduleIndex(model)  # the traced graph's targets are paths in the model itself
     missing: dict[str, list[str]] = defaultdict(list)
@@ -389,6 +453,7 @@ def _convert(
         raise UnsupportedOpError("torch.fx", [UnsupportedOp(op, tuple(locs)) for op, locs in missing.items()])
 
     b = Builder(gm, observed)
+    order = {node: i for i, node in enumerate(fx_graph.nodes)}
     inputs: list[str] = []
     outputs: list[str] = []
     output_kind = "single"
@@ -421,6 +486,7 @@ def _convert(
             else:
                 b.env[node] = converter(b, node)
                 b.check_shape(node, b.env[node])
+            rebind_after_write(b, node, writes, order, b.where(), _op_name(gm, node))
     _drop_dead_constants(b, outputs)
     choose_sequence_layout(b.values, b.params, b.nodes, inputs)
     read_packed_splits_on_features(b.values, b.params, b.nodes, inputs)

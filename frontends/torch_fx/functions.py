@@ -17,7 +17,13 @@ import torch.fx
 
 from asgnas_ir.frontends._table import ConverterTable
 from asgnas_ir.frontends.torch_fx.builder import Builder, TensorMeta
-from asgnas_ir.frontends.torch_fx.modules import adaptive_output, ntuple, pool_attrs
+from asgnas_ir.frontends.torch_fx.modules import (
+    adaptive_output,
+    emit_avg_pool,
+    ntuple,
+    pool_attrs,
+    require_batched,
+)
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.ops import Op
 
@@ -40,6 +46,51 @@ def _get(args: list[Any], kwargs: dict[str, Any], index: int, name: str, default
     if len(args) > index:
         return args[index]
     return kwargs.get(name, default)
+
+
+def op_label(node: torch.fx.Node) -> str:
+    """The torch name of the call an fx node makes, for messages."""
+    if node.op == "call_method":
+        return f"Tensor.{node.target}"
+    return function_key(node.target)
+
+
+def bind(
+    b: Builder, node: torch.fx.Node, names: tuple[str, ...], *, fixed: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Name the call's arguments by the torch signature `names` (in positional order).
+
+    NOTE: [Honour or refuse every argument] A converter reads the arguments it lowers; any other
+    argument must have the value the converter assumes (`fixed`: name -> its default), or the call
+    is refused naming the op, the argument and the place. An argument the signature does not list
+    is refused too, and so is an `out=` tensor, so a new torch argument can never be dropped
+    silently.
+    """
+    args, kwargs = b.args(node)
+    label = op_label(node)
+    if len(args) > len(names):
+        raise b.fail(f"{label} is called with {len(args)} positional arguments; the fx frontend reads {', '.join(names)}")
+    call = dict(zip(names, args, strict=False))
+    for key, value in kwargs.items():
+        if key == "out" and value is None:
+            continue
+        if key == "out" or key not in names:
+            raise b.fail(f"{label}: argument '{key}' is not supported by the fx frontend; compute the result without it")
+        call[key] = value
+    for key, only in (fixed or {}).items():
+        value = call.get(key, only)
+        if not _same(value, only):
+            raise b.fail(
+                f"{label}({key}={value!r}) is not supported by the fx frontend, which lowers only {key}={only!r}; "
+                "rewrite the call with ops the IR has"
+            )
+    return call
+
+
+def _same(value: Any, only: Any) -> bool:
+    if only is None or isinstance(only, bool):
+        return value is only or (isinstance(only, bool) and value == only and isinstance(value, (bool, int)))
+    return type(value) in (int, float, str) and value == only
 
 
 def _rank(b: Builder, x: str) -> int:
@@ -77,12 +128,9 @@ def emit_binary(b: Builder, op: Op, lhs: Any, rhs: Any, node: torch.fx.Node) -> 
 
 def binary(op: Op):  # noqa: ANN201
     def convert(b: Builder, node: torch.fx.Node) -> Any:
-        args, kwargs = b.args(node)
-        lhs = _get(args, kwargs, 0, "input")
-        rhs = _get(args, kwargs, 1, "other")
-        if kwargs.get("alpha", 1) != 1:
-            raise b.fail(f"{op.value} with alpha != 1 is not supported")
-        return emit_binary(b, op, lhs, rhs, node)
+        # alpha scales `other` (add/sub); rounding_mode turns div into floor/trunc division
+        call = bind(b, node, ("input", "other", "alpha", "rounding_mode"), fixed={"alpha": 1, "rounding_mode": None})
+        return emit_binary(b, op, call.get("input"), call.get("other"), node)
 
     return convert
 
@@ -111,8 +159,8 @@ def python_only(b: Builder, node: torch.fx.Node) -> Any:
 @FUNCTIONS.register("torch.pow", "operator.pow")
 def power(b: Builder, node: torch.fx.Node) -> Any:
     """pow(input, exponent) / input ** exponent: a tensor to a scalar power (or size arithmetic)"""
-    args, kwargs = b.args(node)
-    base, exponent = _get(args, kwargs, 0, "input"), _get(args, kwargs, 1, "exponent")
+    call = bind(b, node, ("input", "exponent"))
+    base, exponent = call.get("input"), call.get("exponent")
     if not b.is_tensor(base) and not b.is_tensor(exponent):
         return _python_result(b, node)
     if not b.is_tensor(base) or not isinstance(exponent, (int, float)):
@@ -120,47 +168,98 @@ def power(b: Builder, node: torch.fx.Node) -> Any:
     return b.emit(Op.POW, [base], A.PowAttrs(exponent=float(exponent)))
 
 
-def unary(op: Op, attrs_of=None):  # noqa: ANN001, ANN201
+def unary(op: Op, names: tuple[str, ...] = ("input", "inplace"), attrs_of=None, fixed=None):  # noqa: ANN001, ANN201
+    """An elementwise op. `inplace` is always accepted: the driver rebinds the written tensor
+    (NOTE: [In-place writes as rebinding])."""
+
     def convert(b: Builder, node: torch.fx.Node) -> Any:
-        args, kwargs = b.args(node)
-        x = _get(args, kwargs, 0, "input")
-        attrs = attrs_of(args, kwargs) if attrs_of else None
-        return b.emit(op, [x], attrs)
+        call = bind(b, node, names, fixed=fixed)
+        x = call.get("input")
+        if not b.is_tensor(x):
+            raise b.fail(f"{op_label(node)} needs a tensor input")
+        return b.emit(op, [x], attrs_of(b, call) if attrs_of else None)
 
     return convert
 
 
+def _scalar(b: Builder, call: dict[str, Any], name: str, default: float | None) -> float | None:
+    value = call.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise b.fail(f"{name} must be a Python number here; a tensor {name} is not supported")
+    return float(value)
+
+
 F = "torch.nn.functional"
 FUNCTIONS.add(["torch.relu", f"{F}.relu", "torch.relu_", f"{F}.relu_"], unary(Op.RELU))
-FUNCTIONS.add(["torch.sigmoid", f"{F}.sigmoid"], unary(Op.SIGMOID))
-FUNCTIONS.add(["torch.tanh", f"{F}.tanh"], unary(Op.TANH))
+FUNCTIONS.add(["torch.sigmoid", f"{F}.sigmoid", "torch.sigmoid_"], unary(Op.SIGMOID))
+FUNCTIONS.add(["torch.tanh", f"{F}.tanh", "torch.tanh_"], unary(Op.TANH))
 FUNCTIONS.add([f"{F}.silu"], unary(Op.SILU))
 FUNCTIONS.add([f"{F}.hardswish"], unary(Op.HARDSWISH))
 FUNCTIONS.add([f"{F}.hardsigmoid"], unary(Op.HARDSIGMOID))
 FUNCTIONS.add([f"{F}.mish"], unary(Op.MISH))
-FUNCTIONS.add(["torch.neg", "operator.neg"], unary(Op.NEG))
-FUNCTIONS.add(["torch.exp"], unary(Op.EXP))
-FUNCTIONS.add(["torch.sqrt"], unary(Op.SQRT))
-FUNCTIONS.add([f"{F}.relu6"], unary(Op.CLAMP, lambda a, k: A.ClampAttrs(min=0.0, max=6.0)))
+FUNCTIONS.add(["torch.neg", "operator.neg", "torch.neg_"], unary(Op.NEG))
+FUNCTIONS.add(["torch.exp", "torch.exp_"], unary(Op.EXP))
+FUNCTIONS.add(["torch.sqrt", "torch.sqrt_"], unary(Op.SQRT))
+FUNCTIONS.add([f"{F}.relu6"], unary(Op.CLAMP, attrs_of=lambda b, c: A.ClampAttrs(min=0.0, max=6.0)))
 FUNCTIONS.add(
-    [f"{F}.hardtanh"],
-    unary(Op.CLAMP, lambda a, k: A.ClampAttrs(min=_get(a, k, 1, "min_val", -1.0), max=_get(a, k, 2, "max_val", 1.0))),
+    [f"{F}.hardtanh", f"{F}.hardtanh_"],
+    unary(
+        Op.CLAMP, ("input", "min_val", "max_val", "inplace"),
+        lambda b, c: A.ClampAttrs(min=_scalar(b, c, "min_val", -1.0), max=_scalar(b, c, "max_val", 1.0)),
+    ),
 )
 FUNCTIONS.add(
-    ["torch.clamp", "torch.clip"],
-    unary(Op.CLAMP, lambda a, k: A.ClampAttrs(min=_get(a, k, 1, "min"), max=_get(a, k, 2, "max"))),
+    ["torch.clamp", "torch.clip", "torch.clamp_", "torch.clip_"],
+    unary(Op.CLAMP, ("input", "min", "max"), lambda b, c: A.ClampAttrs(min=_scalar(b, c, "min", None), max=_scalar(b, c, "max", None))),
 )
 FUNCTIONS.add(
-    [f"{F}.leaky_relu"],
-    unary(Op.LEAKY_RELU, lambda a, k: A.LeakyReluAttrs(negative_slope=_get(a, k, 1, "negative_slope", 0.01))),
+    [f"{F}.leaky_relu", f"{F}.leaky_relu_"],
+    unary(
+        Op.LEAKY_RELU, ("input", "negative_slope", "inplace"),
+        lambda b, c: A.LeakyReluAttrs(negative_slope=_scalar(b, c, "negative_slope", 0.01)),
+    ),
 )
-FUNCTIONS.add([f"{F}.gelu"], unary(Op.GELU, lambda a, k: A.GeluAttrs(approximate=k.get("approximate", "none"))))
-FUNCTIONS.add([f"{F}.elu"], unary(Op.ELU, lambda a, k: A.EluAttrs(alpha=_get(a, k, 1, "alpha", 1.0))))
+FUNCTIONS.add(
+    [f"{F}.gelu"], unary(Op.GELU, ("input", "approximate"), lambda b, c: A.GeluAttrs(approximate=c.get("approximate", "none")))
+)
+FUNCTIONS.add(
+    [f"{F}.elu", f"{F}.elu_"],
+    unary(Op.ELU, ("input", "alpha", "inplace"), lambda b, c: A.EluAttrs(alpha=_scalar(b, c, "alpha", 1.0))),
+)
 FUNCTIONS.add(
     [f"{F}.softplus"],
-    unary(Op.SOFTPLUS, lambda a, k: A.SoftplusAttrs(beta=_get(a, k, 1, "beta", 1.0), threshold=_get(a, k, 2, "threshold", 20.0))),
+    unary(
+        Op.SOFTPLUS, ("input", "beta", "threshold"),
+        lambda b, c: A.SoftplusAttrs(beta=_scalar(b, c, "beta", 1.0), threshold=_scalar(b, c, "threshold", 20.0)),
+    ),
 )
-FUNCTIONS.add([f"{F}.dropout"], unary(Op.DROPOUT, lambda a, k: A.DropoutAttrs(p=_get(a, k, 1, "p", 0.5))))
+
+
+@FUNCTIONS.register(f"{F}.dropout", f"{F}.dropout1d", f"{F}.dropout2d", f"{F}.dropout3d")
+def dropout(b: Builder, node: torch.fx.Node) -> Any:
+    """dropout(input, p=0.5, training=True, inplace=False): the functional form drops whenever
+    `training` is True, whatever the module's mode, so only training=False (or p=0) is an identity
+    at inference; the IR keeps the node so the generated model trains like the source one."""
+    call = bind(b, node, ("input", "p", "training", "inplace"))
+    p = _scalar(b, call, "p", 0.5)
+    if call.get("training", True) and p:
+        raise b.fail(
+            f"{op_label(node)} with training=True drops activations at inference too; pass training=self.training "
+            "(or use nn.Dropout) and compile the model in eval mode"
+        )
+    channelwise = not str(node.target.__name__).endswith("dropout")  # type: ignore[union-attr]
+    return b.emit(Op.DROPOUT, [call["input"]], A.DropoutAttrs(p=p, channelwise=channelwise))
+
+
+@FUNCTIONS.register("operator.setitem")
+def setitem(b: Builder, node: torch.fx.Node) -> Any:
+    """tensor[index] = value: a partial write the pure IR cannot express"""
+    raise b.fail(
+        "indexed assignment (tensor[...] = value) writes part of a tensor in place, which the IR cannot express; "
+        "build the result out of place (torch.cat of the kept and the new parts, or torch.where with a mask)"
+    )
 
 
 @FUNCTIONS.register("torch.fx._symbolic_trace._assert_is_none", "torch._assert", "operator.eq", "operator.ne")
@@ -183,12 +282,23 @@ def stochastic_depth(b: Builder, node: torch.fx.Node) -> Any:
 @FUNCTIONS.register("torch.softmax", f"{F}.softmax")
 def softmax(b: Builder, node: torch.fx.Node) -> Any:
     """softmax(input, dim)"""
-    args, kwargs = b.args(node)
-    x = _get(args, kwargs, 0, "input")
-    dim = _get(args, kwargs, 1, "dim")
+    functional = node.op == "call_function" and function_key(node.target) == f"{F}.softmax"
+    call = bind(b, node, ("input", "dim", "_stacklevel", "dtype") if functional else ("input", "dim", "dtype"))
+    x, dim = call.get("input"), call.get("dim")
+    _same_dtype(b, node, x, call.get("dtype"))
     if dim is None:
         raise b.fail("softmax without dim is ambiguous; pass dim explicitly")
     return b.emit(Op.SOFTMAX, [x], A.AxisAttrs(axis=_axis(b, x, dim)))
+
+
+def _same_dtype(b: Builder, node: torch.fx.Node, x: str, dtype: Any) -> None:
+    """A `dtype=` argument is honoured only when it is the input's own dtype (no cast in the IR)."""
+    if dtype is None:
+        return
+    from asgnas_ir.frontends.torch_fx.builder import dtype_name
+
+    if not isinstance(dtype, torch.dtype) or dtype_name(dtype) != b.value(x).dtype:
+        raise b.fail(f"{op_label(node)} with dtype={dtype} casts its input; cast explicitly before the call is not supported either")
 
 
 # ---- data movement -----------------------------------------------------------------------------
@@ -197,9 +307,9 @@ def softmax(b: Builder, node: torch.fx.Node) -> Any:
 @FUNCTIONS.register("torch.cat", "torch.concat", "torch.concatenate")
 def cat(b: Builder, node: torch.fx.Node) -> Any:
     """cat(tensors, dim=0)"""
-    args, kwargs = b.args(node)
-    tensors = list(_get(args, kwargs, 0, "tensors"))
-    dim = _get(args, kwargs, 1, "dim", 0)
+    call = bind(b, node, ("tensors", "dim"))
+    tensors = list(call["tensors"])
+    dim = call.get("dim", 0)
     if len(tensors) == 1:
         return tensors[0]
     return b.emit(Op.CONCAT, tensors, A.AxisAttrs(axis=_axis(b, tensors[0], dim)))
@@ -217,24 +327,25 @@ def _emit_split(b: Builder, node: torch.fx.Node, x: str, dim: int) -> list[str]:
 @FUNCTIONS.register("torch.chunk")
 def chunk(b: Builder, node: torch.fx.Node) -> Any:
     """chunk(input, chunks, dim=0)"""
-    args, kwargs = b.args(node)
-    return _emit_split(b, node, _get(args, kwargs, 0, "input"), _get(args, kwargs, 2, "dim", 0))
+    call = bind(b, node, ("input", "chunks", "dim"))
+    return _emit_split(b, node, call["input"], call.get("dim", 0))
 
 
 @FUNCTIONS.register("torch.split")
 def split(b: Builder, node: torch.fx.Node) -> Any:
     """split(tensor, split_size_or_sections, dim=0)"""
-    args, kwargs = b.args(node)
-    return _emit_split(b, node, _get(args, kwargs, 0, "tensor"), _get(args, kwargs, 2, "dim", 0))
+    names = ("tensor", "split_size", "dim") if node.op == "call_method" else ("tensor", "split_size_or_sections", "dim")
+    call = bind(b, node, names)
+    return _emit_split(b, node, call["tensor"], call.get("dim", 0))
 
 
 @FUNCTIONS.register("torch.flatten")
 def flatten(b: Builder, node: torch.fx.Node) -> Any:
     """flatten(input, start_dim=0, end_dim=-1)"""
-    args, kwargs = b.args(node)
-    x = _get(args, kwargs, 0, "input")
-    start = _axis(b, x, _get(args, kwargs, 1, "start_dim", 0))
-    end = _axis(b, x, _get(args, kwargs, 2, "end_dim", -1))
+    call = bind(b, node, ("input", "start_dim", "end_dim"))
+    x = call["input"]
+    start = _axis(b, x, call.get("start_dim", 0))
+    end = _axis(b, x, call.get("end_dim", -1))
     if start == end:
         return x
     return b.emit(Op.FLATTEN, [x], A.FlattenAttrs(start_axis=start, end_axis=end))
@@ -300,12 +411,12 @@ def squeeze(b: Builder, node: torch.fx.Node) -> Any:
 
 def _reduce(op: Op):  # noqa: ANN202
     def convert(b: Builder, node: torch.fx.Node) -> Any:
-        args, kwargs = b.args(node)
-        x = _get(args, kwargs, 0, "input")
-        dim = _get(args, kwargs, 1, "dim")
-        keepdim = bool(_get(args, kwargs, 2, "keepdim", False))
-        if kwargs.get("dtype") is not None:
-            raise b.fail(f"{op.value} with dtype= is not supported")
+        call = bind(b, node, ("input", "dim", "keepdim", "dtype"))
+        x, dim = call["input"], call.get("dim")
+        if isinstance(dim, torch.dtype):  # torch.sum(x, torch.float64): the dtype in dim's place
+            call["dtype"], dim = dim, None
+        keepdim = bool(call.get("keepdim", False))
+        _same_dtype(b, node, x, call.get("dtype"))
         rank = _rank(b, x)
         if dim is None:
             axes = tuple(range(rank))
@@ -366,54 +477,54 @@ def getitem(b: Builder, node: torch.fx.Node) -> Any:
 @FUNCTIONS.register(f"{F}.adaptive_avg_pool1d", f"{F}.adaptive_avg_pool2d", f"{F}.adaptive_avg_pool3d")
 def adaptive_avg_pool(b: Builder, node: torch.fx.Node) -> Any:
     """adaptive_avg_pool{1,2,3}d(input, output_size)"""
-    args, kwargs = b.args(node)
-    x = _get(args, kwargs, 0, "input")
-    size = adaptive_output(b, x, _get(args, kwargs, 1, "output_size"))
+    call = bind(b, node, ("input", "output_size"))
+    x = call["input"]
+    size = adaptive_output(b, x, call["output_size"])
     return b.emit(Op.ADAPTIVE_AVG_POOL, [x], A.AdaptivePoolAttrs(output_size=size))
 
 
 @FUNCTIONS.register(f"{F}.max_pool1d", f"{F}.max_pool2d", f"{F}.max_pool3d")
 def max_pool(b: Builder, node: torch.fx.Node) -> Any:
     """max_pool{1,2,3}d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False)"""
-    args, kwargs = b.args(node)
-    x = _get(args, kwargs, 0, "input")
-    if _get(args, kwargs, 6, "return_indices", False):
-        raise b.fail("max_pool with return_indices=True is not supported")
+    names = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+    call = bind(b, node, names, fixed={"return_indices": False})
+    x = call["input"]
     n = _rank(b, x) - 2
     attrs = pool_attrs(
-        _get(args, kwargs, 1, "kernel_size"), _get(args, kwargs, 2, "stride"), _get(args, kwargs, 3, "padding", 0),
-        _get(args, kwargs, 4, "dilation", 1), _get(args, kwargs, 5, "ceil_mode", False), True, n,
+        call["kernel_size"], call.get("stride"), call.get("padding", 0), call.get("dilation", 1), call.get("ceil_mode", False),
+        True, n,
     )
     return b.emit(Op.MAX_POOL, [x], attrs)
 
 
 @FUNCTIONS.register(f"{F}.avg_pool1d", f"{F}.avg_pool2d", f"{F}.avg_pool3d")
 def avg_pool(b: Builder, node: torch.fx.Node) -> Any:
-    """avg_pool{1,2,3}d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True)"""
-    args, kwargs = b.args(node)
-    x = _get(args, kwargs, 0, "input")
+    """avg_pool{1,2,3}d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None)"""
+    names = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+    call = bind(b, node, names)
+    x = call["input"]
     n = _rank(b, x) - 2
     attrs = pool_attrs(
-        _get(args, kwargs, 1, "kernel_size"), _get(args, kwargs, 2, "stride"), _get(args, kwargs, 3, "padding", 0),
-        None, _get(args, kwargs, 4, "ceil_mode", False), _get(args, kwargs, 5, "count_include_pad", True), n,
+        call["kernel_size"], call.get("stride"), call.get("padding", 0), None, call.get("ceil_mode", False),
+        call.get("count_include_pad", True), n,
     )
-    return b.emit(Op.AVG_POOL, [x], attrs)
+    return emit_avg_pool(b, x, attrs, call.get("divisor_override"))
 
 
 @FUNCTIONS.register(f"{F}.pad")
 def pad(b: Builder, node: torch.fx.Node) -> Any:
     """pad(input, pad, mode='constant', value=None): `pad` lists (before, after) from the last axis backwards"""
-    args, kwargs = b.args(node)
-    x = _get(args, kwargs, 0, "input")
-    flat = list(_get(args, kwargs, 1, "pad"))
+    call = bind(b, node, ("input", "pad", "mode", "value"))
+    x = call["input"]
+    flat = list(call["pad"])
     rank = _rank(b, x)
     pads = [(0, 0)] * rank
     for i in range(len(flat) // 2):
         pads[rank - 1 - i] = (int(flat[2 * i]), int(flat[2 * i + 1]))
     if any(p < 0 for pair in pads for p in pair):
         raise b.fail("negative padding (cropping) is not supported")
-    mode = _get(args, kwargs, 2, "mode", "constant")
-    value = _get(args, kwargs, 3, "value", None)
+    mode = call.get("mode", "constant")
+    value = call.get("value")
     return b.emit(Op.PAD, [x], A.PadAttrs(pads=tuple(pads), mode=mode, value=float(value or 0.0)))
 
 
@@ -432,9 +543,10 @@ def constant_param(b: Builder, value: Any, axes: str | None) -> str | None:
 @FUNCTIONS.register(f"{F}.layer_norm")
 def layer_norm(b: Builder, node: torch.fx.Node) -> Any:
     """layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05)"""
+    call = bind(b, node, ("input", "normalized_shape", "weight", "bias", "eps"))
     args, kwargs = b.args(node)
-    x = _get(args, kwargs, 0, "input")
-    normalized = ntuple(_get(args, kwargs, 1, "normalized_shape"), 1)
+    x = call["input"]
+    normalized = ntuple(call["normalized_shape"], 1)
     rank = _rank(b, x)
     axes = tuple(range(rank - len(normalized), rank))
     letters = "N" * (len(axes) - 1) + "C"
@@ -450,8 +562,10 @@ def layer_norm(b: Builder, node: torch.fx.Node) -> Any:
 @FUNCTIONS.register(f"{F}.linear")
 def linear(b: Builder, node: torch.fx.Node) -> Any:
     """linear(input, weight, bias=None)"""
+    bind(b, node, ("input", "weight", "bias"))
     args, kwargs = b.args(node)
     x = _get(args, kwargs, 0, "input")
+    require_batched(b, x, "linear")
     params = {"weight": constant_param(b, _get(args, kwargs, 1, "weight"), "OI")}
     bias = constant_param(b, _get(args, kwargs, 2, "bias"), "O")
     if bias is not None:
@@ -465,9 +579,11 @@ def conv(b: Builder, node: torch.fx.Node) -> Any:
     from asgnas_ir.frontends.torch_fx.builder import spatial_letters
     from asgnas_ir.frontends.torch_fx.modules import conv_padding
 
+    bind(b, node, ("input", "weight", "bias", "stride", "padding", "dilation", "groups"))
     args, kwargs = b.args(node)
     x = _get(args, kwargs, 0, "input")
-    n = _rank(b, x) - 2
+    n = {"torch.conv1d": 1, "torch.conv2d": 2, "torch.conv3d": 3}[function_key(node.target)]
+    require_batched(b, x, function_key(node.target), n + 1)
     weight = constant_param(b, _get(args, kwargs, 1, "weight"), "OI" + spatial_letters(n))
     kernel = b.params[weight].shape[2:]  # type: ignore[index]
     dilation = ntuple(_get(args, kwargs, 5, "dilation", 1), n)

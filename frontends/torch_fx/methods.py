@@ -18,18 +18,20 @@ from asgnas_ir.ir.ops import Op
 
 METHODS = ConverterTable("torch.fx tensor methods")
 
+# The `_` variants write their tensor in place: each lowers to its pure op and the driver points
+# every later reader of the written tensor at the result (NOTE: [In-place writes as rebinding]).
 METHODS.add(["add", "add_", "__add__", "__iadd__"], fn.binary(Op.ADD))
-METHODS.add(["sub", "sub_", "__sub__"], fn.binary(Op.SUB))
-METHODS.add(["mul", "mul_", "__mul__"], fn.binary(Op.MUL))
-METHODS.add(["div", "div_", "__truediv__"], fn.binary(Op.DIV))
-METHODS.add(["relu", "relu_"], fn.unary(Op.RELU))
-METHODS.add(["sigmoid", "sigmoid_"], fn.unary(Op.SIGMOID))
-METHODS.add(["tanh", "tanh_"], fn.unary(Op.TANH))
-METHODS.add(["neg"], fn.unary(Op.NEG))
-METHODS.add(["exp"], fn.unary(Op.EXP))
-METHODS.add(["sqrt"], fn.unary(Op.SQRT))
-METHODS.add(["pow", "__pow__"], fn.power)
-METHODS.add(["clamp", "clip"], fn.FUNCTIONS.get("torch.clamp"))  # type: ignore[list-item]
+METHODS.add(["sub", "sub_", "__sub__", "__isub__"], fn.binary(Op.SUB))
+METHODS.add(["mul", "mul_", "__mul__", "__imul__"], fn.binary(Op.MUL))
+METHODS.add(["div", "div_", "__truediv__", "__itruediv__"], fn.binary(Op.DIV))
+METHODS.add(["relu", "relu_"], fn.unary(Op.RELU, ("input",)))
+METHODS.add(["sigmoid", "sigmoid_"], fn.unary(Op.SIGMOID, ("input",)))
+METHODS.add(["tanh", "tanh_"], fn.unary(Op.TANH, ("input",)))
+METHODS.add(["neg", "neg_"], fn.unary(Op.NEG, ("input",)))
+METHODS.add(["exp", "exp_"], fn.unary(Op.EXP, ("input",)))
+METHODS.add(["sqrt", "sqrt_"], fn.unary(Op.SQRT, ("input",)))
+METHODS.add(["pow", "pow_", "__pow__"], fn.power)
+METHODS.add(["clamp", "clip", "clamp_", "clip_"], fn.FUNCTIONS.get("torch.clamp"))  # type: ignore[list-item]
 METHODS.add(["softmax"], fn.softmax)
 METHODS.add(["flatten"], fn.flatten)
 METHODS.add(["permute"], fn.permute)

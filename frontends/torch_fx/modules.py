@@ -27,7 +27,14 @@ def ntuple(value: int | tuple | list, n: int) -> tuple[int, ...]:
 
 
 def _input(b: Builder, node: torch.fx.Node) -> str:
+    """The one tensor a layer is called on; a converter reads its settings from the module, so any
+    further forward argument would be dropped and is refused instead."""
     args, kwargs = b.args(node)
+    if len(args) + len(kwargs) != 1:
+        raise b.fail(
+            f"{type(b.module(node)).__name__} is called with {len(args) + len(kwargs)} arguments; the fx frontend "
+            "lowers this layer called on its input tensor alone"
+        )
     x = args[0] if args else next(iter(kwargs.values()))
     if not b.is_tensor(x):
         raise b.fail("expected a tensor input")
@@ -53,6 +60,8 @@ def conv(b: Builder, node: torch.fx.Node) -> str:
     """Conv{1,2,3}d(in, out, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True, padding_mode='zeros')"""
     m: nn.Conv2d = b.module(node)  # type: ignore[assignment]
     n = len(m.kernel_size)
+    x = _input(b, node)
+    require_batched(b, x, f"{type(m).__name__} '{node.target}'", n + 1)
     attrs = A.ConvAttrs(
         stride=ntuple(m.stride, n),
         padding=conv_padding(b, m.padding, tuple(m.kernel_size), ntuple(m.dilation, n)),
@@ -61,7 +70,7 @@ def conv(b: Builder, node: torch.fx.Node) -> str:
         padding_mode=m.padding_mode,
     )
     params = b.module_params(str(node.target), m, {"weight": "OI" + spatial_letters(n), "bias": "O"})
-    return b.emit(Op.CONV, [_input(b, node)], attrs, params)
+    return b.emit(Op.CONV, [x], attrs, params)
 
 
 @MODULES.register(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -71,6 +80,7 @@ def conv_transpose(b: Builder, node: torch.fx.Node) -> str:
     if len(node.args) > 1 or "output_size" in node.kwargs:
         raise b.fail("ConvTranspose called with output_size is not supported; set output_padding on the layer instead")
     n = len(m.kernel_size)
+    require_batched(b, _input(b, node), f"{type(m).__name__} '{node.target}'", n + 1)
     attrs = A.ConvTransposeAttrs(
         stride=ntuple(m.stride, n),
         padding=ntuple(m.padding, n),
@@ -82,11 +92,33 @@ def conv_transpose(b: Builder, node: torch.fx.Node) -> str:
     return b.emit(Op.CONV_TRANSPOSE, [_input(b, node)], attrs, params)
 
 
+def require_batched(b: Builder, x: str, layer: str, unbatched_rank: int = 1) -> None:
+    """Refuse an unbatched input (rank `unbatched_rank`) to a linear or conv layer.
+
+    torch accepts `Linear(in)(x)` with x of shape [in] and `Conv2d` on [C, H, W], but the IR reads
+    axis 0 of every value as the batch: a [in] vector would be one sample whose only axis is both
+    batch and features, and a [C, H, W] image would put its channels on the batch axis, so no
+    channel could be pruned or kept consistently. A user runs such a model on batches in practice,
+    so the example input must show the batch axis.
+    """
+    shape = b.value(x).shape
+    if len(shape) != unbatched_rank:
+        return
+    forward_input = any(n.op == "placeholder" and b.env.get(n) == x for n in b.env)
+    what = f"forward input '{x}'" if forward_input else f"value '{x}'"
+    raise b.fail(
+        f"{layer} reads the {what} of shape {list(shape)} without a batch axis; the IR needs one. "
+        f"Add a batch dimension (e.g. example input x.unsqueeze(0) of shape {[1, *shape]})"
+    )
+
+
 @MODULES.register(nn.Linear)
 def linear(b: Builder, node: torch.fx.Node) -> str:
     """Linear(in_features, out_features, bias=True)"""
+    x = _input(b, node)
+    require_batched(b, x, f"nn.Linear '{node.target}'")
     params = b.module_params(str(node.target), b.module(node), {"weight": "OI", "bias": "O"})
-    return b.emit(Op.LINEAR, [_input(b, node)], None, params)
+    return b.emit(Op.LINEAR, [x], None, params)
 
 
 _NORM_PARAMS = {"weight": "C", "bias": "C", "running_mean": "C", "running_var": "C", "num_batches_tracked": None}
@@ -198,12 +230,31 @@ def max_pool(b: Builder, node: torch.fx.Node) -> str:
 def avg_pool(b: Builder, node: torch.fx.Node) -> str:
     """AvgPool{1,2,3}d(kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True)"""
     m: nn.AvgPool2d = b.module(node)  # type: ignore[assignment]
-    if getattr(m, "divisor_override", None):
-        raise b.fail("AvgPool with divisor_override is not supported")
     x = _input(b, node)
     n = len(b.value(x).shape) - 2
     attrs = pool_attrs(m.kernel_size, m.stride, m.padding, None, m.ceil_mode, m.count_include_pad, n)
-    return b.emit(Op.AVG_POOL, [x], attrs)
+    return emit_avg_pool(b, x, attrs, getattr(m, "divisor_override", None))
+
+
+def emit_avg_pool(b: Builder, x: str, attrs: A.PoolAttrs, divisor_override: int | None) -> str:
+    """Average pooling; `divisor_override=d` divides each window's sum by d instead of its size.
+
+    Where every window's average divides by the full kernel size (no partial windows from
+    ceil_mode, and padding counted or absent), the sum over d is the average scaled by
+    kernel/d, an exact rewrite. Elsewhere the divisor varies per window and the call is refused.
+    """
+    pooled = b.emit(Op.AVG_POOL, [x], attrs)
+    if divisor_override is None:
+        return pooled
+    if attrs.ceil_mode or (any(attrs.padding) and not attrs.count_include_pad):
+        raise b.fail(
+            "avg_pool with divisor_override and ceil_mode=True or count_include_pad=False divides windows by "
+            "different counts; this is not supported. Use sum pooling written out (avg_pool * kernel size)"
+        )
+    kernel = 1
+    for k in attrs.kernel_size:
+        kernel *= k
+    return b.emit(Op.MUL, [pooled], A.BinaryAttrs(scalar=kernel / float(divisor_override)), name=f"{pooled}_divisor")
 
 
 def adaptive_output(b: Builder, x: str, output_size: int | None | tuple) -> tuple[int, ...]:

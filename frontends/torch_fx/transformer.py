@@ -17,7 +17,7 @@ import torch.fx
 from torch import nn
 
 from asgnas_ir.frontends.torch_fx.builder import Builder
-from asgnas_ir.frontends.torch_fx.functions import FUNCTIONS, _get, _observed_shape, constant_param
+from asgnas_ir.frontends.torch_fx.functions import FUNCTIONS, _get, _observed_shape, bind, constant_param
 from asgnas_ir.frontends.torch_fx.methods import METHODS
 from asgnas_ir.frontends.torch_fx.modules import MODULES
 from asgnas_ir.ir import attrs as A
@@ -52,8 +52,9 @@ def embedding(b: Builder, node: torch.fx.Node) -> Any:
 @FUNCTIONS.register("torch.matmul", "operator.matmul", "torch.bmm")
 def matmul(b: Builder, node: torch.fx.Node) -> Any:
     """matmul(input, other) / input @ other / bmm(input, mat2)"""
-    args, kwargs = b.args(node)
-    lhs, rhs = args[0], args[1] if len(args) > 1 else next(iter(kwargs.values()))
+    bmm = str(getattr(node.target, "__name__", node.target)) == "bmm"
+    call = bind(b, node, ("input", "mat2") if bmm else ("input", "other"))
+    lhs, rhs = call.get("input"), call.get("mat2" if bmm else "other")
     if not (b.is_tensor(lhs) and b.is_tensor(rhs)):
         raise b.fail("matmul needs two tensors")
     if len(b.value(lhs).shape) < 2 or len(b.value(rhs).shape) < 2:
@@ -67,6 +68,9 @@ METHODS.add(["matmul", "__matmul__", "bmm"], matmul)
 @FUNCTIONS.register(f"{F}.scaled_dot_product_attention")
 def scaled_dot_product_attention(b: Builder, node: torch.fx.Node) -> Any:
     """scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False)"""
+    names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+    # the functional form drops attention weights whenever dropout_p > 0, in eval mode too
+    bind(b, node, names, fixed={"dropout_p": 0.0})
     args, kwargs = b.args(node)
     q, k, v = (_get(args, kwargs, i, name) for i, name in enumerate(("query", "key", "value")))
     mask = _get(args, kwargs, 3, "attn_mask")

@@ -13,8 +13,10 @@ from asgnas_ir.frontends.torch_fx.builder import TensorMeta
 from asgnas_ir.frontends.torch_fx.driver import _observe_on_meta, _Recorder, _trace
 
 
-def _facts(observed: dict) -> dict[str, object]:
-    """fx node name -> (shape, dtype) of each tensor result, Python values as they are."""
+def _facts(recorder: _Recorder) -> dict[str, object]:
+    """fx node name -> (shape, dtype) of each tensor result, Python values as they are; plus, for
+    the in-place rebinding, which inputs each node wrote and which earlier node's tensor each
+    result aliases with the same view (storage addresses differ between runs, the pattern must not)."""
 
     def fact(v: object) -> object:
         if isinstance(v, TensorMeta):
@@ -23,7 +25,14 @@ def _facts(observed: dict) -> dict[str, object]:
             return type(v)(fact(x) for x in v)
         return v
 
-    return {node.name: fact(v) for node, v in observed.items()}
+    facts: dict[str, object] = {node.name: fact(v) for node, v in recorder.observed.items()}
+    first: dict[int, str] = {}
+    for node, view in recorder.writes.views.items():
+        owner = first.setdefault(view[0], node.name)
+        facts[f"{node.name}:alias"] = (owner, view[1:])
+    for node, written in recorder.writes.writes.items():
+        facts[f"{node.name}:writes"] = [w.name for w in written]
+    return facts
 
 
 def meta_and_real(model: nn.Module, *inputs: torch.Tensor) -> tuple[dict, dict]:
@@ -34,7 +43,7 @@ def meta_and_real(model: nn.Module, *inputs: torch.Tensor) -> tuple[dict, dict]:
     real = _Recorder(model, graph)
     with torch.no_grad():
         real.run(*inputs)
-    return _facts(meta), _facts(real.observed)
+    return _facts(meta), _facts(real)
 
 
 class Layers(nn.Module):
@@ -88,3 +97,30 @@ def test_a_hooked_layer_is_called_on_meta():
         layer.register_forward_hook(lambda m, args, out: seen.append(f"{type(m).__name__}:{out.device.type}"))
     ai.compile(model, torch.randn(1, 3, 8, 8))
     assert seen == ["Conv2d:meta", "LayerNorm:meta", "Linear:meta"]
+
+
+class Writes(nn.Module):
+    """In-place ops the shortcuts answer, and layers that return their input itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.act = nn.ReLU(inplace=True)
+        self.keep, self.drop = nn.Identity(), nn.Dropout(0.2)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self.conv(x))
+        z = self.drop(self.keep(y))
+        z += self.bn(y)
+        z.relu_()
+        w = z.detach().view(z.size(0), -1)
+        w.mul_(2.0)
+        return torch.relu(w)
+
+
+def test_shortcut_writes_and_aliases_equal_a_real_run():
+    meta, real = meta_and_real(Writes(), torch.randn(2, 3, 6, 6))
+    assert meta == real
+    assert meta["act:writes"] == ["conv"] and meta["relu_:writes"] == ["iadd"]
+    assert meta["drop:alias"][0] == meta["act:alias"][0] == "conv"  # identity and eval dropout return their input
