@@ -85,6 +85,9 @@ class GraphMeta(BaseModel):
     layout: str = "channels_first"
     output_kind: str = "single"  # "tuple" when the source model returned a tuple of tensors
     versions: dict[str, str] = Field(default_factory=dict)
+    # graph input/output value -> the source model's own name for it, where the two differ (an ONNX
+    # name such as `input.1` or `output:0`); codegen-onnx writes the source's names back
+    io_names: dict[str, str] = Field(default_factory=dict)
 
 
 class Graph(BaseModel):
@@ -136,6 +139,7 @@ class Graph(BaseModel):
         if not is_torch_module(model):
             raise IRValidationError(f"update_weights needs the model this graph was compiled from, got {type(model).__name__}")
         from asgnas_ir.backends.torch.binding import live_tensors
+        from asgnas_ir.ir.weights import tensor_array
 
         tensors = live_tensors(model)
         weights = {}
@@ -148,7 +152,7 @@ class Graph(BaseModel):
                     f"param '@{name}': the model's '{param.source}' has shape {list(tensor.shape)}, the graph "
                     f"declares {list(param.shape)}; recompile the model instead"
                 )
-            weights[name] = tensor.detach().cpu().numpy().copy()
+            weights[name] = tensor_array(tensor)
         self.set_weights(weights)
 
     # ---- versioned indices -------------------------------------------------------------------

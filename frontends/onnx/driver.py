@@ -1,8 +1,9 @@
 """Lower an ONNX model (a ModelProto or a .onnx path) into the IR.
 
 Steps: fix the graph inputs' shapes (from the example inputs, else symbolic dims become 1);
-inline local functions; run ONNX shape inference with data propagation (every value gets a static
-shape); mark the constant part of the graph (initializers, `Constant`, `Shape`/`Size` of values
+drop the shapes the file declares (`value_info`, outputs) except for custom-domain outputs, since a
+wrong one would otherwise be believed; inline local functions; run ONNX shape inference with data
+propagation (every value gets a static shape); mark the constant part of the graph (initializers, `Constant`, `Shape`/`Size` of values
 with static shapes, and anything computed only from those); scan the rest for ops without a
 converter and raise one `UnsupportedOpError` listing them all (or keep them as opaque nodes); then
 walk the nodes in order, folding constants with numpy / `onnx.reference` and converting the others,
@@ -13,6 +14,7 @@ pattern left unused at the end.
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ _DOMAINS = ("", "ai.onnx")
 def load_onnx(model: Any) -> onnx.ModelProto:
     """A ModelProto from a ModelProto or a path (external data next to the file is loaded too)."""
     if isinstance(model, onnx.ModelProto):
+        _require_external_data(model)
         return model
     if isinstance(model, (str, Path)):
         path = Path(model)
@@ -49,6 +52,27 @@ def load_onnx(model: Any) -> onnx.ModelProto:
         except Exception as exc:  # noqa: BLE001  (protobuf raises several types)
             raise FrontendError(f"'{path}' is not a readable ONNX model: {type(exc).__name__}: {exc}") from None
     raise SpecError(f"the onnx frontend needs an onnx.ModelProto or a .onnx path, got {type(model).__name__}")
+
+
+def _require_external_data(model: onnx.ModelProto) -> None:
+    """Refuse a ModelProto whose initializers still point at external files.
+
+    `onnx.load(path, load_external_data=False)` leaves such tensors empty, and a ModelProto does
+    not know the folder its files lie in, so nothing here can read them; every later step would
+    fail on an empty tensor with a message about something else.
+    """
+    from onnx.external_data_helper import uses_external_data
+
+    missing = [t for t in model.graph.initializer if uses_external_data(t)]
+    if not missing:
+        return
+    where = {e.key: e.value for e in missing[0].external_data}
+    names = ", ".join(f"'{t.name}'" for t in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    raise FrontendError(
+        f"the ONNX model's initializers {names} keep their data in an external file ('{where.get('location', '?')}') "
+        "that was not loaded; pass the .onnx path instead (its external data is read from beside it), or load "
+        "the data first with onnx.load(path) or onnx.load_external_data_for_model(model, folder)"
+    )
 
 
 def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
@@ -106,9 +130,17 @@ def _fix_inputs(model: onnx.ModelProto, shapes: list[tuple[int, ...]] | None) ->
             f"the ONNX model has {len(inputs)} input(s) ({', '.join(i.name for i in inputs)}) "
             f"but {len(shapes)} example input(s) were given"
         )
-    if shapes is not None:  # shapes recorded for other input shapes would contradict inference
-        del model.graph.value_info[:]
-        for out in model.graph.output:
+    # Shapes recorded in the file are not trusted where inference computes them: for other input
+    # shapes they contradict it, and a wrong `value_info` would otherwise flow into the lowered
+    # graph and be the very thing each lowered shape is checked against. The outputs of
+    # custom-domain nodes keep theirs (with the file's own input shapes), since inference knows
+    # nothing else about them and needs them for what follows.
+    custom = {out for node in model.graph.node if node.domain not in _DOMAINS for out in node.output} if shapes is None else set()
+    kept = [info for info in model.graph.value_info if info.name in custom]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(kept)
+    for out in model.graph.output:
+        if out.name not in custom:
             out.type.tensor_type.ClearField("shape")
     for i, item in enumerate(inputs):
         dims = item.type.tensor_type.shape.dim
@@ -133,6 +165,30 @@ def _types(model: onnx.ModelProto) -> dict[str, OnnxTensorType]:
             shape = tuple(int(d.dim_value) for d in ttype.shape.dim)
         types[info.name] = OnnxTensorType(shape=shape, dtype=ONNX_DTYPES.get(ttype.elem_type))
     return types
+
+
+def _declared_fallback(declared: dict[str, OnnxTensorType], types: dict[str, OnnxTensorType], nodes: list[onnx.NodeProto]) -> None:
+    """Complete `types` (from inference) with the shapes the file declares in `value_info` and its
+    outputs where inference gives none (outputs of custom-domain ops). Where both exist and
+    disagree, the file's metadata is wrong: the computed shape is kept, with a warning naming the
+    value and the node that computes it. Only for the file's own input shapes (no example inputs)."""
+    producer = {out: node for node in nodes for out in node.output}
+    wrong = []
+    for name, found in declared.items():
+        computed = types.get(name)
+        if computed is None or computed.shape is None:
+            types[name] = OnnxTensorType(found.shape, (computed.dtype if computed is not None else None) or found.dtype)
+        elif found.shape is not None and found.shape != computed.shape:
+            node = producer.get(name)
+            where = f" (output of node '{node.name or node.output[0]}', {node.op_type})" if node is not None else ""
+            wrong.append(f"'{name}'{where} is declared {list(found.shape)} but computes to {list(computed.shape)}")
+    if wrong:
+        more = f" and {len(wrong) - 5} more" if len(wrong) > 5 else ""
+        warnings.warn(
+            "the ONNX file's value_info / output shapes disagree with the shapes its graph computes; "
+            f"the computed shapes are used: {'; '.join(wrong[:5])}{more}",
+            stacklevel=5,
+        )
 
 
 def _opset(model: onnx.ModelProto) -> int:
@@ -287,6 +343,8 @@ def _lower_onnx(
     source_names: dict[str, str] | None, trainable: dict[str, bool] | None, framework: str, name: str | None,
 ) -> Graph:
     proto, initializers = _skeleton(proto)
+    input_names = {i.name for i in graph_inputs(proto)}
+    declared = {k: v for k, v in _types(proto).items() if k not in input_names}
     proto = _fix_inputs(proto, shapes)
     if proto.functions:
         proto = onnx.inliner.inline_local_functions(proto)
@@ -296,6 +354,8 @@ def _lower_onnx(
         raise FrontendError(f"ONNX shape inference failed: {type(exc).__name__}: {exc}") from None
     opset = _opset(proto)
     types = _types(proto)
+    if shapes is None:  # declared shapes were recorded for the declared input shapes only
+        _declared_fallback(declared, types, list(proto.graph.node))
     # One list of node objects for the whole lowering: the driver and the converters identify
     # nodes by id(), and protobuf makes a fresh Python wrapper on every access to a repeated field.
     nodes = list(proto.graph.node)
@@ -309,6 +369,7 @@ def _lower_onnx(
         b.env[init_name] = Const(array, Origin(init_name))
 
     inputs: list[str] = []
+    io_names: dict[str, str] = {}  # IR value -> the ONNX name, where sanitizing changed it
     for item in graph_inputs(proto):
         found = types[item.name]
         rank = len(found.shape or ())
@@ -317,6 +378,8 @@ def _lower_onnx(
         b.values[value_name] = Value(shape=found.shape, dtype=found.dtype, channel_axis=1 if rank >= 2 and floating else None)
         b.env[item.name] = value_name
         inputs.append(value_name)
+        if value_name != item.name:
+            io_names[value_name] = item.name
 
     # Fold every constant first: pattern converters look ahead at constants defined later. Shape
     # inference sees through some shape arithmetic only once the constants before it are folded
@@ -375,11 +438,13 @@ def _lower_onnx(
         if not isinstance(value, str):
             raise FrontendError(f"ONNX graph output '{out.name}' is not a tensor")
         outputs.append(value)
+        if value != out.name and value not in io_names:
+            io_names[value] = out.name
     _drop_dead(b, outputs)
     choose_sequence_layout(b.values, b.params, b.nodes, inputs)
     read_packed_splits_on_features(b.values, b.params, b.nodes, inputs)
     model_name = name or proto.graph.name or "model"
-    versions = {"onnx": onnx.__version__, "opset": str(opset)}
+    versions = {"onnx": onnx.__version__, "opset": str(opset), "ir_version": str(proto.ir_version)}
     if proto.producer_name:
         versions["producer"] = f"{proto.producer_name} {proto.producer_version}".strip()
     graph = Graph(
@@ -396,6 +461,7 @@ def _lower_onnx(
             layout="channels_first",
             versions=versions,
             output_kind="tuple" if len(outputs) > 1 else "single",
+            io_names=io_names,
         ),
     )
     graph.set_weights(b.weights)

@@ -80,3 +80,42 @@ def with_weights(model: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
 def as_arrays(inputs: Any) -> tuple[np.ndarray, ...]:
     """Example inputs (numpy arrays or torch tensors) as numpy arrays."""
     return tuple(np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x) for x in inputs)
+
+
+def run_checked(path: Any, inputs: list[np.ndarray], what: str) -> list[np.ndarray]:
+    """Outputs of the ONNX model at `path` on `inputs`, run in onnxruntime; `what` names the model in errors.
+
+    onnxruntime has no kernel for some valid type and op pairs (a float64 `Conv`); such a model is
+    run in `onnx.reference` instead, with a warning. Any other onnxruntime failure is raised as an
+    AsgnasError naming the model, the inputs given and what to check, instead of onnxruntime's own
+    exception type.
+    """
+    import warnings
+
+    from asgnas_ir.testing import run_onnx
+
+    try:
+        return run_onnx(path, inputs)
+    except Exception as exc:  # noqa: BLE001  (onnxruntime raises its own exception types)
+        kind = type(exc).__name__
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else kind
+        if kind != "NotImplemented":
+            shown = ", ".join(f"{a.dtype}{list(a.shape)}" for a in inputs)
+            raise AsgnasError(
+                f"onnxruntime cannot run {what} on the example inputs ({shown}): {kind}: {message}. "
+                "Check that the inputs have the shapes and dtypes the model expects, and that the model runs in "
+                "onnxruntime on its own (onnxruntime.InferenceSession(path).run(None, feeds))"
+            ) from None
+    warnings.warn(
+        f"onnxruntime has no kernel for an op of {what} ({message}); running it with onnx.reference instead (slower)",
+        stacklevel=2,
+    )
+    from onnx.reference import ReferenceEvaluator
+
+    model = onnx.load(str(path))
+    names = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    try:
+        outputs = ReferenceEvaluator(model).run(None, dict(zip(names, inputs, strict=True)))
+    except Exception as exc:  # noqa: BLE001  (the reference runtime raises many types)
+        raise AsgnasError(f"neither onnxruntime nor onnx.reference can run {what}: {type(exc).__name__}: {exc}") from None
+    return [np.asarray(o) for o in outputs]

@@ -26,6 +26,25 @@ if TYPE_CHECKING:
 
 OPSET = 19
 IR_VERSION = 9
+# The newest opset the emitters are written for: every op they use keeps its opset-19 meaning up to
+# here (21 and 22 only add element types: int4, bfloat16). A source model at an opset in
+# (OPSET, MAX_OPSET] is written back at its own opset rather than downgraded.
+MAX_OPSET = 22
+# the lowest IR version each opset needs (onnx.helper.VERSION_TABLE)
+_IR_FOR_OPSET = {19: 9, 20: 9, 21: 10, 22: 10}
+
+
+def target_versions(graph: Graph) -> tuple[int, int]:
+    """(opset, IR version) to write `graph` with: ours, or a raw ONNX source's own when higher and
+    within what the emitters are valid for."""
+    versions = graph.meta.versions
+    opset = OPSET
+    ir_version = IR_VERSION
+    if graph.meta.framework == "onnx":
+        source = int(versions.get("opset", OPSET) or OPSET)
+        opset = min(max(OPSET, source), MAX_OPSET)
+        ir_version = max(_IR_FOR_OPSET[opset], int(versions.get("ir_version", 0) or 0))
+    return opset, ir_version
 
 
 Emitter = Callable[["OnnxPrinter", NodeBase], None]
@@ -57,6 +76,12 @@ class OnnxPrinter:
         self._value_names = set(graph.values) - constants
         self._taken: set[str] = self._value_names | set(graph.params)
         self._node_names: set[str] = set()
+        # graph inputs and outputs keep the source model's names (`input.1`, `output:0`) when free
+        self._io_names: dict[str, str] = {}
+        for value, source in graph.meta.io_names.items():
+            if value in graph.values and (source == value or source not in self._taken):
+                self._io_names[value] = source
+                self._taken.add(source)
 
     # ---- names ---------------------------------------------------------------------------------
     def _unique(self, base: str, taken: set[str]) -> str:
@@ -149,9 +174,10 @@ class OnnxPrinter:
     def build(self) -> ir.Model:
         ir_ = self.ir
         graph = self.graph
+        opset, ir_version = target_versions(graph)
         inputs = []
         for name in graph.inputs:
-            value = ir_.Value(name=name)
+            value = ir_.Value(name=self._io_names.get(name, name))
             self._describe(value, name)
             self.values[name] = value
             inputs.append(value)
@@ -163,25 +189,28 @@ class OnnxPrinter:
         outputs: list[ir.Value] = []
         for name in graph.outputs:
             value = self.values[name]
+            wanted = self._io_names.get(name, name)
             if value.name != name or value.const_value is not None or value in inputs or value in outputs:
                 # an alias (constant, graph input) or an output listed twice: give it its own node
                 used = {v.name for v in [*inputs, *outputs, *self.tape.initializers]}
-                free = value.name != name and name not in used
+                free = value.name != wanted and wanted not in used
                 identity = self.tape.op("Identity", [value], name=self._unique(f"{name}/output", self._node_names))
-                identity.name = name if free else self._unique(f"{name}_out", self._taken)
+                identity.name = wanted if free else self._unique(f"{name}_out", self._taken)
                 self._describe(identity, name)
                 value = identity
+            else:
+                value.name = wanted
             outputs.append(value)
         onnx_graph = ir_.Graph(
             inputs,
             outputs,
             nodes=self.tape.nodes,
             initializers=self.tape.initializers,
-            opset_imports={"": OPSET},
+            opset_imports={"": opset},
             name=graph.name,
             doc_string=f"{graph.meta.framework or '?'} model {graph.meta.model_name or graph.name}, IR fingerprint {graph.fingerprint()}",
         )
-        return ir_.Model(onnx_graph, ir_version=IR_VERSION, producer_name="asgnas-ir", producer_version=__version__)
+        return ir_.Model(onnx_graph, ir_version=ir_version, producer_name="asgnas-ir", producer_version=__version__)
 
 
 _DATA_TYPES = {

@@ -1,8 +1,10 @@
-"""codegen-onnx: write a graph as one self-contained `model.onnx` (ONNX opset 19, IR version 9).
+"""codegen-onnx: write a graph as one self-contained `model.onnx` (ONNX opset 19, IR version 9, or a
+newer ONNX source's own opset and IR version up to opset `MAX_OPSET`).
 
 The model is built with onnx-ir, one emitter per op in `ONNX_EMITTERS` (the counterpart of
 codegen-torch's `EMITTERS`). Naming, so that the file reads like the source model in Netron:
-- every IR value keeps its name, with its static shape and dtype (graph inputs and outputs too);
+- every IR value keeps its name, with its static shape and dtype; graph inputs and outputs take the
+  source model's own names back (`input.1`, `output:0`: `GraphMeta.io_names`);
 - every param becomes an initializer named by its IR param name (`layer1.0.conv1.weight`), in the
   IR's own layout; a weight that ONNX wants in another layout (a linear weight for MatMul, a
   GroupNorm scale as [C, 1, 1]) goes through a Transpose/Unsqueeze node that runtimes fold;
@@ -43,6 +45,7 @@ from asgnas_ir.passes.codegen import (  # noqa: F401  (registration: each family
 )
 from asgnas_ir.passes.codegen._onnx_printer import (  # noqa: F401  (re-exported: imported from here)
     IR_VERSION,
+    MAX_OPSET,
     ONNX_EMITTERS,
     OPSET,
     Emitter,
@@ -77,7 +80,10 @@ def write_onnx(graph: Graph, out_dir: str | Path) -> list[Path]:
 @register_pass
 class CodegenOnnx(Pass):
     name = "codegen-onnx"
-    description = f"Write the graph as one ONNX model (model.onnx, opset {OPSET}) with the weights as named initializers."
+    description = (
+        f"Write the graph as one ONNX model (model.onnx, opset {OPSET} or an ONNX source's own up to {MAX_OPSET}) "
+        "with the weights as named initializers."
+    )
     kind = "codegen"
     requires = ("verify",)
 

@@ -66,18 +66,45 @@ def _conv(p: OnnxPrinter, node: NodeBase) -> None:
 
 @emits(Op.CONV_TRANSPOSE)
 def _conv_transpose(p: OnnxPrinter, node: NodeBase) -> None:
+    """ConvTranspose; an output padding that is not below the stride is written as padding.
+
+    torch accepts `output_padding < max(stride, dilation)`, onnxruntime only `< stride`. Output
+    padding only lengthens the end of the uncropped output, so it is the same as cropping that
+    much less at the end (`pads_end = padding - output_padding`); when that would be negative the
+    end is not cropped and the missing positions, which no input reaches, are zeros plus the bias.
+    """
     _refuse_channels_last(node)
     attrs: A.ConvTransposeAttrs = node.attrs  # type: ignore[assignment]
     weight = _weight_in(p, node, "IO")
     info = p.param_info(node, "weight")
     kernel = [d for d, letter in zip(info.shape, info.axes or "IO" + "K" * (len(info.shape) - 2), strict=True) if letter not in "OI"]
     bias = p.param(node, "bias") if p.has(node, "bias") else None
-    p.out(
-        node, "ConvTranspose", [p.x(node), weight] + ([bias] if bias is not None else []),
-        kernel_shape=kernel, strides=attrs.stride, pads=[*attrs.padding, *attrs.padding],
-        output_padding=attrs.output_padding if any(attrs.output_padding) else None,
-        dilations=attrs.dilation, group=attrs.groups,
-    )
+    kept, ends, extra = [], [], []
+    for pad, out_pad, stride in zip(attrs.padding, attrs.output_padding, attrs.stride, strict=True):
+        if out_pad < stride:
+            kept.append(out_pad)
+            ends.append(pad)
+            extra.append(0)
+        else:
+            kept.append(0)
+            ends.append(max(pad - out_pad, 0))
+            extra.append(max(out_pad - pad, 0))
+    conv_attrs = {
+        "kernel_shape": kernel, "strides": attrs.stride, "pads": [*attrs.padding, *ends],
+        "output_padding": kept if any(kept) else None, "dilations": attrs.dilation, "group": attrs.groups,
+    }
+    if not any(extra):
+        p.out(node, "ConvTranspose", [p.x(node), weight] + ([bias] if bias is not None else []), **conv_attrs)
+        return
+    y = p.op(node, "ConvTranspose", [p.x(node), weight], "transposed", **conv_attrs)
+    spatial = len(extra)
+    pads = p.ints(node, "output_padding", [0] * (spatial + 2) + [0, 0, *extra])
+    if bias is None:
+        p.out(node, "Pad", [y, pads], mode="constant")
+        return
+    y = p.op(node, "Pad", [y, pads], "padded", mode="constant")
+    shift = p.op(node, "Unsqueeze", [bias, p.ints(node, "bias_axes", range(1, spatial + 1))], "bias_c")
+    p.out(node, "Add", [y, shift])
 
 
 @emits(Op.MAX_POOL, Op.AVG_POOL)
