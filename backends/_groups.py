@@ -20,6 +20,17 @@ from asgnas_ir.passes.analysis.search_space import SearchSpace
 MAGNITUDE_EPS = 1e-6
 # Warm-up steps whose weight in the final score average would be below this are not scored.
 SCORE_WEIGHT_CUTOFF = 1e-6
+# `finalize()` calls a selected group "already zero" below this fraction of its norm at selection.
+NEAR_ZERO = 1e-3
+
+
+class GroupsNotZeroWarning(UserWarning):
+    """`finalize()` had to force selected groups to zero that training had not made (near) zero.
+
+    Forcing such groups removes weights the network still uses, so accuracy can fall sharply.
+    `warnings.simplefilter("error", GroupsNotZeroWarning)` turns it into an exception raised before
+    anything is zeroed, which leaves the model as trained.
+    """
 
 V = TypeVar("V")
 
@@ -184,3 +195,36 @@ def host_lambda(dot: list[float], norm: list[float], gg: list[float], lmbda: flo
         else:
             lams.append(lmbda)
     return lams
+
+
+def host_auto_lambda(dot: list[float], xx: list[float], gg: list[float], start: list[float], lr: float, period: int) -> list[float]:
+    """`reference.auto_lambda` (Python floats)."""
+    lams = []
+    for d, q, r, s0 in zip(dot, xx, gg, start, strict=True):
+        if q <= 0 or lr <= 0:
+            lams.append(0.0)
+            continue
+        a = math.sqrt(q)
+        radial = d / a
+        shrink = s0 / period if period > 0 else math.inf
+        rest = (a - shrink) ** 2 - lr * lr * max(r - radial * radial, 0.0) if a > shrink else 0.0
+        lams.append(max((a - math.sqrt(max(rest, 0.0))) / lr - radial, 0.0))
+    return lams
+
+
+def not_zero_warning(owner: str, groups: Sequence[int], norms: Sequence[float], start: Sequence[float], steps_since: int | None) -> str | None:
+    """The `GroupsNotZeroWarning` text for the selected `groups` whose norm is above `NEAR_ZERO` of their norm at
+    selection (`start`), or None when every one is (near) zero."""
+    far = [(g, n, s) for g, n, s in zip(groups, norms, start, strict=True) if n > NEAR_ZERO * s]
+    if not far:
+        return None
+    shown = ", ".join(f"{g} ({n / s:.1%} of its norm at selection)" if s > 0 else f"{g} (norm {n:.3g})" for g, n, s in far[:20])
+    more = f" and {len(far) - 20} more" if len(far) > 20 else ""
+    when = "before the groups were selected (warm-up not over)" if steps_since is None else f"{steps_since} steps after selection"
+    return (
+        f"{owner}.finalize(): {len(far)} of the {len(groups)} selected groups are not zero yet, {when}; they are "
+        f"being forced to zero, which removes weights the network still uses and can cost much accuracy. "
+        f"Groups: {shown}{more}. With the automatic λ (lmbda=None) and HESSO a group is zero `shrink_period` steps "
+        f"after selection: train that long (or lower it). To keep the model untouched instead, warnings.simplefilter('error', GroupsNotZeroWarning) raises this before "
+        f"anything is zeroed, and training can then go on."
+    )

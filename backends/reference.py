@@ -118,6 +118,50 @@ def select_lambda(
     return lam
 
 
+def auto_lambda(
+    dot: np.ndarray | float,
+    x_norm_sq: np.ndarray | float,
+    dir_norm_sq: np.ndarray | float,
+    start_norm: np.ndarray | float,
+    lr: float,
+    period: int,
+) -> np.ndarray:
+    """The automatic per-group penalty λ_g (`lmbda=None`): the smallest λ ≥ 0 whose step shrinks the group
+    by at least `start_norm / period` in norm, whatever the base direction `d` does.
+
+    With a = ‖x‖, d_r = ⟨x,d⟩/a and d_⊥ the rest of d, the step x̃ = x - lr·(d + λ·x/a) has
+    ‖x̃‖² = (a - lr·(λ + d_r))² + lr²‖d_⊥‖². Asking ‖x̃‖ ≤ a - s, s = start_norm/period, gives the
+    radial remainder ρ = √((a - s)² - lr²‖d_⊥‖²) and λ = (a - ρ)/lr - d_r; ρ = 0 when a ≤ s or the
+    sideways step alone is too long, and then ⟨x̃, x⟩ ≤ 0 and the half-space test (ε > 0) projects
+    the group. So a group is exactly zero at most `period` steps after its penalty starts.
+    A zero group, or lr = 0, gets 0.
+
+    Args:
+        dot: ⟨x_g, d_g⟩ per group (d: the base optimizer's direction, its step divided by lr).
+        x_norm_sq: ‖x_g‖² per group.
+        dir_norm_sq: ‖d_g‖² per group.
+        start_norm: ‖x_g‖ when its penalty started (selection).
+        lr: the step size.
+        period: steps from the start to zero (0: at once).
+
+    Returns:
+        float64 array of λ_g.
+    """
+    dot, xx, gg, start = (np.atleast_1d(np.asarray(v, np.float64)) for v in (dot, x_norm_sq, dir_norm_sq, start_norm))
+    lam = np.zeros(dot.shape)
+    live = xx > 0
+    if lr <= 0 or not live.any():
+        return lam
+    a = np.sqrt(xx[live])
+    radial = dot[live] / a
+    side_sq = np.maximum(gg[live] - radial**2, 0.0)
+    shrink = start[live] / period if period > 0 else np.full(a.shape, np.inf)
+    rest = np.where(a > shrink, np.maximum(a - shrink, 0.0) ** 2 - lr**2 * side_sq, 0.0)
+    rho = np.sqrt(np.maximum(rest, 0.0))
+    lam[live] = np.maximum((a - rho) / lr - radial, 0.0)
+    return lam
+
+
 def half_space_step(x: np.ndarray, grad: np.ndarray, lr: float, lam: float, eps: float) -> np.ndarray:
     """One H2SPG step on a redundant group (digest §1.2, phase 3).
 

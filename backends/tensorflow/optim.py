@@ -5,7 +5,10 @@ Works in `model.compile(optimizer=H2SPG(model, space, ...))` + `fit` and in a cu
 The steps are those of `asgnas_ir.backends.torch.H2SPG` (module docstring there; math:
 `asgnas_ir.backends.reference`): warm-up steps of SGD with momentum while the redundancy scores are
 averaged, then once the K most redundant groups that keep `space.is_valid`, then the half-space step
-on them and the SGD step everywhere else; `finalize()` makes exactly the chosen groups zero.
+on them and the SGD step everywhere else; `finalize()` makes exactly the chosen groups zero (warning,
+as torch does, about any that training left far from zero). λ is the torch optimizer's: automatic by
+default (NOTE: [Automatic λ] in the torch module: each chosen group is projected within `shrink_period`
+steps of selection), DHSPG's rule when `lmbda` is given.
 
 NOTE: [One graph for every phase] `fit` traces the train step once, so the phase cannot be a
 Python branch: it lives in optimizer variables (`selected_at`, the redundant mask and order, the
@@ -32,6 +35,7 @@ not Keras' decoupled decay. The momentum of redundant entries keeps being update
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,8 +45,10 @@ import tensorflow as tf
 
 from asgnas_ir.backends._groups import (
     MAGNITUDE_EPS,
+    GroupsNotZeroWarning,
     bind_groups,
     check_options,
+    not_zero_warning,
     num_selected,
     operators_holding,
     score_window,
@@ -95,8 +101,11 @@ class H2SPG(keras.optimizers.Optimizer):
         warmup_steps: base steps before selection (scores are averaged over them).
         ema: ω of the score average s ← ω·s + (1-ω)·score (only the last warm-up steps that weigh
             ≥ 1e-6 are scored).
-        epsilon: half-space projection threshold ε.
-        lmbda, lmbda_amplify, hat_lmbda_coeff: DHSPG's λ rule (`reference.select_lambda`).
+        epsilon: half-space projection threshold ε (> 0 with the automatic λ).
+        lmbda: None (default): the automatic λ (`reference.auto_lambda`), which zeroes every chosen group
+            within `shrink_period` steps of selection; a number: DHSPG's rule (`reference.select_lambda`)
+            with `lmbda_amplify` and `hat_lmbda_coeff`.
+        shrink_period: steps from selection to zero for the automatic λ.
         **kwargs: Keras optimizer options (`clipnorm`, `global_clipnorm`, `loss_scale_factor`, `name`, ...).
 
     Raises:
@@ -113,9 +122,10 @@ class H2SPG(keras.optimizers.Optimizer):
         target_group_sparsity: float = 0.5,
         warmup_steps: int = 100,
         ema: float = 0.9,
-        epsilon: float = 0.0,
-        lmbda: float = 1e-3,
+        epsilon: float = 0.5,
+        lmbda: float | None = None,
         *,
+        shrink_period: int = 100,
         lmbda_amplify: float = 2.0,
         hat_lmbda_coeff: float = 10.0,
         nesterov: bool = False,
@@ -124,15 +134,23 @@ class H2SPG(keras.optimizers.Optimizer):
     ) -> None:
         check_options(
             type(self).__name__, momentum=momentum, weight_decay=weight_decay, target_group_sparsity=target_group_sparsity,
-            warmup_steps=warmup_steps, ema=ema, epsilon=epsilon, lmbda=lmbda,
-            **({"lr": lr} if isinstance(lr, (int, float)) else {}),
+            warmup_steps=warmup_steps, ema=ema, epsilon=epsilon,
+            **({"lr": lr} if isinstance(lr, (int, float)) else {}), **({} if lmbda is None else {"lmbda": lmbda}),
         )
+        if shrink_period < 0:
+            raise AsgnasError(f"{type(self).__name__}: shrink_period must be ≥ 0, got {shrink_period}")
+        if lmbda is None and epsilon <= 0:
+            raise AsgnasError(
+                f"{type(self).__name__}: epsilon must be > 0 with the automatic λ (lmbda=None): the half-space "
+                "projection is what makes a group exactly zero; give epsilon=0.5 (the default), or an explicit lmbda"
+            )
         if kwargs.get("weight_decay") is not None or kwargs.get("use_ema") or kwargs.get("gradient_accumulation_steps"):
             raise AsgnasError(f"{type(self).__name__}: Keras' decoupled weight decay, EMA and gradient accumulation are not supported")
         super().__init__(learning_rate=lr, name=name, **kwargs)
         self.momentum, self.nesterov, self.l2 = float(momentum), bool(nesterov), float(weight_decay)
         self.target_group_sparsity, self.warmup_steps, self.ema = target_group_sparsity, int(warmup_steps), float(ema)
-        self.epsilon, self.lmbda = float(epsilon), float(lmbda)
+        self.epsilon, self.lmbda = float(epsilon), None if lmbda is None else float(lmbda)
+        self.shrink_period = int(shrink_period)
         self.lmbda_amplify, self.hat_lmbda_coeff = float(lmbda_amplify), float(hat_lmbda_coeff)
         self._binding = _bind(model, space)
         self._k = num_selected(target_group_sparsity, len(space.groups))
@@ -162,6 +180,7 @@ class H2SPG(keras.optimizers.Optimizer):
         self._mask = self.add_variable((groups,), "zeros", "float64", name="redundant_mask")
         self._order = self.add_variable((self._k,), keras.initializers.Constant(-1), "int64", name="redundant_order")
         self._selected_at = self.add_variable((), keras.initializers.Constant(-1), "int64", name="selected_at")
+        self._start = self.add_variable((groups,), "zeros", "float64", name="start_norms")
 
     def _ensure_built(self) -> None:
         if not self.built:
@@ -208,7 +227,7 @@ class H2SPG(keras.optimizers.Optimizer):
         config.update(
             momentum=self.momentum, nesterov=self.nesterov, target_group_sparsity=self.target_group_sparsity,
             warmup_steps=self.warmup_steps, ema=self.ema, epsilon=self.epsilon, lmbda=self.lmbda,
-            lmbda_amplify=self.lmbda_amplify, hat_lmbda_coeff=self.hat_lmbda_coeff, l2=self.l2,
+            lmbda_amplify=self.lmbda_amplify, hat_lmbda_coeff=self.hat_lmbda_coeff, l2=self.l2, shrink_period=self.shrink_period,
         )
         return config
 
@@ -235,19 +254,33 @@ class H2SPG(keras.optimizers.Optimizer):
         mask[order] = 1.0
         return np.array(order + [-1] * (self._k - len(order)), np.int64), mask
 
+    def _group_norms(self) -> np.ndarray:
+        b = self._binding
+        return np.sqrt(np.bincount(b.owner, weights=self._flat_numpy()[b.cols] ** 2, minlength=len(b.sizes)))
+
     def finalize(self) -> list[int]:
         """Project every redundant group to exactly zero (selecting first if warm-up has not ended).
+
+        A group above `NEAR_ZERO` of its norm at selection is forced after a `GroupsNotZeroWarning` naming it
+        (as the torch H2SPG does; made an error, the warning leaves the model as trained).
 
         Returns:
             The redundant group ids, sorted.
         """
         self._ensure_built()
+        since = int(self.iterations.numpy()) - int(self._selected_at.numpy()) if self.selected else None
         if not self.selected:
             order, mask = self._select_host(self._scores.numpy())
             self._order.assign(order)
             self._mask.assign(mask)
             self._selected_at.assign(int(self.iterations.numpy()))
+            self._start.assign(self._group_norms())
         b, red = self._binding, self.redundant_groups
+        if red:
+            ids, norms, start = sorted(red), self._group_norms(), self._start.numpy()
+            message = not_zero_warning(type(self).__name__, ids, norms[ids].tolist(), start[ids].tolist(), since)
+            if message is not None:
+                warnings.warn(message, GroupsNotZeroWarning, stacklevel=2)
         for i, variable in enumerate(b.variables):
             drop = [b.entries[g][i] for g in red if i in b.entries[g]]
             if drop:
@@ -282,13 +315,25 @@ class H2SPG(keras.optimizers.Optimizer):
         chosen = tf.where(chosen >= hi, 0.5 * (lo + hi), chosen)
         return tf.where((dot < 0) & (norm > 0), chosen, lmbda)
 
+    def _auto_lambda(self, dot: tf.Tensor, xx: tf.Tensor, gg: tf.Tensor, lr: tf.Tensor) -> tf.Tensor:
+        """`reference.auto_lambda` of every group, from its norm at selection."""
+        a = tf.sqrt(xx)
+        radial = tf.math.divide_no_nan(dot, a)
+        side_sq = tf.maximum(gg - radial * radial, 0.0)
+        start = tf.convert_to_tensor(self._start)
+        shrink = start / self.shrink_period if self.shrink_period > 0 else tf.fill(tf.shape(a), tf.constant(np.inf, tf.float64))
+        rest = tf.where(a > shrink, tf.square(tf.maximum(a - shrink, 0.0)) - lr * lr * side_sq, tf.zeros_like(a))
+        lam = tf.maximum(tf.math.divide_no_nan(a - tf.sqrt(tf.maximum(rest, 0.0)), lr) - radial, 0.0)
+        return tf.where((xx > 0) & (lr > 0), lam, tf.zeros_like(lam))
+
     def _half_space(self, x: tf.Tensor, g: tf.Tensor, lr: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """(`reference.group_half_space_step` on the redundant groups, which entries they hold)."""
         red = tf.convert_to_tensor(self._mask)
         sums = self._segment(tf.stack([x * g, x * x, g * g], axis=1), True)
         dot, xx, gg = tf.unstack(sums, axis=1)
         norm = tf.sqrt(xx)
-        coef = red * tf.math.divide_no_nan(self._lambda(dot, norm, gg), norm)
+        lam = self._auto_lambda(dot, xx, gg, lr) if self.lmbda is None else self._lambda(dot, norm, gg)
+        coef = red * tf.math.divide_no_nan(lam, norm)
         member = self._segment(red, False) > 0
         new = x - lr * (g + self._segment(coef, False) * x)
         inner = self._segment(new * x, True)
@@ -302,6 +347,11 @@ class H2SPG(keras.optimizers.Optimizer):
         self._order.assign(order)
         self._mask.assign(mask)
         self._selected_at.assign(at)
+        b = self._binding
+        if len(b.sizes):  # the norms the automatic λ shrinks from, read after this step's updates
+            parts = [tf.reshape(tf.cast(tf.convert_to_tensor(v), tf.float64), [-1]) for v in b.variables]
+            x = tf.concat(parts, 0)
+            self._start.assign(tf.sqrt(self._segment(x * x, True)))
         return tf.constant(True)
 
     def _backend_update_step(self, grads: list[Any], trainable_variables: list[Any], learning_rate: Any) -> None:

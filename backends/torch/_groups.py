@@ -6,6 +6,7 @@ See NOTE: [Group membership matrix] and NOTE: [Per-group scalars on the host] in
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -180,3 +181,16 @@ def _lambda(dot: torch.Tensor, norm: torch.Tensor, gg: torch.Tensor, lmbda: floa
     chosen = (amplify * lo).clamp_(lmbda, lmbda * hat)
     chosen = torch.where(chosen >= hi, 0.5 * (lo + hi), chosen)
     return torch.where(dot < 0, chosen, lmbda)
+
+
+def _auto_lambda(dot: torch.Tensor, xx: torch.Tensor, gg: torch.Tensor, start: torch.Tensor, lr: float, period: int) -> torch.Tensor:
+    """`reference.auto_lambda` on per-group float64 tensors."""
+    if lr <= 0:
+        return torch.zeros_like(dot)
+    a = xx.sqrt()
+    radial = dot * _reciprocal(a)
+    side_sq = (gg - radial * radial).clamp_(min=0.0)
+    shrink = start / period if period > 0 else torch.full_like(a, math.inf)
+    rest = torch.where(a > shrink, (a - shrink).clamp_(min=0.0).square_() - lr * lr * side_sq, torch.zeros_like(a))
+    lam = ((a - rest.clamp_(min=0.0).sqrt_()) / lr - radial).clamp_(min=0.0)
+    return torch.where(xx > 0, lam, torch.zeros_like(lam))

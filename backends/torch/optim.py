@@ -4,8 +4,11 @@ H2SPG (digest §1.2): (1) `warmup_steps` base steps (SGD with momentum, or Adam)
 exponential average of each group's redundancy score; (2) once, walk the groups from most redundant
 down and accept one only if the network stays valid with it and all accepted ones removed, until
 K = ⌊target_group_sparsity · groups⌋; (3) base step everywhere else, and on the accepted groups
-x̃ = x - lr·(grad + λ_g·x/‖x_g‖) with the half-space projection x_g ← 0 when ⟨x̃_g, x_g⟩ < ε‖x_g‖².
-`finalize()` projects the accepted groups to exactly zero. HESSO shrinks them linearly instead.
+x̃ = x - lr·(d + λ_g·x/‖x_g‖) with the half-space projection x_g ← 0 when ⟨x̃_g, x_g⟩ < ε‖x_g‖²
+(d: the raw gradient with SGD, Adam's step direction m̂/(√v̂ + eps) with Adam). By default λ_g is
+chosen every step so that the group is projected within `shrink_period` steps (NOTE: [Automatic λ]).
+`finalize()` projects the accepted groups to exactly zero, warning (`GroupsNotZeroWarning`) about any
+that training left far from zero. HESSO shrinks them linearly instead.
 The group math is `asgnas_ir.backends.reference` (numpy); tests hold this file to it.
 
 NOTE: [Group membership matrix] A group is a set of entries of a few tensors (whole tensors, rows,
@@ -28,9 +31,23 @@ group. On an accelerator they stay tensors (no host sync). On CPU with few group
 Python floats: after a forward/backward every torch or numpy kernel not run recently costs ~10 µs
 (cold caches), so twenty tiny tensor ops cost more than the whole SGD step of a small model.
 
+NOTE: [Automatic λ] The digest's λ (DHSPG: 1e-3 for SGD, clipped to [λ, 10λ]) is an absolute
+penalty: its pull lr·λ per step is the same for a conv row of norm 0.1 and a whole layer of norm 5,
+and it knows nothing of the base step's scale. On the bundled SuperResNet (digits, lr 0.05) no
+selected group reached zero in 20 epochs and `finalize()` took test accuracy from 98 % to 11 %;
+with Adam (whose step is lr·m̂/√v̂, O(lr) per entry whatever the gradient) none did for λ up to 10.
+With `lmbda=None` (the default) λ_g is instead the smallest penalty under which the group's norm
+falls by ‖x_g at selection‖/`shrink_period` this step, given the actual direction d of the base
+optimizer, sideways part included (`reference.auto_lambda`). The norm then falls linearly, as in
+HESSO, while the gradient still shapes the direction, and the half-space test (ε > 0) zeroes the
+group at the latest `shrink_period` steps after selection, with SGD or Adam and whatever lr (and a
+scheduler) is. An explicit `lmbda` restores DHSPG's rule.
+
 NOTE: [Choices the digest leaves open]
-- Redundant groups take the *raw* gradient (no momentum, no weight decay), as does λ's rule; DHSPG
-  uses its momentum/Adam direction. Their momentum entries are never used again.
+- With SGD, redundant groups take the *raw* gradient (no momentum, no weight decay), as does λ's
+  rule; DHSPG uses its momentum direction. Their momentum entries are never used again. With Adam
+  they take Adam's own step (its moments keep updating), since a raw gradient step of size lr is
+  out of scale with what Adam does to every other weight.
 - An entry in several redundant groups (prune mode: a conv's rows and its input columns) takes
   the subgradient of f + Σ λ_g‖x_g‖ and is zero as soon as any of its groups is projected
   (`reference.group_half_space_step`); a redundant group wins over a kept group sharing an entry.
@@ -44,6 +61,7 @@ rank 0's, broadcast; the space and the scores are checked to agree (`distributed
 from __future__ import annotations
 
 import math
+import warnings
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -54,18 +72,28 @@ from torch.optim.adam import adam as _adam
 from torch.optim.sgd import sgd as _sgd
 
 from asgnas_ir.backends._groups import (
+    GroupsNotZeroWarning,
     bind_groups,
     check_options,
     group_lines,
+    host_auto_lambda,
     host_lambda,
     host_scores,
+    not_zero_warning,
     num_selected,
     operators_holding,
     score_window,
     without_nested,
 )
 from asgnas_ir.backends.reference import hesso_ratio, select_redundant
-from asgnas_ir.backends.torch._groups import _GroupIndex, _lambda, _reciprocal, _resolve, _scores
+from asgnas_ir.backends.torch._groups import (
+    _auto_lambda,
+    _GroupIndex,
+    _lambda,
+    _reciprocal,
+    _resolve,
+    _scores,
+)
 from asgnas_ir.backends.torch._lines import _LineIndex
 from asgnas_ir.backends.torch.binding import live_tensors
 from asgnas_ir.backends.torch.distributed import RankSync, space_fingerprint, unwrap
@@ -86,8 +114,13 @@ class H2SPG(torch.optim.Optimizer):
         warmup_steps: base steps before selection (scores are averaged over them).
         ema: ω of the score average s ← ω·s + (1-ω)·score (only the last ⌈ln 1e-6 / ln ω⌉ warm-up
             steps are scored: earlier ones would weigh less than 1e-6 in the average).
-        epsilon: half-space projection threshold ε.
-        lmbda, lmbda_amplify, hat_lmbda_coeff: DHSPG's λ rule (`reference.select_lambda`).
+        epsilon: half-space projection threshold ε (> 0 with the automatic λ: the projection is what
+            makes a group exactly zero).
+        lmbda: None (default): the automatic per-group λ that zeroes every selected group within
+            `shrink_period` steps of selection (NOTE: [Automatic λ]). A number: DHSPG's rule
+            (`reference.select_lambda`) with `lmbda_amplify` and `hat_lmbda_coeff`; it zeroes nothing
+            unless λ suits the groups' norms and lr (the ones at selection are in `start_norms`).
+        shrink_period: steps from selection to zero for the automatic λ (and HESSO's shrink).
         foreach: use torch's multi-tensor base step (also on CPU, where torch.optim.SGD defaults to a loop).
         sync_group: the ranks training this model together. "auto": the default process group when
             torch.distributed is initialised (else none); None: no syncing; or a ProcessGroup. With a
@@ -110,9 +143,10 @@ class H2SPG(torch.optim.Optimizer):
         target_group_sparsity: float = 0.5,
         warmup_steps: int = 100,
         ema: float = 0.9,
-        epsilon: float = 0.0,
-        lmbda: float = 1e-3,
+        epsilon: float = 0.5,
+        lmbda: float | None = None,
         *,
+        shrink_period: int = 100,
         lmbda_amplify: float = 2.0,
         hat_lmbda_coeff: float = 10.0,
         base: str = "sgd",
@@ -125,8 +159,16 @@ class H2SPG(torch.optim.Optimizer):
         model = unwrap(model)
         check_options(
             type(self).__name__, lr=lr, momentum=momentum, weight_decay=weight_decay,
-            target_group_sparsity=target_group_sparsity, warmup_steps=warmup_steps, ema=ema, epsilon=epsilon, lmbda=lmbda,
+            target_group_sparsity=target_group_sparsity, warmup_steps=warmup_steps, ema=ema, epsilon=epsilon,
+            **({} if lmbda is None else {"lmbda": lmbda}),
         )
+        if shrink_period < 0:
+            raise AsgnasError(f"{type(self).__name__}: shrink_period must be ≥ 0, got {shrink_period}")
+        if lmbda is None and epsilon <= 0 and type(self)._uses_projection:
+            raise AsgnasError(
+                f"{type(self).__name__}: epsilon must be > 0 with the automatic λ (lmbda=None): the half-space "
+                "projection is what makes a group exactly zero; give epsilon=0.5 (the default), or an explicit lmbda"
+            )
         if base not in ("sgd", "adam"):
             raise AsgnasError(f"{type(self).__name__}: base must be 'sgd' or 'adam', got '{base}'")
         params = [p for p in model.parameters() if p.requires_grad]
@@ -136,6 +178,7 @@ class H2SPG(torch.optim.Optimizer):
         self.target_group_sparsity = target_group_sparsity
         self.warmup_steps, self.ema, self.epsilon = warmup_steps, ema, epsilon
         self.lmbda, self.lmbda_amplify, self.hat_lmbda_coeff = lmbda, lmbda_amplify, hat_lmbda_coeff
+        self.shrink_period = shrink_period
         self.base, self.foreach = base, foreach
         self._tensors, self._entries, self._lines = self._bind(model, space)
         self._all_index: _GroupIndex | None = None
@@ -152,6 +195,8 @@ class H2SPG(torch.optim.Optimizer):
         self._selected_at: int | None = None
         self._ema = torch.zeros(len(space.groups), dtype=torch.float64)
         self.redundant_groups: list[int] = []
+        self.start_norms: list[float] = []  # ‖x_g‖ of each sorted redundant group at selection
+        self._start: torch.Tensor | None = None
         self._sync = RankSync.resolve(sync_group, type(self).__name__)
         if self._sync is not None:
             self._sync.same_everywhere(
@@ -238,13 +283,22 @@ class H2SPG(torch.optim.Optimizer):
         """Project every redundant group to exactly zero (selecting first if warm-up has not ended;
         under torch.distributed that selection is a collective: call `finalize` on every rank).
 
+        Training normally leaves them zero already. Any whose norm is above `NEAR_ZERO` (1e-3) of its
+        norm at selection is forced to zero after a `GroupsNotZeroWarning` naming it with that ratio:
+        the weights it still carries are lost, and accuracy with them. Make that warning an error
+        (`warnings.simplefilter("error", GroupsNotZeroWarning)`) to keep the model as trained instead.
+
         Returns:
             The redundant group ids, sorted.
         """
+        since = None if self._selected_at is None else self._steps - self._selected_at
         if not self.selected:
             self._select()
         red = self._red
         if red is not None:
+            message = not_zero_warning(type(self).__name__, sorted(self.redundant_groups), self._redundant_norms(), self.start_norms, since)
+            if message is not None:
+                warnings.warn(message, GroupsNotZeroWarning, stacklevel=3)  # the caller, past torch.no_grad's wrapper
             x = red.flat()[0]
             red.write(torch.zeros_like(x) if red.covers_all else x.masked_fill(red.member, 0))
         return sorted(self.redundant_groups)
@@ -297,8 +351,38 @@ class H2SPG(torch.optim.Optimizer):
             self.redundant_groups = self._sync.choice(mine, k)
         self._selected_at = self._steps
         self._build_redundant()
+        self._set_start(self._redundant_norms())
 
     _skip_full_tensors = True  # a tensor wholly in redundant groups takes no base step
+    _uses_projection = True  # H2SPG zeroes groups by the half-space test (HESSO: by its shrink)
+
+    def _redundant_norms(self) -> list[float]:
+        """‖x_g‖ of each redundant group, in sorted id order."""
+        red = self._red
+        if red is None:
+            return []
+        x = red.flat()[0]
+        xx = red.group_sums((x * x).unsqueeze(0))
+        return [math.sqrt(v) for v in (xx[0] if red.host else xx[0].tolist())]
+
+    def _set_start(self, norms: list[float]) -> None:
+        self.start_norms = [float(n) for n in norms]
+        device = self._red.device if self._red is not None else torch.device("cpu")
+        self._start = torch.tensor(self.start_norms, dtype=torch.float64, device=device)
+
+    def _penalties(self, dot: Any, xx: Any, gg: Any, lr: float, host: bool) -> Any:
+        """λ_g of the redundant groups from their ⟨x,d⟩, ‖x‖², ‖d‖² (host: Python lists, else float64 tensors)."""
+        if self.lmbda is not None:
+            rule = (self.lmbda, self.lmbda_amplify, self.hat_lmbda_coeff)
+            if host:
+                return host_lambda(dot, [math.sqrt(v) for v in xx], gg, *rule)
+            return _lambda(dot, xx.sqrt(), gg, *rule)
+        if host:
+            return host_auto_lambda(dot, xx, gg, self.start_norms, lr, self.shrink_period)
+        assert self._start is not None
+        if self._start.device != dot.device:
+            self._start = self._start.to(dot.device)
+        return _auto_lambda(dot, xx, gg, self._start, lr, self.shrink_period)
 
     def _build_redundant(self) -> None:
         ids = sorted(self.redundant_groups)
@@ -309,8 +393,9 @@ class H2SPG(torch.optim.Optimizer):
         used = sorted({i for gid in ids for i in self._entries[gid]})
         tensors = [self._tensors[i] for i in used]
         red = self._red = self._index(ids, tensors)
-        # whole tensors, one group each (erase mode): the multi-tensor update is cheaper still
-        lines = self._red_lines = self._line_index(ids) if red.tensor_group is None else None
+        # whole tensors, one group each (erase mode): the multi-tensor update is cheaper still; with Adam the
+        # half-space step starts from Adam's step of every tensor (`_adam_direction`), through the matrix
+        lines = self._red_lines = self._line_index(ids) if red.tensor_group is None and not self._adam_half_space else None
         if lines is not None:
             self._flat_sgd, self._momentum = False, None
             skip = {id(t) for t in lines.full} if self._skip_full_tensors else set()
@@ -323,7 +408,8 @@ class H2SPG(torch.optim.Optimizer):
             self._skip_full_tensors and self.base == "sgd" and red.tensor_group is None
             and all(id(t) in param_ids for t in red.tensors)
         )
-        skip = {id(t) for t in (red.tensors if self._flat_sgd else red.full)} if self._skip_full_tensors else set()
+        take_base = not self._skip_full_tensors or self._adam_half_space
+        skip = set() if take_base else {id(t) for t in (red.tensors if self._flat_sgd else red.full)}
         self._base_params = [p for p in params if id(p) not in skip]
         self._momentum = None
         if self._flat_sgd and self.param_groups[0]["momentum"]:
@@ -332,6 +418,24 @@ class H2SPG(torch.optim.Optimizer):
             ])
             for t, chunk in zip(red.tensors, self._momentum.split(red.numels), strict=True):
                 self.state[t]["momentum_buffer"] = chunk.view(t.shape)
+
+    @property
+    def _adam_half_space(self) -> bool:
+        return self.base == "adam" and self._uses_projection
+
+    def _adam_direction(self, red: _GroupIndex, lr: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Adam's step on every parameter, then (x before it, d, x after it) over the redundant tensors,
+        d = (before - after)/lr: Adam's own direction, moments and weight decay included (zero when lr is 0)."""
+        buffer = red.flat()
+        before = buffer[0].clone()
+        self._base_step()
+        after = red.flat()[0].clone()
+        if lr > 0:
+            torch.sub(before, after, out=buffer[1]).div_(lr)
+        else:
+            buffer[1].zero_()
+        buffer[0].copy_(before)
+        return buffer[0], buffer[1], after
 
     def _flat_sgd_step(self, x: torch.Tensor, g: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """torch.optim.SGD's update of the concatenated tensors (a missing gradient counts as zero)."""
@@ -353,17 +457,20 @@ class H2SPG(torch.optim.Optimizer):
         if self._red_lines is not None:
             self._lines_step()
             return
-        lr, eps, rule = self.param_groups[0]["lr"], self.epsilon, (self.lmbda, self.lmbda_amplify, self.hat_lmbda_coeff)
-        xg = red.flat(grads=True)
-        x, g = xg[0], xg[1]
+        lr, eps = self.param_groups[0]["lr"], self.epsilon
+        after: torch.Tensor | None = None
+        if self._adam_half_space:
+            x, g, after = self._adam_direction(red, lr)
+        else:
+            xg = red.flat(grads=True)
+            x, g = xg[0], xg[1]
         dot, xx, gg = red.group_sums(red.products(x, g, 3))
+        lam = self._penalties(dot, xx, gg, lr, red.host)
         if red.host:
             norm = [math.sqrt(v) for v in xx]
-            lam = host_lambda(dot, norm, gg, *rule)
             coef = [lm / n if n > 0 else 0.0 for lm, n in zip(lam, norm, strict=True)]
         else:
             norm = xx.sqrt()
-            lam = _lambda(dot, norm, gg, *rule)
             coef = lam * _reciprocal(norm)
         if not red.overlap:
             # disjoint groups: ⟨x̃_g, x_g⟩ = ‖x‖² - lr(⟨x,g⟩ + λ‖x‖), so the projection is known before the step
@@ -372,7 +479,7 @@ class H2SPG(torch.optim.Optimizer):
                 if self._sync is not None:
                     keep = self._sync.flags(keep)
                 scale = [1.0 - lr * c if k else 0.0 for c, k in zip(coef, keep, strict=True)]
-                if red.tensor_group is not None:
+                if red.tensor_group is not None and after is None:
                     self._whole_tensor_step(red, red.tensor_group, keep, scale, lr)
                     return
                 shift: Any = [-lr if k else 0.0 for k in keep]
@@ -394,6 +501,9 @@ class H2SPG(torch.optim.Optimizer):
             if self._sync is not None:
                 dropped = self._sync.from_root(dropped) if not red.host else [float(f) for f in self._sync.flags([d > 0 for d in dropped])]
             new.masked_fill_(red.to_entries(dropped, out=work[1]) > 0, 0.0)
+        if after is not None:  # Adam has stepped every tensor already; its step stands off the groups
+            red.write(new if red.covers_all else torch.where(red.member, new, after))
+            return
         if self._flat_sgd:
             sgd = self._flat_sgd_step(x, g, out=red.work(4)[2] if red.overlap else None)
             red.write(torch.where(red.member, new, sgd, out=sgd) if red.overlap else torch.where(red.member, new, sgd))
@@ -412,8 +522,7 @@ class H2SPG(torch.optim.Optimizer):
         lr, eps = self.param_groups[0]["lr"], self.epsilon
         line_rows = lines.line_sums()
         dot, xx, gg = lines.group_sums(line_rows)
-        norm = xx.sqrt()
-        coef = _lambda(dot, norm, gg, self.lmbda, self.lmbda_amplify, self.hat_lmbda_coeff) * _reciprocal(norm)
+        coef = self._penalties(dot, xx, gg, lr, host=False) * _reciprocal(xx.sqrt())
         line_coef = lines.to_lines(coef)
         # ⟨x̃_g, x_g⟩ = ‖x_g‖² - lr·⟨x_g, grad_g⟩ - lr·Σ_{e∈g} c_e·x_e²
         inner = xx - lr * dot - lr * lines.inner_terms(line_rows[1], line_coef)
@@ -474,6 +583,7 @@ class H2SPG(torch.optim.Optimizer):
             "selected_at": self._selected_at,
             "scores": self._ema.detach().cpu().clone(),
             "redundant_groups": list(self.redundant_groups),
+            "start_norms": list(self.start_norms),
             "num_groups": len(self.space.groups),
         }
         return state
@@ -502,6 +612,9 @@ class H2SPG(torch.optim.Optimizer):
             )
         if self.selected:
             self._build_redundant()
+            # a checkpoint from before `start_norms` existed: the shrink starts from today's norms
+            start = extra.get("start_norms")
+            self._set_start(list(start) if start is not None and len(start) == len(self.redundant_groups) else self._redundant_norms())
         else:
             self._red, self._red_lines, self._flat_sgd = None, None, False
             self._base_params = list(self.param_groups[0]["params"])
@@ -520,12 +633,10 @@ class HESSO(H2SPG):
     """
 
     def __init__(self, model: torch.nn.Module, space: SearchSpace, *args: Any, shrink_period: int = 100, **kwargs: Any) -> None:
-        if shrink_period < 0:
-            raise AsgnasError(f"HESSO: shrink_period must be ≥ 0, got {shrink_period}")
-        super().__init__(model, space, *args, **kwargs)
-        self.shrink_period = shrink_period
+        super().__init__(model, space, *args, shrink_period=shrink_period, **kwargs)
 
     _skip_full_tensors = False  # HESSO steps every parameter
+    _uses_projection = False
 
     def _sparsify_step(self) -> None:
         self._base_step()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import math
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from torch import nn
 
 import asgnas_ir as ai
 from asgnas_ir.backends import reference as ref
-from asgnas_ir.backends.torch import optim
+from asgnas_ir.backends.torch import GroupsNotZeroWarning, optim
 from asgnas_ir.backends.torch.optim import H2SPG, HESSO
 from asgnas_ir.errors import AsgnasError
 from asgnas_ir.testing import load_generated
@@ -117,18 +118,20 @@ def _batches(n: int, seed: int = 0, size: int = 8) -> list[tuple[torch.Tensor, t
         ("resnet", "erase", True, True),  # line-reduced scores, then the multi-tensor update
     ],
 )
+@pytest.mark.parametrize("lmbda", [1e-2, None], ids=["dhspg_lambda", "auto_lambda"])
 def test_scores_selection_and_half_space_step_match_reference(
-    name: str, mode: str, host: bool, lines: bool, monkeypatch: pytest.MonkeyPatch
+    name: str, mode: str, host: bool, lines: bool, lmbda: float | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Warm-up scores (EMA), the selection and the sparsifying step equal the numpy reference, kept entries equal SGD."""
+    """Warm-up scores (EMA), the selection and the sparsifying step equal the numpy reference, kept entries equal SGD
+    (λ by DHSPG's rule, or the automatic one from the norms at selection)."""
     if not host:
         monkeypatch.setattr(optim._GroupIndex, "host_max", -1)
     monkeypatch.setattr(H2SPG, "_lines_min_entries", 0 if lines else 1 << 62)
     model, space = _resnet(mode, name)
     twin = copy.deepcopy(model)
-    lr, lmbda, eps, omega, warmup, target = 0.1, 1e-2, 0.5, 0.5, 3, 0.5 if name == "resnet" else 2 / 3
+    lr, eps, omega, warmup, target, period = 0.1, 0.5, 0.5, 3, 0.5 if name == "resnet" else 2 / 3, 7
     opt = H2SPG(model, space, lr=lr, momentum=0.9, weight_decay=1e-4, target_group_sparsity=target, warmup_steps=warmup,
-                ema=omega, epsilon=eps, lmbda=lmbda)
+                ema=omega, epsilon=eps, lmbda=lmbda, shrink_period=period)
     sgd = torch.optim.SGD(twin.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
     layout, twin_layout = _Layout(model, space), _Layout(twin, space)
     generator = torch.Generator().manual_seed(1)
@@ -150,6 +153,8 @@ def test_scores_selection_and_half_space_step_match_reference(
     assert (opt._red_lines is not None) == (lines and (name, mode) != ("resnet", "erase"))
 
     red = [layout.groups[gid] for gid in sorted(opt.redundant_groups)]
+    start = np.array([np.linalg.norm(layout.flat()[i]) for i in red])
+    np.testing.assert_allclose(opt.start_norms, start, rtol=1e-6)
     member = np.zeros(len(layout.flat()), bool)
     for idx in red:
         member[idx] = True
@@ -169,7 +174,10 @@ def test_scores_selection_and_half_space_step_match_reference(
         dot = np.array([x[i] @ g[i] for i in red])
         norm = np.array([np.linalg.norm(x[i]) for i in red])
         gg = np.array([g[i] @ g[i] for i in red])
-        lams = ref.select_lambda(dot, norm, gg, lmbda)
+        if lmbda is None:
+            lams = ref.auto_lambda(dot, norm**2, gg, start, lr, period)
+        else:
+            lams = ref.select_lambda(dot, norm, gg, lmbda)
         expected, projected = ref.group_half_space_step(x, g, red, lr, lams, eps)
         opt.step()
         sgd.step()
@@ -213,6 +221,151 @@ def test_reference_half_space_step_agrees_with_group_form() -> None:
     assert projected[2] and not new[8:].any()
     assert ref.hesso_scale(5, 5, 10) == 1.0 and ref.hesso_scale(10, 5, 10) == 0.5 and ref.hesso_scale(15, 5, 10) == 0.0
     assert np.isfinite(ref.redundancy_scores([np.zeros(3), np.ones(3)], [np.zeros(3), np.ones(3)])).all()
+
+
+def test_auto_lambda_matches_reference_and_shrinks_by_one_period_step() -> None:
+    """The host and tensor forms equal `reference.auto_lambda`, and its step leaves each group at most
+    ‖x at selection‖/period shorter (or projects it), whatever the direction's radial and sideways parts."""
+    rng = np.random.default_rng(3)
+    lr, period, eps = 0.05, 10, 0.5
+    xs = [rng.normal(size=6) * scale for scale in (1.0, 0.3, 0.05, 2.0, 0.0, 1.0)]
+    ds = [rng.normal(size=6) * scale for scale in (0.1, 5.0, 1.0, 30.0, 1.0, 0.0)]
+    ds[0] = -4.0 * xs[0]  # a direction that grows the group fast
+    starts = np.array([1.5, 1.0, 0.4, 2.5, 1.0, 3.0]) * np.array([np.linalg.norm(x) or 1.0 for x in xs])
+    dot = np.array([x @ d for x, d in zip(xs, ds, strict=True)])
+    xx = np.array([x @ x for x in xs])
+    gg = np.array([d @ d for d in ds])
+    expected = ref.auto_lambda(dot, xx, gg, starts, lr, period)
+    host = optim.host_auto_lambda(dot.tolist(), xx.tolist(), gg.tolist(), starts.tolist(), lr, period)
+    tensor = optim._auto_lambda(*(torch.as_tensor(v) for v in (dot, xx, gg, starts)), lr, period)
+    np.testing.assert_allclose(host, expected, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(tensor.numpy(), expected, rtol=1e-12, atol=0)
+    assert (expected >= 0).all() and expected[4] == 0.0
+    for x, d, lam, start in zip(xs, ds, expected, starts, strict=True):
+        new = ref.half_space_step(x, d, lr, lam, eps)
+        if np.any(new):
+            assert np.linalg.norm(new) <= np.linalg.norm(x) - start / period + 1e-12
+    assert not ref.auto_lambda(dot, xx, gg, starts, 0.0, period).any()  # lr 0 moves nothing
+
+
+def _adam_case(mode: str, host: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[nn.Module, ai.SearchSpace]:
+    if not host:
+        monkeypatch.setattr(optim._GroupIndex, "host_max", -1)
+    return _resnet(mode)
+
+
+@pytest.mark.parametrize(("mode", "host"), [("erase", True), ("prune", True), ("prune", False), ("both", True)])
+def test_adam_half_space_step_starts_from_adams_own_step(mode: str, host: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With Adam the redundant groups take x - lr·(d + λ·x/‖x‖) with d Adam's direction (torch.optim.Adam's
+    step over lr), not the raw gradient; every other entry takes Adam's step exactly."""
+    model, space = _adam_case(mode, host, monkeypatch)
+    twin = copy.deepcopy(model)
+    lr, eps, period, warmup = 1e-3, 0.5, 6, 2
+    opt = H2SPG(model, space, lr=lr, base="adam", warmup_steps=warmup, epsilon=eps, shrink_period=period)
+    adam = torch.optim.Adam(twin.parameters(), lr=lr)
+    layout, twin_layout = _Layout(model, space), _Layout(twin, space)
+    generator = torch.Generator().manual_seed(2)
+    red: list[np.ndarray] = []
+    member = np.zeros(0, bool)
+    start = np.zeros(0)
+    for step in range(warmup + period + 1):
+        _set_grads([model, twin], generator)
+        x, twin_before = layout.flat(), twin_layout.flat()
+        opt.step()
+        adam.step()
+        if step < warmup:
+            for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+                torch.testing.assert_close(p, q, rtol=0, atol=1e-7)
+            if opt.selected:
+                red = [layout.groups[gid] for gid in sorted(opt.redundant_groups)]
+                member = np.zeros(len(x), bool)
+                for idx in red:
+                    member[idx] = True
+                start = np.array(opt.start_norms)
+            continue
+        # Adam's displacement does not depend on x (no weight decay): the twin's is ours
+        d = (twin_before - twin_layout.flat()) / lr
+        norms = np.array([np.linalg.norm(x[i]) for i in red])
+        lams = ref.auto_lambda(np.array([x[i] @ d[i] for i in red]), norms**2, np.array([d[i] @ d[i] for i in red]), start, lr, period)
+        expected, _ = ref.group_half_space_step(x, d, red, lr, lams, eps)
+        np.testing.assert_allclose(layout.flat()[member], expected[member], rtol=0, atol=2e-6)
+        np.testing.assert_allclose(layout.flat()[~member], twin_layout.flat()[~member], rtol=0, atol=1e-7)
+    assert all(not layout.flat()[i].any() for i in red)  # zero within the period
+
+
+@pytest.mark.parametrize("lr", [1e-4, 1e-3, 1e-2])
+@pytest.mark.parametrize("mode", ["erase", "prune"])
+def test_adam_reaches_exact_zero_within_the_shrink_period(mode: str, lr: float) -> None:
+    """Trained with Adam at any lr, every selected group is exactly zero (projected, not forced) by
+    `shrink_period` steps after selection, and stays zero; the old default (λ 1e-3, ε 0) zeroed none."""
+    period, warmup = 15, 5
+    model, space = _resnet(mode)
+    opt = H2SPG(model, space, lr=lr, base="adam", warmup_steps=warmup, shrink_period=period)
+    zero_at: dict[int, int] = {}
+    for n, batch in enumerate(_batches(warmup + period + 5, seed=1)):
+        _train_step(model, opt, batch)
+        norms = opt._redundant_norms()
+        for gid, norm in zip(sorted(opt.redundant_groups), norms, strict=True):
+            if norm == 0.0:
+                zero_at.setdefault(gid, n + 1)
+            else:
+                assert gid not in zero_at, f"group {gid} left zero"
+    assert opt.redundant_groups and sorted(zero_at) == sorted(opt.redundant_groups)
+    assert max(zero_at.values()) <= warmup + period
+
+
+def test_finalize_warns_with_each_group_and_its_norm_then_forces_zero() -> None:
+    """A selected group far from zero at finalize() is named with its norm relative to selection, in a
+    GroupsNotZeroWarning, then forced; made an error, the warning leaves the model untouched."""
+    model, space = _resnet("erase")
+    opt = H2SPG(model, space, lr=0.05, warmup_steps=5, lmbda=1e-3, epsilon=0.0)  # DHSPG's λ: far too weak here
+    for batch in _batches(10):
+        _train_step(model, opt, batch)
+    before = copy.deepcopy(model.state_dict())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GroupsNotZeroWarning)
+        with pytest.raises(GroupsNotZeroWarning):
+            opt.finalize()
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    with pytest.warns(GroupsNotZeroWarning) as caught:
+        chosen = opt.finalize()
+    message = str(caught[0].message)
+    assert f"{len(chosen)} of the {len(chosen)} selected groups are not zero yet, 5 steps after selection" in message
+    for gid in chosen[:3]:
+        assert f"{gid} (" in message
+    assert "% of its norm at selection" in message
+    assert opt.zero_groups() == chosen
+    with warnings.catch_warnings():  # now zero: nothing to say
+        warnings.simplefilter("error", GroupsNotZeroWarning)
+        opt.finalize()
+
+
+def test_finalize_before_selection_or_before_hesso_ends_warns() -> None:
+    """finalize() during warm-up selects and forces groups training never touched; HESSO halfway through
+    its shrink has groups at about half their norm: both warn."""
+    model, space = _resnet("prune")
+    opt = H2SPG(model, space, lr=0.05, warmup_steps=50)
+    for batch in _batches(3):
+        _train_step(model, opt, batch)
+    with pytest.warns(GroupsNotZeroWarning, match=r"before the groups were selected .*100\.0% of its norm at selection"):
+        opt.finalize()
+    model, space = _resnet("prune")
+    hesso = HESSO(model, space, lr=0.0, warmup_steps=2, shrink_period=10)
+    for batch in _batches(7):
+        _train_step(model, hesso, batch)
+    with pytest.warns(GroupsNotZeroWarning, match=r"HESSO\.finalize\(\).* 5 steps after selection.*50\.0% of its norm"):
+        hesso.finalize()
+
+
+def test_auto_lambda_needs_a_projection_threshold() -> None:
+    model, space = _resnet("erase")
+    with pytest.raises(AsgnasError, match="epsilon must be > 0 with the automatic λ"):
+        H2SPG(model, space, epsilon=0.0)
+    with pytest.raises(AsgnasError, match="shrink_period must be ≥ 0"):
+        HESSO(model, space, shrink_period=-1)
+    H2SPG(model, space, epsilon=0.0, lmbda=1e-3)  # DHSPG's rule keeps ε = 0 available
+    HESSO(model, space, epsilon=0.0)
 
 
 class _Fig2Net(nn.Module):
@@ -264,15 +417,19 @@ def test_fig2_skips_group_that_would_disconnect_the_network() -> None:
 def test_training_zeroes_exactly_the_redundant_groups_and_subnet_matches(
     mode: str, base: str, lines: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """After 60 steps and finalize(), exactly the chosen groups are zero and the generated sub-network reproduces the model."""
+    """After 60 steps the chosen groups are exactly zero by the optimizer's own projection (the default λ, within
+    `shrink_period` steps of selection), finalize() has nothing to force, and the generated sub-network reproduces the model."""
     monkeypatch.setattr(H2SPG, "_lines_min_entries", 0 if lines else 1 << 62)
     model, space = _resnet(mode)
     lr = 0.05 if base == "sgd" else 1e-3
-    opt = H2SPG(model, space, lr=lr, weight_decay=1e-4, target_group_sparsity=0.5, warmup_steps=20, epsilon=0.5, base=base)
+    opt = H2SPG(model, space, lr=lr, weight_decay=1e-4, target_group_sparsity=0.5, warmup_steps=20, base=base, shrink_period=30)
     for batch in _batches(60):
         _train_step(model, opt, batch)
     assert len(opt.redundant_groups) == math.floor(0.5 * len(space.groups))
-    opt.finalize()
+    assert opt._redundant_norms() == [0.0] * len(opt.redundant_groups)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GroupsNotZeroWarning)
+        opt.finalize()
     assert space.is_valid(opt.redundant_groups)
     if mode != "both":
         assert opt.zero_groups() == sorted(opt.redundant_groups)
@@ -325,15 +482,22 @@ def test_hesso_shrinks_linearly_to_exact_zero(mode: str, lines: bool, monkeypatc
             assert opt.zero_groups() == sorted(opt.redundant_groups)
 
 
-@pytest.mark.parametrize(("mode", "cut", "lines"), [("prune", 5, False), ("prune", 14, False), ("erase", 14, False), ("prune", 14, True)])
-def test_state_dict_round_trip_resumes_identically(mode: str, cut: int, lines: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Checkpointing at step `cut` (warm-up or sparsifying phase) and resuming gives the uninterrupted run's parameters."""
+@pytest.mark.parametrize(
+    ("mode", "cut", "lines", "lmbda"),
+    [("prune", 5, False, 1e-2), ("prune", 14, False, 1e-2), ("erase", 14, False, 1e-2), ("prune", 14, True, 1e-2),
+     ("prune", 14, False, None), ("erase", 14, False, None)],
+)
+def test_state_dict_round_trip_resumes_identically(
+    mode: str, cut: int, lines: bool, lmbda: float | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpointing at step `cut` (warm-up or sparsifying phase) and resuming gives the uninterrupted run's parameters
+    (with the automatic λ, the norms at selection travel in the checkpoint)."""
     monkeypatch.setattr(H2SPG, "_lines_min_entries", 0 if lines else 1 << 62)
     batches = _batches(24)
 
     def fresh() -> tuple[nn.Module, H2SPG]:
         model, space = _resnet(mode)
-        return model, H2SPG(model, space, lr=0.05, weight_decay=1e-4, warmup_steps=10, epsilon=0.2, lmbda=1e-2)
+        return model, H2SPG(model, space, lr=0.05, weight_decay=1e-4, warmup_steps=10, epsilon=0.2, lmbda=lmbda, shrink_period=20)
 
     model, opt = fresh()
     for batch in batches:

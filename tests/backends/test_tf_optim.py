@@ -6,6 +6,7 @@ slice axes on the Keras variables), so these tests do not need the Keras fronten
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -113,12 +114,15 @@ class _Layout:
         return [c.reshape(tuple(v.shape)) for c, v in zip(np.split(flat, np.cumsum(sizes)[:-1]), self.variables, strict=True)]
 
 
-def test_trajectory_matches_numpy_reference() -> None:
-    """Warm-up (SGD + score EMA), selection, then SGD on kept entries and the half-space step on the redundant ones."""
+@pytest.mark.parametrize("lmbda", [5e-2, None], ids=["dhspg_lambda", "auto_lambda"])
+def test_trajectory_matches_numpy_reference(lmbda: float | None) -> None:
+    """Warm-up (SGD + score EMA), selection, then SGD on kept entries and the half-space step on the redundant ones
+    (λ by DHSPG's rule, or the automatic one from the norms at selection)."""
     model, space = _dense()
-    lr, mom, wd, eps, lmbda, omega, warmup, steps = 0.1, 0.9, 1e-3, 0.5, 5e-2, 0.5, 4, 8
+    lr, mom, wd, eps, omega, warmup, steps, period = 0.1, 0.9, 1e-3, 0.5, 0.5, 4, 8, 5
     opt = H2SPG(model, space, lr=lr, momentum=mom, weight_decay=wd, target_group_sparsity=0.5, warmup_steps=warmup,
-                ema=omega, epsilon=eps, lmbda=lmbda)
+                ema=omega, epsilon=eps, lmbda=lmbda, shrink_period=period)
+    start = np.zeros(0)
     layout = _Layout(model, space)
     rng = np.random.default_rng(1)
     x, buf, ema = layout.flat(), np.zeros(len(layout.flat())), np.zeros(len(space.groups))
@@ -137,7 +141,8 @@ def test_trajectory_matches_numpy_reference() -> None:
             idx = [layout.groups[i] for i in sorted(red)]
             dot = np.array([x[i] @ g[i] for i in idx])
             norm = np.array([np.linalg.norm(x[i]) for i in idx])
-            lams = ref.select_lambda(dot, norm, np.array([g[i] @ g[i] for i in idx]), lmbda)
+            gg = np.array([g[i] @ g[i] for i in idx])
+            lams = ref.select_lambda(dot, norm, gg, lmbda) if lmbda is not None else ref.auto_lambda(dot, norm**2, gg, start, lr, period)
             new, projected = ref.group_half_space_step(x, g, idx, lr, lams, eps)
             member = np.zeros(x.shape, bool)
             member[np.concatenate(idx)] = True
@@ -147,6 +152,7 @@ def test_trajectory_matches_numpy_reference() -> None:
         x = base
         if not red and t + 1 >= warmup:
             red = ref.select_redundant(ema, num_selected(0.5, len(space.groups)), space.is_valid)
+            start = np.array([np.linalg.norm(x[layout.groups[i]]) for i in sorted(red)])
 
         grads = [tf.constant(c, tf.float32) for c in layout.split(g)]
         opt.apply_gradients(zip(grads, layout.variables, strict=True))
@@ -160,7 +166,7 @@ def test_trajectory_matches_numpy_reference() -> None:
 
 def _fit_model(seed: int = 0) -> tuple[keras.Model, SearchSpace, H2SPG]:
     model, space = _conv(seed)
-    opt = H2SPG(model, space, lr=0.05, weight_decay=1e-4, target_group_sparsity=0.5, warmup_steps=4, epsilon=0.5, lmbda=1.0)
+    opt = H2SPG(model, space, lr=0.05, weight_decay=1e-4, target_group_sparsity=0.5, warmup_steps=4, shrink_period=8)
     return model, space, opt
 
 
@@ -184,13 +190,15 @@ def _custom_loop(model: keras.Model, opt: H2SPG, x: np.ndarray, y: np.ndarray, b
 
 
 def test_fit_zeroes_exactly_the_chosen_groups_and_matches_the_custom_loop() -> None:
-    """fit for 4 epochs, finalize: exactly the selected groups are zero; a custom GradientTape loop gives the same result."""
+    """fit for 4 epochs: exactly the selected groups are zero (projected by the step, so finalize() forces nothing);
+    a custom GradientTape loop gives the same result."""
     x, y = _data()
     model, space, opt = _fit_model()
     model.compile(optimizer=opt, loss=_loss())
     model.fit(x, y, batch_size=16, epochs=4, shuffle=False, verbose=0)
     assert int(opt.iterations.numpy()) == 16 and opt.selected
     assert len(opt.redundant_groups) == num_selected(0.5, len(space.groups)) and space.is_valid(opt.redundant_groups)
+    assert opt.zero_groups() == sorted(opt.redundant_groups)
     chosen = opt.finalize()
     assert opt.zero_groups() == chosen == sorted(opt.redundant_groups)
 
@@ -264,9 +272,59 @@ def test_fit_with_the_keras_frontend_space() -> None:
         space = ai.search_space(ai.compile(model), mode="prune")
     except (AsgnasError, NotImplementedError) as error:  # pragma: no cover - the Keras frontend is still growing
         pytest.skip(f"the Keras frontend cannot lower this model yet: {error}")
-    opt = H2SPG(model, space, lr=0.05, target_group_sparsity=0.5, warmup_steps=4, epsilon=0.5, lmbda=1.0)
+    opt = H2SPG(model, space, lr=0.05, target_group_sparsity=0.5, warmup_steps=4, shrink_period=4)
     model.compile(optimizer=opt, loss=_loss())
     x, y = _data()
     model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    assert opt.zero_groups() == sorted(opt.redundant_groups)
     assert opt.finalize() == opt.zero_groups() == sorted(opt.redundant_groups)
     assert len(opt.redundant_groups) == num_selected(0.5, len(space.groups)) and space.is_valid(opt.redundant_groups)
+
+
+@pytest.mark.parametrize("period", [3, 6])
+def test_default_lambda_zeroes_the_chosen_groups_within_the_period(period: int) -> None:
+    """With the defaults (automatic λ, ε 0.5) every chosen group is exactly zero by the optimizer's own projection
+    `shrink_period` steps after selection, so finalize() has nothing to force and says nothing."""
+    import warnings
+
+    from asgnas_ir.backends._groups import GroupsNotZeroWarning
+
+    x, y = _data()
+    model, space = _conv()
+    opt = H2SPG(model, space, lr=0.05, weight_decay=1e-4, target_group_sparsity=0.5, warmup_steps=4, shrink_period=period)
+    _custom_loop(model, opt, x, y, batch=16, epochs=1)  # 4 steps: warm-up, selection after the last
+    assert opt.selected and not set(opt.redundant_groups) & set(opt.zero_groups())
+    _custom_loop(model, opt, x, y, batch=16, epochs=math.ceil(period / 4))
+    assert set(opt.redundant_groups) <= set(opt.zero_groups())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GroupsNotZeroWarning)
+        assert opt.finalize() == sorted(opt.redundant_groups)
+
+
+def test_finalize_warns_about_groups_far_from_zero() -> None:
+    """DHSPG's λ of 1e-3 leaves the chosen groups near their norm: finalize() names them in a GroupsNotZeroWarning
+    (an error when filtered so, with the variables untouched), then forces them to zero."""
+    import warnings
+
+    from asgnas_ir.backends._groups import GroupsNotZeroWarning
+
+    x, y = _data()
+    model, space = _conv()
+    opt = H2SPG(model, space, lr=0.05, target_group_sparsity=0.5, warmup_steps=4, lmbda=1e-3, epsilon=0.0)
+    _custom_loop(model, opt, x, y, batch=16, epochs=2)
+    before = [np.array(v.numpy()) for v in model.variables]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GroupsNotZeroWarning)
+        with pytest.raises(GroupsNotZeroWarning, match=r"H2SPG\.finalize\(\): 4 of the 4 selected groups are not zero yet, 4 steps"):
+            opt.finalize()
+    for value, variable in zip(before, model.variables, strict=True):
+        np.testing.assert_array_equal(value, variable.numpy())
+    with pytest.warns(GroupsNotZeroWarning, match="% of its norm at selection"):
+        chosen = opt.finalize()
+    assert opt.zero_groups() == chosen
+
+
+def test_auto_lambda_needs_epsilon() -> None:
+    model, space = _conv()
+    with pytest.raises(AsgnasError, match="epsilon must be > 0 with the automatic λ"):
+        H2SPG(model, space, epsilon=0.0)
