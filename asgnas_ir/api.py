@@ -13,11 +13,12 @@ import copy
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
 
 from asgnas_ir._gc import with_gc_paused
 from asgnas_ir.errors import AsgnasError, SpecError
@@ -29,7 +30,7 @@ from asgnas_ir.passes.analysis.cost import CostReport
 from asgnas_ir.passes.analysis.dependency_graph import merge_slices
 from asgnas_ir.passes.analysis.search_space import SearchSpace
 from asgnas_ir.testing import load_generated
-from asgnas_ir.tolerance import outputs_match, tolerance
+from asgnas_ir.tolerance import MIN_REF, outputs_match, rtol, tolerance
 
 TARGETS = ("torch", "keras", "onnx")
 
@@ -193,7 +194,11 @@ class CheckSeconds(BaseModel):
 
 
 class CheckReport(BaseModel):
-    """What `check` found; `ok` follows the DESIGN tolerance (see DESIGN §4)."""
+    """What `check` found; `ok` follows the DESIGN tolerance (see DESIGN §4), output by output.
+
+    `max_abs_diff`, `tolerance` and `max_ref` are those of the worst output: the one that fails, or else
+    the one closest to its tolerance. `reason` (not a field: the JSON keys are DESIGN's) says in words
+    why a failed check failed."""
 
     ok: bool
     max_abs_diff: float
@@ -208,6 +213,20 @@ class CheckReport(BaseModel):
     target: str
     seconds: CheckSeconds
     max_ref: float
+
+    _reason: str | None = PrivateAttr(default=None)
+    _degenerate: bool = PrivateAttr(default=False)
+
+    @property
+    def reason(self) -> str | None:
+        """Why `ok` is false, in a sentence; None when it is true."""
+        return self._reason
+
+    @property
+    def degenerate(self) -> bool:
+        """The selection left every output the same for any input: not ok, whatever the difference,
+        since reproducing a constant proves nothing (a fuzzer may count it rather than fail on it)."""
+        return self._degenerate
 
 
 def check(
@@ -271,8 +290,11 @@ def check(
         with torch.no_grad():
             expected = run_model(live, inputs)
             actual = _run_generated(target, target_dir, inputs)
+            constant = _input_independent(lambda arrays: run_model(live, _like_tensors(arrays, inputs)), _as_arrays(inputs),
+                                          expected, _output_dtypes(graph, expected), seed)
 
-    return _report(graph, sub, space, zero, expected, actual, chosen, target, (start, t_compile, t_space, t_subnet, t_codegen))
+    return _report(graph, sub, space, zero, expected, actual, chosen, target, (start, t_compile, t_space, t_subnet, t_codegen),
+                   constant=constant, mode=mode)
 
 
 def _random_selection(graph: Graph, mode: str, fraction: float, seed: int) -> tuple[SearchSpace, list[int], list]:
@@ -326,6 +348,8 @@ def _check_keras_model(
         codegen(sub, target=target, out_dir=target_dir)
         t_codegen = time.perf_counter()
         expected = run_model(live, inputs)
+        constant = _input_independent(lambda arrays: run_model(live, tuple(arrays)), list(inputs), expected,
+                                      _output_dtypes(graph, expected), seed)
         if target == "keras":
             from asgnas_ir.testing import run_keras
 
@@ -336,7 +360,8 @@ def _check_keras_model(
             actual = run_torch(target_dir, list(inputs))
         else:
             actual = _run_generated(target, target_dir, inputs)
-    return _report(graph, sub, space, zero, expected, actual, "keras", target, (start, t_compile, t_space, t_subnet, t_codegen))
+    return _report(graph, sub, space, zero, expected, actual, "keras", target, (start, t_compile, t_space, t_subnet, t_codegen),
+                   constant=constant, mode=mode)
 
 
 def _check_onnx_model(
@@ -353,9 +378,9 @@ def _check_onnx_model(
         as_arrays,
         example_arrays,
         rerandomize_initializers,
+        run_checked,
         with_weights,
     )
-    from asgnas_ir.testing import run_onnx
 
     start = time.perf_counter()
     proto = load_onnx(model)
@@ -379,31 +404,200 @@ def _check_onnx_model(
         import onnx
 
         onnx.save(with_weights(proto, graph), str(reference))
-        expected = run_onnx(reference, list(inputs))
+        source = f"'{model}'" if isinstance(model, (str, Path)) else f"ModelProto '{proto.graph.name or 'model'}'"
+        expected = run_checked(reference, list(inputs), f"the ONNX model {source} (the reference, with the zeroed weights)")
+        constant = _input_independent(lambda arrays: run_checked(reference, arrays, f"the ONNX model {source}"), list(inputs), expected,
+                                      _output_dtypes(graph, expected), seed)
         if target == "onnx":
-            actual = run_onnx(target_dir / "model.onnx", list(inputs))
+            actual = run_checked(target_dir / "model.onnx", list(inputs), f"the generated model.onnx of {source}")
         else:
             import torch
 
             actual = _run_generated(target, target_dir, tuple(torch.from_numpy(np.ascontiguousarray(x)) for x in inputs))
-    return _report(graph, sub, space, zero, expected, actual, "onnx", target, (start, t_compile, t_space, t_subnet, t_codegen))
+    return _report(graph, sub, space, zero, expected, actual, "onnx", target, (start, t_compile, t_space, t_subnet, t_codegen),
+                   constant=constant, mode=mode)
+
+
+class OutputComparison(NamedTuple):
+    """One output of the generated model against the reference's (DESIGN §4's rule, for that output alone)."""
+
+    index: int
+    max_abs_diff: float
+    max_ref: float
+    tolerance: float
+    ok: bool
+    problem: str  # why it fails, in words; "" when ok
+
+    @property
+    def ratio(self) -> float:
+        """How much of its tolerance the output uses (inf: unusable); ranks outputs for the report."""
+        if self.tolerance > 0:
+            return self.max_abs_diff / self.tolerance if not np.isnan(self.max_abs_diff) else float("inf")
+        return 0.0 if self.max_abs_diff == 0 else float("inf")
+
+
+def _is_float(array: np.ndarray) -> bool:
+    return bool(np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.complexfloating))
+
+
+def compare_outputs(expected: Sequence[np.ndarray], actual: Sequence[np.ndarray], dtypes: Sequence[str] | None = None,
+                    ) -> list[OutputComparison]:
+    """Each output held to the DESIGN tolerance with its own max |reference|, so a large output cannot
+    hide a wrong small one. Float outputs use `tolerance(max_ref, dtype)` (`dtypes`: the model's output
+    dtypes, which numpy may have widened, e.g. bfloat16); integer and bool outputs must be equal. A
+    count or shape mismatch is one failing comparison with an infinite difference."""
+    if len(expected) != len(actual):
+        return [OutputComparison(0, float("inf"), 0.0, 0.0, False,
+                                 f"the generated model returns {len(actual)} output(s), the reference {len(expected)}")]
+    dtypes = list(dtypes) if dtypes is not None and len(dtypes) == len(expected) else [str(e.dtype) for e in expected]
+    found = []
+    for i, (e, a, dtype) in enumerate(zip(expected, actual, dtypes, strict=True)):
+        e, a = np.asarray(e), np.asarray(a)
+        if e.shape != a.shape:
+            found.append(OutputComparison(i, float("inf"), 0.0, 0.0, False,
+                                          f"output {i} has shape {list(a.shape)}, the reference {list(e.shape)}"))
+            continue
+        if e.size == 0:
+            continue  # nothing to compare; with no other output the check fails below for want of one
+        max_ref = float(np.abs(e.astype(np.float64)).max())
+        diff = float(np.abs(e.astype(np.float64) - a.astype(np.float64)).max())
+        if not _is_float(e):
+            ok = diff == 0
+            found.append(OutputComparison(i, diff, max_ref, 0.0, ok, "" if ok else f"output {i} ({dtype}) differs by {diff:.3g}"))
+            continue
+        tol = tolerance(max_ref, dtype)
+        ok = outputs_match(diff, max_ref, dtype)
+        if ok:
+            problem = ""
+        elif not max_ref > MIN_REF:
+            problem = (f"output {i}'s reference is degenerate (max |ref| {max_ref:.3g} <= {MIN_REF:g}), so the "
+                       "comparison would say nothing; let check re-randomize the weights (no keep_weights)")
+        else:
+            problem = (f"output {i} differs from the reference by {diff:.3g}, more than its tolerance {tol:.3g} "
+                       f"({rtol(dtype):g} x its max |ref| {max_ref:.3g})")
+        found.append(OutputComparison(i, diff, max_ref, tol, ok, problem))
+    if not found:
+        found.append(OutputComparison(0, 0.0, 0.0, 0.0, False, "the model has no non-empty output to compare"))
+    return found
+
+
+def worst_output(comparisons: Sequence[OutputComparison]) -> OutputComparison:
+    """The output the report shows: a failing one before any passing one, then the largest share of its
+    tolerance."""
+    return max(comparisons, key=lambda c: (not c.ok, c.ratio))
+
+
+def _output_dtypes(graph: Graph, expected: Sequence[np.ndarray]) -> list[str]:
+    """The model's output dtypes as the graph records them (numpy widens bfloat16), or numpy's when the
+    graph's outputs do not line up with the ones the model returned."""
+    names = graph.outputs
+    if len(names) == len(expected) and all(n in graph.values for n in names):
+        return [graph.values[n].dtype for n in names]
+    return [str(np.asarray(e).dtype) for e in expected]
+
+
+def _as_arrays(tensors: Sequence[Any]) -> list[np.ndarray]:
+    from asgnas_ir.ir.weights import tensor_array
+
+    return [tensor_array(t) for t in tensors]
+
+
+def _like_tensors(arrays: Sequence[np.ndarray], like: Sequence[Any]) -> tuple:
+    import torch
+
+    return tuple(torch.from_numpy(np.ascontiguousarray(a)).to(dtype=t.dtype, device=t.device) for a, t in zip(arrays, like, strict=True))
+
+
+def _other_inputs(inputs: Sequence[np.ndarray], seed: int) -> list[list[np.ndarray]]:
+    """Two sets of inputs unlike `inputs`, each input kept in the range the example shows: floats redrawn
+    with the example's mean and spread; integers mirrored within their observed [lo, hi] (indices stay
+    valid), then all set to lo, so a model that only counts tokens still sees a change; bools negated,
+    then all false. An input that cannot change this way (one repeated integer) stays as it is; a set in
+    which nothing changed is left out."""
+    rng = np.random.default_rng([seed, 0x0C0])
+    sets: list[list[np.ndarray]] = [[], []]
+    for x in inputs:
+        x = np.asarray(x)
+        if _is_float(x):
+            spread = float(x.std()) if x.size else 0.0
+            centre = float(x.mean()) if x.size else 0.0
+            for alt in sets:
+                z = rng.standard_normal(x.shape)
+                alt.append((centre + spread * z if spread > 0 else z).astype(x.dtype))
+        elif x.dtype == np.bool_:
+            sets[0].append(~x)
+            sets[1].append(np.zeros_like(x) if x.any() else np.ones_like(x))
+        elif x.size and np.issubdtype(x.dtype, np.integer):
+            lo, hi = x.min(), x.max()
+            sets[0].append((lo + hi - x).astype(x.dtype))
+            sets[1].append(np.full_like(x, lo))
+        else:
+            sets[0].append(x)
+            sets[1].append(x)
+    return [alt for alt in sets if any(not np.array_equal(a, x) for a, x in zip(alt, inputs, strict=True))]
+
+
+def _input_independent(run: Callable[[list[np.ndarray]], list[np.ndarray]], inputs: Sequence[np.ndarray],
+                       expected: Sequence[np.ndarray], dtypes: Sequence[str], seed: int) -> bool:
+    """Whether every output of the (zeroed) reference stays the same when the inputs change.
+
+    Such a selection cut every path from the inputs to the outputs (an erase choice that removed the
+    trunk, or weights shared with a removed part): the generated model then only has to reproduce a
+    constant, and a check that passes says nothing. "The same" is within each output's own tolerance,
+    since a change below it is one the comparison could not see either. Two unlike inputs are tried and
+    both must leave every output unchanged; when no unlike input can be made, it cannot be told: False."""
+    alternatives = _other_inputs(inputs, seed)
+    if not alternatives:
+        return False
+    for alt in alternatives:
+        other = run(list(alt))
+        if len(other) != len(expected):
+            return False
+        for e, o, dtype in zip(expected, other, dtypes, strict=True):
+            e, o = np.asarray(e), np.asarray(o)
+            if e.shape != o.shape:
+                return False
+            if not e.size:
+                continue
+            change = float(np.abs(e.astype(np.float64) - o.astype(np.float64)).max())
+            limit = tolerance(float(np.abs(e.astype(np.float64)).max()), dtype) if _is_float(e) else 0.0
+            if not change <= limit:  # NaN counts as a change
+                return False
+    return True
 
 
 def _report(graph: Graph, sub: Graph, space: SearchSpace, zero: list[int], expected: list, actual: list, frontend: str,
-            target: str, times: tuple[float, ...]) -> CheckReport:
+            target: str, times: tuple[float, ...], *, constant: bool = False, mode: str = "prune") -> CheckReport:
     start, t_compile, t_space, t_subnet, t_codegen = times
-    max_ref = max((float(np.abs(e).max()) for e in expected if e.size), default=0.0)
-    if len(expected) != len(actual) or any(e.shape != a.shape for e, a in zip(expected, actual, strict=False)):
-        diff = float("inf")
+    comparisons = compare_outputs(expected, actual, _output_dtypes(graph, expected))
+    worst = worst_output(comparisons)
+    ok = all(c.ok for c in comparisons) and not constant
+    if worst.problem:
+        reason: str | None = worst.problem
+        others = sum(1 for c in comparisons if not c.ok) - 1
+        if others > 0:
+            reason += f" (and {others} more output(s) fail)"
+    elif constant and zero:
+        shown = ", ".join(map(str, zero[:8])) + (", ..." if len(zero) > 8 else "")
+        reason = (
+            f"degenerate selection: with the {len(zero)} zeroed group(s) [{shown}] (mode '{mode}') every output of the "
+            "reference stays the same when the inputs change, so nothing from the inputs reaches an output and the "
+            "comparison says nothing; choose groups that leave a path (another seed or a smaller fraction)"
+        )
+    elif constant:
+        reason = ("degenerate model: with nothing zeroed, every output stays the same when the inputs change, so the "
+                  "comparison says nothing about how the generated code treats its inputs")
     else:
-        diff = max((float(np.abs(e.astype(np.float64) - a).max()) for e, a in zip(expected, actual, strict=True) if e.size), default=0.0)
+        reason = None
     full_cost, sub_cost = cost(graph), cost(sub)
     end = time.perf_counter()
-    return CheckReport(
-        ok=outputs_match(diff, max_ref), max_abs_diff=diff, tolerance=tolerance(max_ref),
+    report = CheckReport(
+        ok=ok, max_abs_diff=worst.max_abs_diff, tolerance=worst.tolerance,
         params_full=full_cost.params, params_sub=sub_cost.params, flops_full=full_cost.flops, flops_sub=sub_cost.flops,
         groups=len(space.groups), zeroed=len(zero), frontend=frontend, target=target,
         seconds=CheckSeconds(compile=t_compile - start, space=t_space - t_compile, subnet=t_subnet - t_space,
                              codegen=t_codegen - t_subnet, total=end - start),
-        max_ref=max_ref,
+        max_ref=worst.max_ref,
     )
+    report._reason, report._degenerate = reason, constant
+    return report

@@ -189,6 +189,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(report.model_dump_json())
     else:
         _print_report(report)
+    if not report.ok:  # on stderr in both modes, so `--json` keeps stdout one JSON object
+        print(f"asgnas check: failed: {report.reason}", file=sys.stderr)
     return EXIT_OK if report.ok else EXIT_CHECK_FAILED
 
 

@@ -74,8 +74,31 @@ def run_keras(model_or_folder: Any, inputs: Any) -> list[Any]:
     model = load_generated_keras(model_or_folder) if isinstance(model_or_folder, (str, Path)) else model_or_folder
     if isinstance(inputs, np.ndarray) or hasattr(inputs, "numpy"):
         inputs = [inputs]
-    arrays = [np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x) for x in inputs]
+    from asgnas_ir.ir.weights import tensor_array
+
+    # a bfloat16 tensor arrives widened to float32; the generated model's Input casts it back exactly
+    arrays = [np.asarray(tensor_array(x) if hasattr(x, "detach") else x) for x in inputs]
     outputs = model(arrays[0] if len(arrays) == 1 else arrays, training=False)
     if not isinstance(outputs, (list, tuple)):
         outputs = [outputs]
     return [np.asarray(o) for o in outputs]
+
+
+def assert_outputs_match(actual: Any, expected: Any, dtypes: Any = None) -> None:
+    """Assert DESIGN §4's equivalence of two models' outputs: each output within the DESIGN tolerance
+    of its own max |reference| (tensors, arrays, or sequences of them; `dtypes` the model's output
+    dtypes where numpy cannot tell, e.g. bfloat16). Use it wherever the two sides may sum in different
+    orders (other kernels, fewer channels, another thread count): an absolute atol there is a guess."""
+    from asgnas_ir.api import compare_outputs, worst_output
+    from asgnas_ir.ir.weights import tensor_array
+
+    def arrays(value: Any) -> list[Any]:
+        import numpy as np
+
+        if isinstance(value, (list, tuple)):
+            return [a for item in value for a in arrays(item)]
+        return [tensor_array(value) if hasattr(value, "detach") else np.asarray(value)]
+
+    found = compare_outputs(arrays(expected), arrays(actual), dtypes)
+    if not all(c.ok for c in found):
+        raise AssertionError(worst_output(found).problem)

@@ -436,7 +436,10 @@ def test_generation_is_deterministic(tmp_path: Path) -> None:
 def test_check_onnx_target_on_every_replica(name: str, mode: str, tmp_path: Path) -> None:
     """Random zero groups → subnet → model.onnx in onnxruntime equals the zeroed torch model."""
     replica = REPLICAS[name]
-    report = ai.check(replica.build(), example_inputs(replica), mode=mode, target="onnx", fraction=0.5, seed=0, out_dir=tmp_path)
+    # seed 0 erases both attention blocks of the ViT, whose output is then a constant (a degenerate
+    # selection, see tests/e2e/test_check_outputs.py); seed 1 keeps one
+    seed = 1 if (name, mode) == ("vit_encoder", "erase") else 0
+    report = ai.check(replica.build(), example_inputs(replica), mode=mode, target="onnx", fraction=0.5, seed=seed, out_dir=tmp_path)
     assert report.ok, report
     assert report.target == "onnx" and report.max_ref > 1e-3
     assert report.max_abs_diff <= 1e-4 * report.max_ref

@@ -413,7 +413,7 @@ def _reports_equal(a: Path, b: Path) -> None:
         assert ra[net]["params"] == rb[net]["params"] and ra[net]["flops"] == rb[net]["flops"]
     wa, wb = load_file(str(a / "weights.safetensors")), load_file(str(b / "weights.safetensors"))
     assert wa.keys() == wb.keys()
-    for name in wa:
+    for name in wa:  # bitwise: both runs are the same program, same data, same thread count (OMP_NUM_THREADS=1)
         np.testing.assert_array_equal(wa[name], wb[name], err_msg=name)
     assert (a / "model.py").read_text() == (b / "model.py").read_text()
 

@@ -12,7 +12,7 @@ from torch import nn
 
 import asgnas_ir as ai
 from asgnas_ir.ir.ops import Op
-from asgnas_ir.testing import emit_and_load
+from asgnas_ir.testing import assert_outputs_match, emit_and_load
 from tests.models import REPLICAS, example_inputs
 
 HEADS, HEAD_DIM, DIM = 4, 8, 32
@@ -97,7 +97,8 @@ def test_removing_heads_shrinks_the_head_count_in_generated_code(tmp_path) -> No
             for s in space.group(gid).slices:
                 dict(model.named_parameters())[s.param].index_fill_(s.axis, torch.as_tensor(s.indices), 0)
         expected = model(*inputs)
-        torch.testing.assert_close(generated(*inputs), expected, atol=1e-5, rtol=1e-5)
+        # fewer heads: other matmul sizes, so another summation order; held to the DESIGN rule
+        assert_outputs_match(generated(*inputs), expected)
 
 
 @pytest.mark.parametrize("name", ["vit_encoder", "bert_encoder", "gpt_block"])
@@ -105,7 +106,11 @@ def test_removing_heads_shrinks_the_head_count_in_generated_code(tmp_path) -> No
 def test_check_passes_in_erase_and_both_modes(name: str, mode: str) -> None:
     """Whole attention or MLP branches (erase) and heads inside surviving branches (both) come out exactly."""
     replica = REPLICAS[name]
-    report = ai.check(replica.build(), example_inputs(replica), mode=mode)
+    # seed 0 erases both attention blocks of the ViT: its CLS token then never meets a patch and the
+    # output is a constant, which check reports as degenerate (tests/e2e/test_check_outputs.py); seed 1
+    # keeps one
+    seed = 1 if (name, mode) == ("vit_encoder", "erase") else 0
+    report = ai.check(replica.build(), example_inputs(replica), mode=mode, seed=seed)
     assert report.ok, report
     assert report.params_sub < report.params_full
 
@@ -239,7 +244,7 @@ def test_h2spg_on_a_decoder_yields_an_exact_smaller_transformer(tmp_path) -> Non
     sub = ai.subnet(graph, ai.search_space(graph, mode="both"), zero)
     generated = emit_and_load(sub, tmp_path)
     with torch.no_grad():
-        torch.testing.assert_close(generated(*inputs), model(*inputs), atol=1e-5, rtol=1e-5)
+        assert_outputs_match(generated(*inputs), model(*inputs))  # sliced layers sum in another order
     assert ai.cost(sub).params < ai.cost(graph).params
 
 

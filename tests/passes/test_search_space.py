@@ -9,7 +9,7 @@ from torch import nn
 import asgnas_ir as ai
 from asgnas_ir.backends.torch.binding import zero_slices_
 from asgnas_ir.passes.analysis.dependency_graph import merge_slices
-from asgnas_ir.testing import emit_and_load
+from asgnas_ir.testing import assert_outputs_match, emit_and_load
 from tests.models import REPLICAS, example_inputs
 
 
@@ -118,7 +118,7 @@ def test_removing_the_outer_structure_drops_the_dead_inner_branch(tmp_path) -> N
     assert {n.id for n in sub.nodes} == {"stem", "relu", "head"}
     assert not any(p.startswith(("conv1", "inner", "outer_tail")) for p in sub.params)
     with torch.no_grad():
-        torch.testing.assert_close(emit_and_load(sub, tmp_path)(x), model(x), rtol=1e-5, atol=1e-6)
+        assert_outputs_match(emit_and_load(sub, tmp_path)(x), model(x))  # DESIGN rule: an atol of 1e-6 is a guess
 
 
 def test_non_zero_invariant_and_gating_branches_are_not_removable() -> None:

@@ -296,7 +296,11 @@ def test_maximal_random_pruning_still_builds_and_matches(name: str):
     """Zeroing every group random_zero_groups allows (fraction 1.0) still gives a checked, verified subnet."""
     replica = REPLICAS[name]
     report = ai.check(replica.build(), example_inputs(replica), fraction=1.0, seed=1)
-    assert report.ok, report
+    # One channel is left per value, and ReLU/hardswish can leave it dead for every input: then every
+    # output is a constant and check reports the selection as degenerate rather than ok. Either way the
+    # sub-network must build and reproduce the zeroed model.
+    assert report.ok or report.degenerate, report
+    assert report.max_abs_diff <= report.tolerance and report.max_ref > 1e-3
     assert report.zeroed > report.groups // 2
     assert 0 < report.params_sub < report.params_full
 
