@@ -2,9 +2,11 @@
 
 - `prune`: the channel groups of the dependency graph (ids 0..n-1).
 - `erase`: operator groups, one per removal structure of the segment graph (ids 0..k-1). A group's
-  slices are every param of its segment (whole tensors) plus, where the segment feeds a channel
-  concat, the channel-group slices of those channels downstream (the next norm's scale and shift,
-  the next conv's input columns), so zeroing the group leaves every output unchanged.
+  slices are the params its segment owns (whole tensors, kind `out`: trainable and read by no
+  other node), its frozen params and statistics (kind `stat`: removed with it, never zeroed) and,
+  where the segment feeds a channel concat, the channel-group slices of those channels downstream
+  (the next norm's scale and shift, the next conv's input columns), so zeroing the group leaves
+  every output unchanged. A param the segment shares with other nodes is not in its slices.
 - `both`: channel groups first (0..n-1, as in prune mode), then operator groups (n..n+k-1). A
   channel group whose slices all lie inside one removal structure has that operator group as
   `parent`.
@@ -31,6 +33,8 @@ from asgnas_ir.passes.analysis.dependency_graph import ChannelGroup, DependencyG
 from asgnas_ir.passes.analysis.segments import (
     SegmentGraph,
     build_segments,
+    owned_params,
+    param_readers,
     removal_consumers_ok,
     segment_params,
     segment_zero_invariant,
@@ -147,26 +151,31 @@ def _value_covers(deps: DependencyGraph, offset: int = 0) -> list[list[int]]:
 
 def _operator_groups(graph: Graph, deps: DependencyGraph, offset: int) -> tuple[list[ChannelGroup], SegmentGraph, dict[int, int]]:
     segments, _ = build_segments(graph)
+    readers = param_readers(graph)
     candidates = []
     for seg in segments.segments:
         if seg.is_joint:
             continue
-        params = segment_params(graph, seg.nodes)
-        if not any(graph.params[p].trainable for p in params):
+        owned = owned_params(graph, seg.nodes, readers)
+        if not owned:  # nothing an optimizer could zero without touching the rest of the network
             continue
         if not removal_consumers_ok(graph, deps, segments, seg):
             continue
-        if not segment_zero_invariant(graph, seg.nodes):
+        if not segment_zero_invariant(graph, seg.nodes, owned):
             continue
-        candidates.append((seg, params))
+        inside = set(seg.nodes)
+        # a param read outside the segment stays in the network: it is neither zeroed nor removed
+        removed = [p for p in segment_params(graph, seg.nodes) if readers[p] <= inside]
+        candidates.append((seg, removed, owned))
 
     by_id = {g.id: g for g in deps.groups}
     groups: list[ChannelGroup] = []
     group_segments: dict[int, int] = {}
-    for seg, params in candidates:
+    for seg, params, owned in candidates:
         gid = offset + len(groups)
+        # frozen params and running statistics go away with the segment but are never zeroed
         slices = [
-            Slice(p, 0, list(range(graph.params[p].shape[0])), "out" if graph.params[p].trainable else "stat")
+            Slice(p, 0, list(range(graph.params[p].shape[0])), "out" if p in owned else "stat")
             for p in params
             if graph.params[p].shape
         ]
@@ -177,7 +186,7 @@ def _operator_groups(graph: Graph, deps: DependencyGraph, offset: int) -> tuple[
                 if s.param not in covered:
                     slices.append(s)
         seg_flops = sum(opdef(graph.node(n).op).flops(graph.node(n), graph) for n in seg.nodes)
-        seg_params = sum(graph.params[p].numel for p in params if graph.params[p].trainable)
+        seg_params = sum(graph.params[p].numel for p in owned)
         groups.append(
             ChannelGroup(id=gid, kind="operator", slices=slices, nodes=list(seg.nodes), flops=seg_flops, params=seg_params, channels=0)
         )
@@ -228,11 +237,14 @@ def _set_operator_parents(segments: SegmentGraph, groups: list[ChannelGroup], gr
 
 def _nest_channel_groups(graph: Graph, channel_groups: list[ChannelGroup], operators: list[ChannelGroup]) -> list[ChannelGroup]:
     """Channel groups whose 'out' slices all sit in one removal structure get it as parent."""
+    readers = param_readers(graph)
     owner: dict[str, int] = {}
     for op_group in operators:
+        inside = set(op_group.nodes)
         for node_id in op_group.nodes:
             for p in graph.node(node_id).params.values():
-                owner[p] = op_group.id
+                if readers[p] <= inside:  # a shared param outlives the structure
+                    owner[p] = op_group.id
     nested = []
     for group in channel_groups:
         owners = {owner.get(s.param) for s in group.slices if s.kind == "out"}

@@ -7,11 +7,17 @@ as its last node) and before a *joint*, a node with several data inputs; a joint
 its own. The segments and the data edges between them form the *segment graph*.
 
 A segment is a *removal structure* when
-- it holds trainable params,
-- every consumer of its output is an additive joint: an `add` of two tensors, or a `concat` along
-  the channel axis whose channels from this segment belong to removable channel groups, and
-- zeroing its params makes its output exactly zero: after the last op that zeroed params silence
-  (a stem, an affine norm, a multiply by a param), every op is zero-preserving.
+- every consumer of its output is an additive joint: an `add` of two tensors whose other operand
+  already has the add's full shape and dtype (so dropping this operand changes no shape), or a
+  `concat` along the channel axis whose channels from this segment belong to removable channel
+  groups, and
+- zeroing the params it *owns* makes its output exactly zero, whatever its input. It owns a param
+  when the param is trainable (an optimizer can move it to zero; running statistics and frozen
+  weights cannot be) and no node outside the segment reads it (a shared conv or layer scale: zeroing
+  it would change the rest of the network). Params it reads but does not own keep their values:
+  after the last op that the owned params silence (a stem, an affine norm, a multiply by a param),
+  every op must map zero to zero with those values (a frozen bias, a norm's running mean, a pad
+  with ones, an added buffer all break it).
 
 Validity of a set of removed segments (stricter than the paper's "an input→output path exists"):
 every graph output stays reachable from the inputs, and every surviving segment that still reaches
@@ -30,7 +36,7 @@ from pydantic import BaseModel, Field
 from asgnas_ir.ir.graph import Graph
 from asgnas_ir.ir.node import NodeBase
 from asgnas_ir.ir.ops import STEM_OPS, Op
-from asgnas_ir.opdefs import opdef, preserves_zero
+from asgnas_ir.opdefs import preserves_zero
 from asgnas_ir.passes.analysis.dependency_graph import DependencyGraph
 
 _ZEROING_NORMS = {Op.BATCH_NORM, Op.INSTANCE_NORM, Op.GROUP_NORM, Op.LAYER_NORM}
@@ -146,35 +152,86 @@ def build_segments(graph: Graph) -> tuple[SegmentGraph, dict[str, int]]:
     return SegmentGraph(segments=segments), segment_of
 
 
-def _zeroes_output(graph: Graph, node: NodeBase) -> bool:
-    """True when zeroing this node's params makes its output exactly zero, whatever its input."""
+_GRAPH_OUTPUT = "<graph output>"  # a reader no segment contains: a param the model returns as is
+
+
+def param_readers(graph: Graph) -> dict[str, set[str]]:
+    """The non-constant nodes that read each param, directly or through a constant node."""
+    readers: dict[str, set[str]] = defaultdict(set)
+    outputs = set(graph.outputs)
+    for node in graph.nodes:
+        if node.op is Op.CONSTANT:
+            for user in graph.users(node.outputs[0]):
+                readers[node.params["value"]].add(user.id)
+            if node.outputs[0] in outputs:
+                readers[node.params["value"]].add(_GRAPH_OUTPUT)
+        else:
+            for name in node.params.values():
+                readers[name].add(node.id)
+    return readers
+
+
+def owned_params(graph: Graph, nodes: Iterable[str], readers: dict[str, set[str]] | None = None) -> set[str]:
+    """The params of the chain `nodes` that zeroing it may set to zero: trainable ones that no node
+    outside the chain reads."""
+    inside = set(nodes)
+    readers = param_readers(graph) if readers is None else readers
+    return {p for p in segment_params(graph, inside) if graph.params[p].trainable and readers[p] <= inside}
+
+
+def _constant_operands(graph: Graph, node: NodeBase) -> list[str]:
+    """The params this node reads through constant inputs (a layer scale, an added bias)."""
+    out = []
+    for name in node.inputs:
+        producer = graph.producer(name)
+        if producer is not None and producer.op is Op.CONSTANT:
+            out.append(producer.params["value"])
+    return out
+
+
+def _zeroes_output(graph: Graph, node: NodeBase, owned: set[str]) -> bool:
+    """True when zeroing the `owned` params makes this node's output exactly zero, whatever its input."""
     if node.op in STEM_OPS:
-        return True
+        return "weight" in node.params and all(p in owned for p in node.params.values())
     if node.op in _ZEROING_NORMS:
-        return "weight" in node.params and "bias" in node.params
+        return "weight" in node.params and "bias" in node.params and {node.params["weight"], node.params["bias"]} <= owned
     if node.op is Op.MUL:
-        return any(
-            graph.producer(name) is not None and graph.producer(name).op is Op.CONSTANT  # type: ignore[union-attr]
-            for name in node.inputs
-        )
+        return any(p in owned for p in _constant_operands(graph, node))
     return False
 
 
-def segment_zero_invariant(graph: Graph, nodes: list[str]) -> bool:
-    """Zeroing every param of the chain `nodes` makes its output exactly zero."""
+def _keeps_zero(graph: Graph, node: NodeBase, owned: set[str]) -> bool:
+    """True when an all-zero input gives an all-zero output once the `owned` params are zeroed (the
+    others keep whatever value they have)."""
+    if node.op in (Op.ADD, Op.SUB) and len(_data_inputs(graph, node)) == 1:
+        # x + c: zero only when c is zero, which holds for a zeroed param and a zero scalar alone
+        scalar = getattr(node.attrs, "scalar", None)
+        return scalar in (None, 0.0) and all(p in owned for p in _constant_operands(graph, node))
+    if node.op in (Op.CONV, Op.CONV_TRANSPOSE, Op.LINEAR) and set(node.params) <= {"weight", "bias"}:
+        # W * 0 = 0 whatever W; the bias is zero only when it is zeroed
+        return "bias" not in node.params or node.params["bias"] in owned
+    if node.op in _ZEROING_NORMS:
+        if "running_mean" in node.params:
+            # (0 - running_mean) * scale is not zero and statistics are never zeroed: only a zeroed
+            # scale and shift (`_zeroes_output`) silence it
+            return False
+        # normalized by its own statistics a zero input stays zero, leaving the shift
+        return "bias" not in node.params or node.params["bias"] in owned
+    return preserves_zero(node, graph)
+
+
+def segment_zero_invariant(graph: Graph, nodes: list[str], owned: set[str] | None = None) -> bool:
+    """Zeroing the `owned` params of the chain `nodes` (default: every param the chain owns, see
+    `owned_params`) makes its output exactly zero, whatever its input."""
+    owned = owned_params(graph, nodes) if owned is None else owned
     zeroed = False
     for node_id in nodes:
         node = graph.node(node_id)
-        if _zeroes_output(graph, node):
+        if _zeroes_output(graph, node, owned):
             zeroed = True
-        elif not preserves_zero(node, graph) or (node.op in (Op.ADD, Op.SUB) and _adds_nonzero(graph, node)):
+        elif zeroed and not _keeps_zero(graph, node, owned):
             zeroed = False
     return zeroed
-
-
-def _adds_nonzero(graph: Graph, node: NodeBase) -> bool:
-    scalar = getattr(node.attrs, "scalar", None)
-    return scalar not in (None, 0.0)
 
 
 def segment_params(graph: Graph, nodes: Iterable[str]) -> list[str]:
@@ -201,7 +258,7 @@ def removal_consumers_ok(graph: Graph, deps: DependencyGraph, segments: SegmentG
     out = last.outputs[0]
     for consumer in graph.users(out):
         if consumer.op is Op.ADD and len(_data_inputs(graph, consumer)) == 2 and consumer.attrs.scalar is None:  # type: ignore[attr-defined]
-            if consumer.inputs[0] == consumer.inputs[1]:
+            if consumer.inputs[0] == consumer.inputs[1] or not _survivor_fills_add(graph, consumer, out):
                 return False
             continue
         if consumer.op is Op.CONCAT and consumer.attrs.axis == graph.values[out].channel_axis:  # type: ignore[attr-defined]
@@ -211,6 +268,15 @@ def removal_consumers_ok(graph: Graph, deps: DependencyGraph, segments: SegmentG
             continue
         return False
     return True
+
+
+def _survivor_fills_add(graph: Graph, add: NodeBase, removed: str) -> bool:
+    """Does the add's other operand alone have the add's type (shape, dtype, channel axis)? Only then
+    can the add become that operand when `removed` goes (`head(gap(y) + c1(y))` would turn 1x1
+    without c1, and the sub-network's consumers would no longer fit)."""
+    result = graph.values[add.outputs[0]]
+    other = graph.values[next(name for name in add.inputs if name != removed)]
+    return (other.shape, other.dtype, other.channel_axis) == (result.shape, result.dtype, result.channel_axis)
 
 
 def _empties_a_value(graph: Graph, deps: DependencyGraph, seg: Segment, removed_groups: set[int]) -> bool:

@@ -197,7 +197,8 @@ def test_folded_gates_give_a_sub_network_whose_code_equals_the_gated_super_netwo
 
 
 class _SharedNorm(torch.nn.Module):
-    """Two candidate branches ending in the same BatchNorm module."""
+    """A candidate branch that calls one BatchNorm module twice (a norm shared by two branches is no
+    removal structure at all: zeroing it would silence both)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -208,7 +209,7 @@ class _SharedNorm(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
-        return self.head((x + self.bn(self.a(x)) + self.bn(self.b(x))).mean((2, 3)))
+        return self.head((x + self.bn(self.bn(self.a(x))) + self.b(x)).mean((2, 3)))
 
 
 class _FunctionalConv(torch.nn.Module):
@@ -227,7 +228,7 @@ class _FunctionalConv(torch.nn.Module):
 
 @pytest.mark.parametrize(
     ("model", "message"),
-    [(_SharedNorm, r"operator group 0 \(nodes a, bn\): module 'bn' cannot carry its gate because it is called 2 times"),
+    [(_SharedNorm, r"operator group 0 \(nodes a, bn, bn_1\): module 'bn' cannot carry its gate because it is called 2 times"),
      (_FunctionalConv, r"operator group 0 \(nodes conv2d\).*not a submodule of _FunctionalConv")],
 )
 def test_groups_without_a_gate_module_of_their_own_are_refused_by_name(model: type, message: str) -> None:
