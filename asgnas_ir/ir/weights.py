@@ -8,15 +8,29 @@ reader must give exactly the compile-time values or fail: the torch frontend's r
 the tensor's version counter (bumped by every in-place change torch makes) with the one seen at
 compile time and raises when they differ, telling the user to call `graph.update_weights(model)`
 or compile again. So a graph never mixes compile-time and later values silently.
+
+NOTE: [bfloat16 weights] numpy has no bfloat16, so a bfloat16 param's array is float32 holding the
+same values (every bfloat16 is a float32: the upper half of its bits). The param keeps
+`dtype="bfloat16"`; the sidecar check allows the widening and codegen narrows back exactly
+(a torch layer built with `dtype=torch.bfloat16` rounds nothing when it loads them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any
 
 import numpy as np
 
 Reader = Callable[[], np.ndarray]
+
+
+def tensor_array(tensor: Any) -> np.ndarray:
+    """A numpy copy of a torch tensor; bfloat16 widened to float32 (NOTE: [bfloat16 weights])."""
+    tensor = tensor.detach().cpu()
+    if str(tensor.dtype) == "torch.bfloat16":
+        tensor = tensor.float()
+    return tensor.numpy().copy()
 
 
 class WeightStore(MutableMapping[str, np.ndarray]):

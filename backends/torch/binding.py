@@ -10,6 +10,7 @@ import torch
 
 from asgnas_ir.errors import AsgnasError
 from asgnas_ir.ir.graph import Graph
+from asgnas_ir.ir.weights import tensor_array
 from asgnas_ir.passes.analysis.dependency_graph import Slice, merge_slices
 
 
@@ -66,7 +67,7 @@ def run_model(model: Any, inputs: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
 
     def collect(value: Any) -> None:
         if isinstance(value, torch.Tensor):
-            flat.append(value.detach().cpu().numpy())
+            flat.append(tensor_array(value))
         elif isinstance(value, (list, tuple)):
             for item in value:
                 collect(item)

@@ -63,7 +63,9 @@ class KerasPrinter:
         self._layer_of: dict[tuple, str] = {}
         self._constants: dict[tuple, str] = {}
         self.constant_of: dict[str, str] = {}  # value produced by a constant node -> its param
+        self._settings_of: dict[tuple, str] = {}
         self._uses = Counter(self._layer_key(node) for node in graph.nodes if node.params and node.op is not Op.CONSTANT)
+        self.dtype = _model_dtype(graph)
 
     # ---- helpers the emitters use --------------------------------------------------------------
     def shape(self, value: str) -> tuple[int, ...]:
@@ -153,37 +155,69 @@ class KerasPrinter:
     def layer(self, node: NodeBase, cls: str, *args: str, weights: dict[str, np.ndarray] | None = None, **kwargs: str | None) -> str:
         """The expression of a Keras layer `layers.<cls>(...)` for `node`, to be called on its input.
 
-        A node with params is one layer per set of params: a layer called by several nodes (shared
-        weights) is bound to a local once and that name is returned. `weights` maps each of the layer's
-        variables to its array."""
+        A node with params is one layer per op kind, set of params and settings: a layer called by
+        several nodes (shared weights) is bound to a local once and that name is returned. The same
+        params with other settings cannot be that layer; an emitter that can apply the op's
+        `keras.ops` form to the first layer's variables asks `owner` first, any other is refused here.
+        `weights` maps each of the layer's variables to its array."""
         key = self._layer_key(node) if node.params else None
+        settings = call(cls, *args, **kwargs)
         if key is not None and key in self._layer_of:
+            if self._settings_of[key] != settings:
+                raise CodegenError(
+                    f"node '{node.id}' (op {node.op.value}, from '{node.source}') uses the weights of layer "
+                    f"'{self._layer_of[key]}' with other settings ({settings} vs {self._settings_of[key]}); Keras "
+                    "layers cannot share variables across settings and this op has no keras.ops form here"
+                )
             return self._layer_of[key]
         name = self.layer_names.name(key or ("node", node.id, ""), node.source or node.id)
-        ctor = call(f"layers.{cls}", *args, **kwargs, name=f'"{name}"')
+        ctor = call(f"layers.{cls}", *args, **kwargs, dtype=self.dtype_arg, name=f'"{name}"')
         for variable, array in (weights or {}).items():
             self.weights[f"{name}/{variable}"] = array
         if key is not None and self._uses[key] > 1:
             local = self.locals.name(("layer", key), name)
             self.body.append(f"{local} = {ctor}")
             self._layer_of[key] = local
+            self._settings_of[key] = settings
             return local
         return ctor
 
+    def owner(self, node: NodeBase, cls: str, *args: str, **kwargs: str | None) -> str | None:
+        """The local of the layer that already holds `node`'s weights under other settings than
+        `layers.<cls>(*args, **kwargs)`, else None (then `layer` serves the node). The emitter applies
+        the op's `keras.ops` function to that layer's variables, so the weights stay one set."""
+        key = self._layer_key(node) if node.params else None
+        if key is not None and key in self._layer_of and self._settings_of[key] != call(cls, *args, **kwargs):
+            return self._layer_of[key]
+        return None
+
+    @property
+    def dtype_arg(self) -> str | None:
+        """The `dtype=` argument of every layer: None for float32 (Keras' default policy), else the
+        model's dtype, since a float32 layer would cast a float16/float64 input to float32."""
+        return None if self.dtype == "float32" else f'"{self.dtype}"'
+
     def helper_layer(self, node: NodeBase, suffix: str, cls: str, *args: str, **kwargs: str | None) -> str:
         """A weightless helper layer of `node` (padding, cropping), named `<source>_<suffix>`."""
-        return call(f"layers.{cls}", *args, **kwargs, name=f'"{self.layer_name(node, "_" + suffix if suffix else "")}"')
+        name = self.layer_name(node, "_" + suffix if suffix else "")
+        return call(f"layers.{cls}", *args, **kwargs, dtype=self.dtype_arg, name=f'"{name}"')
 
     def constant(self, key: tuple, hint: str, array: np.ndarray, trainable: bool = False) -> str:
         """A tensor holding `array` (loaded from the weights file), as a `Constant` layer output."""
         if key not in self._constants:
             self.uses_constant = True
+            dtype = str(array.dtype)
+            if array.dtype.kind == "f" and self.dtype != "float32":
+                # in the model's dtype, or an op mixing it with this float32 tensor would promote to float32;
+                # bfloat16 stays stored widened (NOTE: [bfloat16 weights] in asgnas_ir.ir.weights)
+                dtype = self.dtype
+                array = array if dtype == "bfloat16" else array.astype(dtype)
             name = self.layer_names.name(("constant", *key), hint)
             local = self.locals.name(("constant", *key), hint)
             anchor = self.expr[self.graph.inputs[0]]
             ctor = call(
                 "Constant", lit_exact(tuple(array.shape)),
-                dtype=None if str(array.dtype) == "float32" else f'"{array.dtype}"',
+                dtype=None if dtype == "float32" else f'"{dtype}"',
                 trainable="True" if trainable else None, name=f'"{name}"',
             )
             self.body.append(f"{local} = {ctor}({anchor})")
@@ -308,6 +342,21 @@ def _wrap_layer_call(line: str, indent: str, width: int = 119) -> list[str]:
     head, ctor, argument = match.groups()
     lines = wrap(head + ctor, indent, width - len(argument))
     return [*lines[:-1], lines[-1] + argument]
+
+
+def _model_dtype(graph: Graph) -> str:
+    """The one floating dtype of the graph's float inputs and params (float32 when it has none).
+
+    Keras gives each layer one dtype policy; the generated layers all get this one. A graph that
+    mixes floating dtypes is refused rather than computed in one of them."""
+    dtypes = {graph.values[name].dtype for name in graph.inputs} | {param.dtype for param in graph.params.values()}
+    floating = sorted(d for d in dtypes if d.startswith(("float", "bfloat")))
+    if len(floating) > 1:
+        raise CodegenError(
+            f"graph '{graph.name}' mixes floating dtypes ({', '.join(floating)}); generated Keras layers share one "
+            "dtype policy. Cast the model and its inputs to one dtype first."
+        )
+    return floating[0] if floating else "float32"
 
 
 def float_lit(value: float) -> str:

@@ -60,6 +60,7 @@ class TorchPrinter:
         self.weights: dict[str, np.ndarray] = {}
         self.uses_functional = False
         self._layer_of: dict[tuple[str, ...], str] = {}
+        self._constructor_of: dict[tuple[str, ...], str] = {}
         self.channels_last = graph.meta.layout == "channels_last"
         self.perm: dict[str, Perm] = {}
         self._views: dict[tuple[str, Perm], str] = {}
@@ -122,19 +123,62 @@ class TorchPrinter:
         self.uses_functional = True
         return f"F.{name}"
 
-    def layer(self, node: NodeBase, constructor: str, layouts: dict[str, str | None] | None = None) -> str | None:
-        """Declare `self.<name> = constructor` once per set of params; returns the attribute, or
-        None when an earlier node already declared it (shared weights)."""
+    def layer(self, node: NodeBase, constructor: str, layouts: dict[str, str | None] | None = None) -> str:
+        """Declare `self.<name> = constructor` once per op kind and set of params and return the attribute.
+
+        A layer's identity is its op, its params and its settings (the constructor text): a later node
+        with the same params and the same settings calls the same module (shared weights). The same
+        params with other settings (a stride, padding or dilation of its own) cannot be that module; an
+        emitter that can call the functional form on the first module's params asks `owner` first, and
+        any other emitter reaching here is refused rather than given the first node's settings."""
         # one layer per op kind and params: a table tied to an output projection is two layers
         key = (node.op.value, *sorted(node.params.values()))
+        constructor = self._in_dtype(node, constructor)
         if key in self._layer_of:
+            if self._constructor_of[key] != constructor:
+                name = self._layer_of[key]
+                raise CodegenError(
+                    f"node '{node.id}' (op {node.op.value}, from '{node.source}') uses the params of layer '{name}' with "
+                    f"other settings ({constructor} vs {self._constructor_of[key]}); generated code has no functional "
+                    "form of this op to share them through"
+                )
             return self._layer_of[key]
         name = self.layers.name(key, node.source or node.id)
         self._layer_of[key] = name
+        self._constructor_of[key] = constructor
         self.init.append(f"self.{name} = {constructor}")
         for role, param_name in node.params.items():
             self.weights[f"{name}.{role}"] = self._to_layout(self.graph.params[param_name], param_name, (layouts or {}).get(role))
         return name
+
+    def owner(self, node: NodeBase, constructor: str) -> str | None:
+        """The layer that already holds `node`'s params under settings other than `constructor`, else
+        None (then `layer` serves the node). The emitter calls the functional form with that layer's
+        params, so the weights stay one set, under the first layer's state_dict keys."""
+        key = (node.op.value, *sorted(node.params.values()))
+        if key in self._layer_of and self._constructor_of[key] != self._in_dtype(node, constructor):
+            return self._layer_of[key]
+        return None
+
+    def dtype(self, node: NodeBase) -> str:
+        """The floating dtype of `node`'s params (the IR's name: "float32", "float16", ...)."""
+        floating = {self.graph.params[name].dtype for name in node.params.values()}
+        floating = {d for d in floating if d.startswith(("float", "bfloat"))}
+        if len(floating) > 1:
+            raise CodegenError(
+                f"node '{node.id}' (op {node.op.value}, from '{node.source}') has params in several dtypes "
+                f"({', '.join(sorted(floating))}); a torch layer holds one. Cast the model to one dtype first."
+            )
+        return floating.pop() if floating else "float32"
+
+    def _in_dtype(self, node: NodeBase, constructor: str) -> str:
+        """`constructor` with `dtype=torch.<d>` when the params are not float32: torch layers are built
+        in float32 and `load_state_dict` would silently round float64 weights into them."""
+        dtype = self.dtype(node)
+        if dtype == "float32" or not constructor.endswith(")"):
+            return constructor
+        separator = "" if constructor.endswith("()") else ", "
+        return f"{constructor[:-1]}{separator}dtype=torch.{dtype})"
 
     def _to_layout(self, param: Param, name: str, target: str | None) -> np.ndarray:
         array = self.graph.weights.get(name)

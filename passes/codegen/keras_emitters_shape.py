@@ -24,6 +24,7 @@ from asgnas_ir.passes.codegen._keras_printer import (
     same_memory_order,
 )
 from asgnas_ir.passes.codegen._printer import lit_exact
+from asgnas_ir.passes.codegen.keras_emitters_conv import edge_pad
 
 
 def _axis(p: KerasPrinter, value: str, axis: int) -> int:
@@ -105,6 +106,8 @@ def _pad(p: KerasPrinter, node: NodeBase) -> None:
         p.assign(node, f'keras.ops.pad({x}, {width}, mode="reflect")', perm)
     elif attrs.mode == "replicate" and all(a <= 1 and b <= 1 for a, b in pairs):
         p.assign(node, f'keras.ops.pad({x}, {width}, mode="symmetric")', perm)  # one edge row == symmetric
+    elif attrs.mode in ("replicate", "circular"):
+        p.alias(node, edge_pad(p, node, x, [pairs[axis] for axis in perm], attrs.mode), perm)
     else:
         raise CodegenError(
             f"node '{node.id}' (pad, from '{node.source}') pads with mode '{attrs.mode}', which keras.ops.pad "

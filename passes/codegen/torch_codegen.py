@@ -4,7 +4,11 @@ The file defines an `nn.Module` whose layers carry the source model's names (`la
 `self.layer1_0_conv1`) and literal sizes, a `forward` with one line per op, and `load()` that
 reads the weights beside it. It imports only torch and safetensors, never asgnas-ir, and never
 unpickles anything. A layer called twice in the source (shared weights) is one attribute called
-twice. Output is deterministic: the same graph gives the same bytes.
+twice; the same weights called with other settings (TridentNet: one conv at several dilations) are
+the functional form on that attribute's params (`F.conv2d(x, self.branch.weight, ...)`), so the
+state_dict holds them once. Layers are built in their params' dtype (`dtype=torch.float16`), as
+`load_state_dict` would otherwise round float64 weights into float32 layers without a word.
+Output is deterministic: the same graph gives the same bytes.
 
 Batch size: a reshape whose leading size equals its input's batch size is printed with
 `x.shape[0]`, so the generated model accepts any batch size, not just the example's.
@@ -32,7 +36,7 @@ def generate_torch(graph: Graph) -> GeneratedCode:
     """Print `graph` as `model.py` and collect the state dict for `weights.safetensors`."""
     printer = TorchPrinter(graph)
     text = printer.print()
-    return GeneratedCode(files={"model.py": text}, weights=printer.weights)
+    return GeneratedCode(files={"model.py": text}, weights=printer.weights, always_write_weights=True)
 
 
 @register_pass

@@ -11,6 +11,7 @@ from asgnas_ir.ir.ops import Op
 from asgnas_ir.passes.codegen._layout import (
     Perm,
     identity,
+    inverse,
 )
 from asgnas_ir.passes.codegen._printer import call, lit, lit_exact
 from asgnas_ir.passes.codegen._torch_printer import EMITTERS, Emitter, TorchPrinter, emits
@@ -25,8 +26,26 @@ def _spatial_letters(axes: str | None) -> str:
     return "".join(letter for letter in axes or "" if letter not in "OI")
 
 
+# torch's conv `padding_mode` as F.pad's `mode`
+_PAD_MODE = {"zeros": None, "reflect": '"reflect"', "replicate": '"replicate"', "circular": '"circular"'}
+
+
+def _pad(p: TorchPrinter, x: str, padding: tuple[tuple[int, int], ...], mode: str) -> str:
+    """`x` padded explicitly in the conv's own padding mode (F.pad wants the last axis first)."""
+    flat = tuple(v for before, after in reversed(padding) for v in (before, after))
+    return call(p.F("pad"), x, lit_exact(flat), mode=_PAD_MODE[mode])
+
+
+def _shared_params(node: NodeBase, x: str, owner: str) -> list[str]:
+    """The input, weight and (if any) bias arguments of a functional conv on layer `owner`'s params."""
+    return [x, f"self.{owner}.weight", *([f"self.{owner}.bias"] if "bias" in node.params else [])]
+
+
 @emits(Op.CONV)
 def _conv(p: TorchPrinter, node: NodeBase) -> None:
+    """nn.ConvNd; an asymmetric padding (`padding="same"` with an even kernel, ONNX pads) is an F.pad
+    in the conv's padding mode before an unpadded conv. Params already held by a conv with other
+    settings (TridentNet's one weight at several dilations) are called through F.convNd."""
     attrs: A.ConvAttrs = node.attrs  # type: ignore[assignment]
     weight = p.param(node, "weight")
     n = len(weight.shape) - 2
@@ -35,23 +54,39 @@ def _conv(p: TorchPrinter, node: NodeBase) -> None:
     out_ch = weight.shape[weight.axes.index("O")]  # type: ignore[union-attr]
     in_ch = weight.shape[weight.axes.index("I")] * attrs.groups  # type: ignore[union-attr]
     symmetric = all(a == b for a, b in attrs.padding)
-    x, out_perm = p.spatial_x(node)
-    if not symmetric:
-        flat = tuple(v for before, after in reversed(attrs.padding) for v in (before, after))
-        x = call(p.F("pad"), x, lit_exact(flat))
-    padding = tuple(a for a, _ in attrs.padding) if symmetric else 0
+    padded = any(a or b for a, b in attrs.padding)
+    padding = tuple(a for a, _ in attrs.padding) if symmetric and padded else None
+    settings = {
+        "stride": None if set(attrs.stride) == {1} else lit(attrs.stride),
+        "dilation": None if set(attrs.dilation) == {1} else lit(attrs.dilation),
+        "groups": None if attrs.groups == 1 else str(attrs.groups),
+    }
     ctor = call(
         f"nn.Conv{_dims_suffix(n)}",
         str(in_ch),
         str(out_ch),
         kernel_size=lit(tuple(spatial)),
-        stride=None if set(attrs.stride) == {1} else lit(attrs.stride),
-        padding=None if padding == 0 or set(padding) == {0} else lit(padding),  # type: ignore[arg-type]
-        dilation=None if set(attrs.dilation) == {1} else lit(attrs.dilation),
-        groups=None if attrs.groups == 1 else str(attrs.groups),
+        stride=settings["stride"],
+        padding=None if padding is None else lit(padding),
+        dilation=settings["dilation"],
+        groups=settings["groups"],
         bias=None if "bias" in node.params else "False",
-        padding_mode=None if attrs.padding_mode == "zeros" else lit(attrs.padding_mode),
+        padding_mode=None if attrs.padding_mode == "zeros" or padding is None else lit(attrs.padding_mode),
     )
+    x, out_perm = p.spatial_x(node)
+    owner = p.owner(node, ctor)
+    if owner is not None:
+        if padded and (not symmetric or attrs.padding_mode != "zeros"):
+            x, padding = _pad(p, x, attrs.padding, attrs.padding_mode), None
+        expression = call(
+            p.F(f"conv{_dims_suffix(n)}"), *_shared_params(node, x, owner),
+            stride=settings["stride"], padding=None if padding is None else lit(padding),
+            dilation=settings["dilation"], groups=settings["groups"],
+        )
+        p.assign(node, expression, out_perm)
+        return
+    if not symmetric:
+        x = _pad(p, x, attrs.padding, attrs.padding_mode)
     name = p.layer(node, ctor, {"weight": target})
     p.assign(node, f"self.{name}({x})", out_perm)
 
@@ -64,21 +99,30 @@ def _conv_transpose(p: TorchPrinter, node: NodeBase) -> None:
     spatial = [d for d, letter in zip(weight.shape, weight.axes or "", strict=False) if letter not in "OI"]
     in_ch = weight.shape[weight.axes.index("I")]  # type: ignore[union-attr]
     out_ch = weight.shape[weight.axes.index("O")] * attrs.groups  # type: ignore[union-attr]
+    settings = {
+        "stride": None if set(attrs.stride) == {1} else lit(attrs.stride),
+        "padding": None if set(attrs.padding) == {0} else lit(attrs.padding),
+        "output_padding": None if set(attrs.output_padding) == {0} else lit(attrs.output_padding),
+        "groups": None if attrs.groups == 1 else str(attrs.groups),
+    }
+    dilation = None if set(attrs.dilation) == {1} else lit(attrs.dilation)
     ctor = call(
         f"nn.ConvTranspose{_dims_suffix(n)}",
         str(in_ch),
         str(out_ch),
         kernel_size=lit(tuple(spatial)),
-        stride=None if set(attrs.stride) == {1} else lit(attrs.stride),
-        padding=None if set(attrs.padding) == {0} else lit(attrs.padding),
-        output_padding=None if set(attrs.output_padding) == {0} else lit(attrs.output_padding),
-        groups=None if attrs.groups == 1 else str(attrs.groups),
+        **settings,
         bias=None if "bias" in node.params else "False",
-        dilation=None if set(attrs.dilation) == {1} else lit(attrs.dilation),
+        dilation=dilation,
     )
+    x, out_perm = p.spatial_x(node)
+    owner = p.owner(node, ctor)
+    if owner is not None:
+        functional = p.F(f"conv_transpose{_dims_suffix(n)}")
+        p.assign(node, call(functional, *_shared_params(node, x, owner), **settings, dilation=dilation), out_perm)
+        return
     target = "IO" + _spatial_letters(weight.axes) if weight.axes and not weight.axes.startswith("IO") else weight.axes
     name = p.layer(node, ctor, {"weight": target})
-    x, out_perm = p.spatial_x(node)
     p.assign(node, f"self.{name}({x})", out_perm)
 
 
@@ -180,10 +224,21 @@ def _unary(template: Callable[[TorchPrinter, NodeBase, str], str]) -> Emitter:
     return emit
 
 
-def _dropout_fn(p: TorchPrinter, node: NodeBase) -> str:
+def _dropout(p: TorchPrinter, node: NodeBase, x: str) -> str:
+    """F.dropout; channel-wise dropout as F.dropout{1,2,3}d when the channels are held on axis 1 (what
+    those functions assume), else as x times a dropped-out ones tensor of shape (N, 1.., C, 1..)."""
+    rate, training = lit(node.attrs.p), "self.training"  # type: ignore[attr-defined]
     if not node.attrs.channelwise:  # type: ignore[attr-defined]
-        return "dropout"
-    return f"dropout{len(p.shape(node.inputs[0])) - 2}d"
+        return call(p.F("dropout"), x, rate, training)
+    value = node.inputs[0]
+    rank = len(p.shape(value))
+    info = p.graph.values[value]
+    logical = rank - 1 if info.channel_axis is None else info.channel_axis
+    channel = inverse(p.held(value))[logical]
+    if channel == 1 and 3 <= rank <= 5:
+        return call(p.F(f"dropout{rank - 2}d"), x, rate, training)
+    dims = ", ".join(f"{x}.shape[{j}]" if j in (0, channel) else "1" for j in range(rank))
+    return f"{x} * {call(p.F('dropout'), f'{x}.new_ones({dims})', rate, training)}"
 
 
 def _clamp(p: TorchPrinter, node: NodeBase, x: str) -> str:
@@ -213,7 +268,7 @@ EMITTERS.update(
         ),
         Op.ELU: _unary(lambda p, n, x: call(p.F("elu"), x, lit(n.attrs.alpha))),
         Op.SOFTPLUS: _unary(lambda p, n, x: call(p.F("softplus"), x, lit(n.attrs.beta), lit(n.attrs.threshold))),
-        Op.DROPOUT: _unary(lambda p, n, x: call(p.F(_dropout_fn(p, n)), x, lit(n.attrs.p), "self.training")),
+        Op.DROPOUT: _unary(_dropout),
     }
 )
 
