@@ -18,6 +18,20 @@ NOTE: [Coupling by labels] The dependency pass gives every channel of every valu
 Connected components of tied atoms are the channel groups. A group is zero-invariant by
 construction: zero every slice recorded for it and each surviving output is unchanged, because the
 only places where a removed channel meets a kept one are weighted sums whose weights are in the group.
+
+NOTE: [Exactly zero where summed] Not every sum over channels has its weights in the group: a
+matmul of two activations (q·kᵀ, linear attention's q·(kᵀv)), a sum over the channel axis, or a
+layer whose weights are frozen (an optimizer cannot zero them, so they are `stat`, never zeroed).
+There a removed channel drops out only if its value is exactly zero. So the pass also tracks, for
+every channel of every value, whether it is *exactly zero once its group is zeroed* (`zeros`):
+- a layer whose zeroable `out` slices make the channel (conv, linear, an affine norm, `x * gamma`)
+  sets it, whatever its input;
+- an op that maps 0 to 0 for that channel (relu, pooling, reshape, `x * y`) carries it;
+- anything else clears it (sigmoid(0) = 0.5, `elu(x) + 1`, a norm's shift, an unknown op).
+A channel-summing op then pins every channel that is not exactly zero on at least one side
+(`require_zero`). Clearing is always safe: it only pins more. The same reasoning pins channels that
+an op makes infinite at zero (a negative power, a division by them): zero times infinity is NaN even
+behind a zeroed weight. A per-channel divisor param is sliced as `stat` rather than zeroed.
 """
 
 from __future__ import annotations
@@ -86,6 +100,10 @@ class CoupleCtx(Protocol):
     def param_slice(self, role: str, axis: int, labels: np.ndarray, kind: SliceKind) -> None: ...
     def param_slice_named(self, param: str, axis: int, labels: np.ndarray, kind: SliceKind) -> None: ...
     def constant_param(self, value: str) -> str | None: ...
+    # NOTE: [Exactly zero where summed]: per channel, whether it is exactly zero once its group is zeroed
+    def zeros(self, value: str) -> np.ndarray | None: ...
+    def set_zeros(self, value: str, zeros: np.ndarray | None) -> None: ...
+    def zeroable(self, param: str) -> bool: ...
 
 
 @dataclass
@@ -111,6 +129,20 @@ VertexKind = Literal["stem", "accessory", "joint", "other"]
 ZeroRule = Callable[["NodeBase", "Graph"], bool]
 
 
+class _Unaudited:
+    """The default of `OpDef.zero_preserving`: nobody decided, so the op counts as not zero-preserving
+    (falsy, and `preserves_zero` answers False). A test lists every op still carrying it."""
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "UNAUDITED"
+
+
+UNAUDITED: Any = _Unaudited()
+
+
 @dataclass(frozen=True)
 class OpDef:
     op: Op
@@ -119,7 +151,9 @@ class OpDef:
     flops: FlopsFn
     kind: VertexKind
     resize: ResizeFn | None = None
-    zero_preserving: bool | ZeroRule = True  # f(0) == 0 elementwise; false for sigmoid, exp, ...
+    # f(0) == 0 elementwise with the node's params as they are (its bias, a norm's mean and shift, a
+    # pad's fill value count): a bool for the op kind or a per-node rule. An op nobody audited is not.
+    zero_preserving: bool | ZeroRule = UNAUDITED
 
 
 OPDEFS: dict[Op, OpDef] = {}
@@ -141,9 +175,76 @@ def opdef(op: Op) -> OpDef:
 
 
 def preserves_zero(node: NodeBase, graph: Graph) -> bool:
-    """True when this node maps an all-zero input to an all-zero output (per element)."""
+    """True when this node maps an all-zero input to an all-zero output (per element), its params
+    left as they are."""
     rule = opdef(node.op).zero_preserving
-    return rule(node, graph) if callable(rule) else rule
+    return bool(rule(node, graph) if callable(rule) else rule)
+
+
+def zero_audited(op: Op) -> bool:
+    """Whether the op's OpDef states `zero_preserving` rather than relying on the default."""
+    return opdef(op).zero_preserving is not UNAUDITED
+
+
+def has_param(role: str) -> Callable[[NodeBase, Graph], bool]:
+    """A ZeroRule: zero-preserving exactly when the node has no `role` param (a bias, a shift)."""
+
+    def rule(node: NodeBase, graph: Graph) -> bool:
+        return role not in node.params
+
+    rule.__name__ = f"without_{role}"
+    return rule
+
+
+# ---- zero tracking (NOTE: [Exactly zero where summed]) ----------------------------------------
+
+
+def no_zeros(ctx: CoupleCtx, value: str) -> np.ndarray | None:
+    """All channels of `value` marked not exactly zero (None when it carries no channels)."""
+    labels = ctx.labels(value)
+    return None if labels is None else np.zeros(len(labels), dtype=bool)
+
+
+def zeroed_by(ctx: CoupleCtx, *roles: str) -> bool:
+    """Whether zeroing the node's `out` slices of these roles (those it has) is possible: every one
+    is trainable. The caller decides which roles make its output zero."""
+    return all(ctx.zeroable(ctx.node.params[r]) for r in roles if r in ctx.node.params)
+
+
+def require_zero(ctx: CoupleCtx, operands: list[tuple[np.ndarray | None, np.ndarray | None]], reason: str) -> None:
+    """Channel j of these aligned operands is summed over by an op whose weights are not in the
+    group: unless some operand's channel j is exactly zero once removed, pin channel j of all."""
+    present = [(labels, zeros) for labels, zeros in operands if labels is not None]
+    if not present:
+        return
+    size = len(present[0][0])
+    safe = np.zeros(size, dtype=bool)
+    for _, zeros in present:
+        if zeros is not None:
+            safe |= zeros
+    if not safe.all():
+        for labels, _ in present:
+            ctx.pin(labels[~safe], reason)
+
+
+def consume(ctx: CoupleCtx, role: str, axis: int, value: str) -> None:
+    """Record the node's `role` param columns along `axis` as consuming the channels of `value`.
+    A frozen weight cannot be zeroed, so there a removed channel must itself be exactly zero."""
+    labels = ctx.labels(value)
+    if labels is None:
+        return
+    ctx.param_slice(role, axis, labels, "in")
+    param = ctx.node.params[role]
+    if not ctx.zeroable(param):
+        require_zero(ctx, [(labels, ctx.zeros(value))], f"channels summed by the frozen param '{param}'")
+
+
+def carry_zeros(ctx: CoupleCtx, out: str, zeros: np.ndarray | None) -> None:
+    """Set the output's flags to `zeros` when the node maps 0 to 0, else clear them."""
+    if zeros is not None and preserves_zero(ctx.node, ctx.graph):
+        ctx.set_zeros(out, zeros)
+    else:
+        ctx.set_zeros(out, no_zeros(ctx, out))
 
 
 # ---- helpers shared by the family files ------------------------------------------------------
@@ -170,10 +271,13 @@ def no_flops(node: NodeBase, graph: Graph) -> int:
 
 
 def passthrough(ctx: CoupleCtx) -> None:
-    """Channel i of the (first) input is channel i of every output."""
-    labels = ctx.labels(ctx.node.inputs[0]) if ctx.node.inputs else None
+    """Channel i of the (first) input is channel i of every output; it stays exactly zero when the
+    node maps 0 to 0."""
+    source = ctx.node.inputs[0] if ctx.node.inputs else None
+    labels = None if source is None else ctx.labels(source)
     for out in ctx.node.outputs:
         ctx.set_labels(out, labels)
+        carry_zeros(ctx, out, None if source is None else ctx.zeros(source))
 
 
 def same_as_input(ctx: InferCtx) -> list[Value]:

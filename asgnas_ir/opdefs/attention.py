@@ -12,6 +12,8 @@ attention output reaches the rest of the network only through those zeroed colum
 
 from __future__ import annotations
 
+import numpy as np
+
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.graph import Value
 from asgnas_ir.ir.ops import Op
@@ -25,6 +27,8 @@ from asgnas_ir.opdefs._opdef import (
     numel,
     out_numel,
     register,
+    require_zero,
+    zeroed_by,
 )
 
 # ---- embedding -----------------------------------------------------------------------------------
@@ -49,13 +53,15 @@ def _couple_embedding(ctx: CoupleCtx) -> None:
     labels = ctx.fresh(out.shape[-1])
     ctx.param_slice("weight", 1, labels, "out")
     ctx.set_labels(ctx.node.outputs[0], labels)
+    ctx.set_zeros(ctx.node.outputs[0], np.full(len(labels), zeroed_by(ctx, "weight")))
 
 
 def _resize_embedding(ctx: ResizeCtx) -> A.Attrs:
     return ctx.node.attrs.model_copy(update={"dim": ctx.new_output_shapes[0][-1]})
 
 
-register(OpDef(Op.EMBEDDING, _infer_embedding, _couple_embedding, no_flops, "stem", _resize_embedding))
+# Index 0 looks up row 0, not a zero vector.
+register(OpDef(Op.EMBEDDING, _infer_embedding, _couple_embedding, no_flops, "stem", _resize_embedding, zero_preserving=False))
 
 # ---- matmul ----------------------------------------------------------------------------------------
 
@@ -114,27 +120,31 @@ def _couple_matmul(ctx: CoupleCtx) -> None:
     a, b = (ctx.graph.values[name] for name in node.inputs)
     la, lb = (ctx.labels(name) for name in node.inputs)
     out = ctx.graph.values[node.outputs[0]]
+    za, zb = (ctx.zeros(name) for name in node.inputs)
     ra, rb, axis = _roles(a, b, len(out.shape))
-    result = None
+    result = zeros = None
     if ra == "contract" and rb == "contract" and la is not None and lb is not None:
-        # a channel of the summed axis meets only its partner: zero both and the product is unchanged
+        # a channel of the summed axis meets only its partner, and drops out of the sum only if it
+        # is exactly zero on one side: neither side is a weight the group zeroes
         ctx.tie(la, lb)
+        require_zero(ctx, [(la, za), (lb, zb)], "matmul sums over channels that are not zero once removed")
         la = lb = None
     if ra is not None and ra.startswith("batch:") and ra == rb and la is not None and lb is not None and len(la) == len(lb):
         ctx.tie(la, lb)  # per-head products: head h of a only meets head h of b
-        result, la, lb = la, None, None
-    for labels, r in ((la, ra), (lb, rb)):
+        result, zeros, la, lb = la, za | zb, None, None  # type: ignore[operator]
+    for labels, r, z in ((la, ra, za), (lb, rb, zb)):
         if labels is None:
             continue
         lands = r is not None and r != "contract" and axis is not None and result is None and len(labels) == out.shape[axis]
         if lands and (r == "row" or r == "col" or r.startswith("batch:")):  # type: ignore[union-attr]
-            result = labels
+            result, zeros = labels, z  # a zero row (column, batch slice) of one side gives a zero one
         else:
             ctx.pin(labels, "matmul operand channels meet unrelated channels")
     if out.channel_axis is not None and result is None:
         result = ctx.fresh(out.shape[out.channel_axis])
         ctx.pin(result, "matmul output without channel labels")
     ctx.set_labels(node.outputs[0], result)
+    ctx.set_zeros(node.outputs[0], zeros)
 
 
 def _matmul_flops(node, graph) -> int:  # noqa: ANN001
@@ -142,7 +152,8 @@ def _matmul_flops(node, graph) -> int:  # noqa: ANN001
     return 2 * out_numel(node, graph) * inner
 
 
-register(OpDef(Op.MATMUL, _infer_matmul, _couple_matmul, _matmul_flops, "other"))
+# 0 @ b == a @ 0 == 0 for finite operands.
+register(OpDef(Op.MATMUL, _infer_matmul, _couple_matmul, _matmul_flops, "other", zero_preserving=True))
 
 # ---- scaled-dot-product attention ------------------------------------------------------------------
 
@@ -172,26 +183,30 @@ def _couple_attention(ctx: CoupleCtx) -> None:
     if len(node.inputs) == 4:
         ctx.pin(ctx.labels(node.inputs[3]), "attention mask")
     batch_axis = q.channel_axis is not None and q.channel_axis < len(q.shape) - 2
+    zq, zk, zv = (ctx.zeros(name) for name in node.inputs[:3])
     if batch_axis and q.channel_axis == k.channel_axis == v.channel_axis and lq is not None and lk is not None and lv is not None:
         ctx.tie(lq, lk)  # whole heads: q, k and v slices of head h go together
         ctx.tie(lq, lv)
         ctx.set_labels(node.outputs[0], lv)
+        ctx.set_zeros(node.outputs[0], zv)  # softmax weights are finite: a zero head of v gives zero
         return
     last = len(q.shape) - 1
-    result = None
+    result = zeros = None
     if q.channel_axis == last and k.channel_axis == last and lq is not None and lk is not None:
         ctx.tie(lq, lk)  # single-head features: q·k sums feature d of q with feature d of k only
+        require_zero(ctx, [(lq, zq), (lk, zk)], "attention scores sum over features that are not zero once removed")
     else:
         ctx.pin(lq, "attention query channels")
         ctx.pin(lk, "attention key channels")
     if v.channel_axis == last and out.channel_axis == last and lv is not None:
-        result = lv
+        result, zeros = lv, zv
     else:
         ctx.pin(lv, "attention value channels")
     if out.channel_axis is not None and result is None:
         result = ctx.fresh(out.shape[out.channel_axis])
         ctx.pin(result, "attention output without channel labels")
     ctx.set_labels(node.outputs[0], result)
+    ctx.set_zeros(node.outputs[0], zeros)
 
 
 def _attention_flops(node, graph) -> int:  # noqa: ANN001
@@ -200,6 +215,7 @@ def _attention_flops(node, graph) -> int:  # noqa: ANN001
     return 2 * scores * q[-1] + 2 * scores * v[-1] + 5 * scores
 
 
+# Zero scores give uniform weights, which average a value input that need not be zero.
 register(OpDef(Op.ATTENTION, _infer_attention, _couple_attention, _attention_flops, "other", zero_preserving=False))
 
 # ---- expand ------------------------------------------------------------------------------------------
@@ -227,10 +243,11 @@ def _couple_expand(ctx: CoupleCtx) -> None:
         ctx.set_labels(node.outputs[0], None)
         return
     ctx.set_labels(node.outputs[0], labels)
+    ctx.set_zeros(node.outputs[0], ctx.zeros(node.inputs[0]))
 
 
 def _resize_expand(ctx: ResizeCtx) -> A.Attrs:
     return ctx.node.attrs.model_copy(update={"shape": tuple(ctx.new_output_shapes[0])})
 
 
-register(OpDef(Op.EXPAND, _infer_expand, _couple_expand, no_flops, "accessory", _resize_expand))
+register(OpDef(Op.EXPAND, _infer_expand, _couple_expand, no_flops, "accessory", _resize_expand, zero_preserving=True))

@@ -20,10 +20,13 @@ from asgnas_ir.opdefs._opdef import (
     OpDef,
     ResizeCtx,
     axis_letter,
+    consume,
+    has_param,
     in_numel,
     out_numel,
     passthrough,
     register,
+    zeroed_by,
 )
 
 
@@ -90,11 +93,12 @@ def _couple_conv(ctx: CoupleCtx) -> None:
     if "bias" in node.params:
         ctx.param_slice("bias", 0, out_labels, "out")
     if attrs.groups == 1:
-        if in_labels is not None:
-            ctx.param_slice("weight", i_axis, in_labels, "in")  # type: ignore[arg-type]
+        consume(ctx, "weight", i_axis, node.inputs[0])  # type: ignore[arg-type]
     else:
+        # a group's input channels meet only its own outputs, removed with them: nothing to require
         _couple_grouped(ctx, in_labels, out_labels, attrs.groups)
     ctx.set_labels(node.outputs[0], out_labels)
+    ctx.set_zeros(node.outputs[0], np.full(len(out_labels), zeroed_by(ctx, "weight", "bias")))
 
 
 def _conv_flops(node, graph) -> int:  # noqa: ANN001
@@ -122,7 +126,8 @@ def _resize_groups(ctx: ResizeCtx) -> A.Attrs:
     return attrs.model_copy(update={"groups": new_groups})
 
 
-register(OpDef(Op.CONV, _infer_conv, _couple_conv, _conv_flops, "stem", _resize_groups))
+# Without a bias a conv (any padding mode) maps 0 to 0; the bias is zeroed only as a group's param.
+register(OpDef(Op.CONV, _infer_conv, _couple_conv, _conv_flops, "stem", _resize_groups, zero_preserving=has_param("bias")))
 
 
 def _infer_conv_transpose(ctx: InferCtx) -> list[Value]:
@@ -157,13 +162,15 @@ def _couple_conv_transpose(ctx: CoupleCtx) -> None:
     out_labels = ctx.fresh(weight.shape[o_axis] * attrs.groups)  # type: ignore[index]
     if "bias" in node.params:
         ctx.param_slice("bias", 0, out_labels, "out")
-    if in_labels is not None:
-        ctx.param_slice("weight", i_axis, in_labels, "in")  # type: ignore[arg-type]
     if attrs.groups == 1:
+        consume(ctx, "weight", i_axis, node.inputs[0])  # type: ignore[arg-type]
         ctx.param_slice("weight", o_axis, out_labels, "out")  # type: ignore[arg-type]
     else:
+        if in_labels is not None:  # the group's rows of the weight: zeroing them silences its outputs
+            ctx.param_slice("weight", i_axis, in_labels, "in")  # type: ignore[arg-type]
         _couple_grouped(ctx, in_labels, out_labels, attrs.groups)
     ctx.set_labels(node.outputs[0], out_labels)
+    ctx.set_zeros(node.outputs[0], np.full(len(out_labels), zeroed_by(ctx, "weight", "bias")))
 
 
 def _conv_transpose_flops(node, graph) -> int:  # noqa: ANN001
@@ -179,7 +186,10 @@ def _conv_transpose_flops(node, graph) -> int:  # noqa: ANN001
 
 
 register(
-    OpDef(Op.CONV_TRANSPOSE, _infer_conv_transpose, _couple_conv_transpose, _conv_transpose_flops, "stem", _resize_groups)
+    OpDef(
+        Op.CONV_TRANSPOSE, _infer_conv_transpose, _couple_conv_transpose, _conv_transpose_flops, "stem", _resize_groups,
+        zero_preserving=has_param("bias"),
+    )
 )
 
 
@@ -210,8 +220,9 @@ def _pool_flops(node, graph) -> int:  # noqa: ANN001
     return out_numel(node, graph) * math.prod(node.attrs.kernel_size)
 
 
-register(OpDef(Op.MAX_POOL, _infer_pool, passthrough, _pool_flops, "accessory"))
-register(OpDef(Op.AVG_POOL, _infer_pool, passthrough, _pool_flops, "accessory"))
+# A window of zeros pools to zero (max pool's padding never wins, avg pool's counts zeros).
+register(OpDef(Op.MAX_POOL, _infer_pool, passthrough, _pool_flops, "accessory", zero_preserving=True))
+register(OpDef(Op.AVG_POOL, _infer_pool, passthrough, _pool_flops, "accessory", zero_preserving=True))
 
 
 def _infer_adaptive_pool(ctx: InferCtx) -> list[Value]:
@@ -228,5 +239,5 @@ def _adaptive_pool_flops(node, graph) -> int:  # noqa: ANN001
     return in_numel(node, graph)
 
 
-register(OpDef(Op.ADAPTIVE_AVG_POOL, _infer_adaptive_pool, passthrough, _adaptive_pool_flops, "accessory"))
-register(OpDef(Op.ADAPTIVE_MAX_POOL, _infer_adaptive_pool, passthrough, _adaptive_pool_flops, "accessory"))
+register(OpDef(Op.ADAPTIVE_AVG_POOL, _infer_adaptive_pool, passthrough, _adaptive_pool_flops, "accessory", zero_preserving=True))
+register(OpDef(Op.ADAPTIVE_MAX_POOL, _infer_adaptive_pool, passthrough, _adaptive_pool_flops, "accessory", zero_preserving=True))

@@ -9,12 +9,17 @@ pinned: removing it would change the shape of what it multiplies.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import numpy as np
+
 from asgnas_ir.ir.graph import Value
 from asgnas_ir.ir.ops import Op
 from asgnas_ir.opdefs._opdef import (
     CoupleCtx,
     InferCtx,
     OpDef,
+    ZeroRule,
     broadcast_shapes,
     elementwise_flops,
     passthrough,
@@ -22,9 +27,25 @@ from asgnas_ir.opdefs._opdef import (
     same_as_input,
 )
 
-# f(0) == 0 for these, so a zeroed channel stays zero through them.
-_ZERO_PRESERVING = {
-    Op.RELU: True, Op.LEAKY_RELU: True, Op.CLAMP: False, Op.GELU: True, Op.SILU: True,
+if TYPE_CHECKING:
+    from asgnas_ir.ir.graph import Graph
+    from asgnas_ir.ir.node import NodeBase
+
+
+def _clamp_keeps_zero(node: NodeBase, graph: Graph) -> bool:
+    """clamp(0) == 0 when 0 lies inside [min, max] (relu6 does; a clamp with min > 0 does not)."""
+    low, high = node.attrs.min, node.attrs.max  # type: ignore[attr-defined]
+    return (low is None or low <= 0) and (high is None or high >= 0)
+
+
+def _pow_keeps_zero(node: NodeBase, graph: Graph) -> bool:
+    return node.attrs.exponent > 0  # type: ignore[attr-defined]  # 0 ** 0 == 1; 0 ** -1 is infinite
+
+
+# Decided for every unary op: f(0) == 0? (sigmoid(0) = hardsigmoid(0) = 0.5, softplus(0) = log 2,
+# exp(0) = 1; gelu, silu, mish, hardswish are x times something finite; elu is alpha (e^0 - 1) = 0.)
+_ZERO_PRESERVING: dict[Op, bool | ZeroRule] = {
+    Op.RELU: True, Op.LEAKY_RELU: True, Op.CLAMP: _clamp_keeps_zero, Op.GELU: True, Op.SILU: True,
     Op.SIGMOID: False, Op.TANH: True, Op.HARDSWISH: True, Op.HARDSIGMOID: False, Op.ELU: True,
     Op.SOFTPLUS: False, Op.MISH: True, Op.NEG: True, Op.EXP: False, Op.SQRT: True,
     Op.IDENTITY: True, Op.DROPOUT: True,
@@ -32,8 +53,16 @@ _ZERO_PRESERVING = {
 
 for _op, _zero in _ZERO_PRESERVING.items():
     register(OpDef(_op, same_as_input, passthrough, elementwise_flops, "accessory", zero_preserving=_zero))
-# 0 ** e is 0 only for a positive exponent; the flag must hold for every instance, so no.
-register(OpDef(Op.POW, same_as_input, passthrough, elementwise_flops, "accessory", zero_preserving=False))
+
+
+def _couple_pow(ctx: CoupleCtx) -> None:
+    if ctx.node.attrs.exponent < 0:  # type: ignore[attr-defined]
+        # 0 ** -e is infinite, and zero times infinity is NaN even behind a zeroed weight
+        ctx.pin(ctx.labels(ctx.node.inputs[0]), "negative power (infinite at zero)")
+    passthrough(ctx)
+
+
+register(OpDef(Op.POW, same_as_input, _couple_pow, elementwise_flops, "accessory", zero_preserving=_pow_keeps_zero))
 
 
 def _infer_binary(ctx: InferCtx) -> list[Value]:
@@ -58,6 +87,23 @@ def _infer_binary(ctx: InferCtx) -> list[Value]:
     return [Value(shape=shape, dtype=dtype, channel_axis=channel_axis)]  # type: ignore[arg-type]
 
 
+def _is_constant(graph: Graph, value: str) -> bool:
+    producer = graph.producer(value)
+    return producer is not None and producer.op is Op.CONSTANT
+
+
+def _binary_keeps_zero(node: NodeBase, graph: Graph) -> bool:
+    """With every data operand zero: a product is zero; a sum or difference is zero unless a
+    constant operand or a non-zero scalar shifts it; a quotient only when it divides by a non-zero
+    scalar (a divisor that can be zero gives NaN)."""
+    scalar = node.attrs.scalar  # type: ignore[attr-defined]
+    if node.op is Op.MUL:
+        return True
+    if node.op is Op.DIV:
+        return scalar is not None and scalar != 0 and not node.attrs.reverse  # type: ignore[attr-defined]
+    return (scalar is None or scalar == 0) and not any(_is_constant(graph, name) for name in node.inputs)
+
+
 def _couple_binary(ctx: CoupleCtx) -> None:
     node = ctx.node
     out = ctx.graph.values[node.outputs[0]]
@@ -69,13 +115,19 @@ def _couple_binary(ctx: CoupleCtx) -> None:
         return
     channels = out.shape[axis]
     out_labels = None
-    # Per-channel operands that carry no labels: a param to slice with the channels (name, axis),
-    # or anything else (None), which pins them. Resolved once the output labels are known.
-    per_channel: list[tuple[str | None, int]] = []
+    scalar, reverse = node.attrs.scalar, node.attrs.reverse  # type: ignore[attr-defined]
+    # What each operand is once the group is zeroed, for NOTE: [Exactly zero where summed]: the zero
+    # flags of a channel operand, True for a zeroed per-channel param, False for anything else.
+    terms: list[np.ndarray | bool] = [] if scalar is None else [scalar == 0]
+    numerator: np.ndarray | bool = scalar == 0 if scalar is not None and reverse else False
+    # Per-channel operands that carry no labels: a param to slice with the channels (name, axis,
+    # divides), or anything else (None), which pins them. Resolved once the output labels are known.
+    per_channel: list[tuple[str | None, int, bool]] = []
     for position, name in enumerate(node.inputs):
         value = ctx.graph.values[name]
         labels = ctx.labels(name)
-        if node.op is Op.DIV and labels is not None and (position == 1 or node.attrs.reverse):  # type: ignore[attr-defined]
+        divides = node.op is Op.DIV and (position == 1 or reverse)
+        if divides and labels is not None:
             # A zeroed divisor gives 0/0 = NaN, which no zeroed consumer column can cancel.
             ctx.pin(labels, "divisor channels")
         aligned = axis - (len(out.shape) - len(value.shape))
@@ -85,21 +137,37 @@ def _couple_binary(ctx: CoupleCtx) -> None:
                 out_labels = labels
             else:
                 ctx.tie(out_labels, labels)
-            continue
-        if labels is not None:
-            ctx.pin(labels, "channels broadcast against a different channel count")
-        if size == channels and channels > 1:
-            per_channel.append((ctx.constant_param(name), aligned))
+            term: np.ndarray | bool = ctx.zeros(name)  # type: ignore[assignment]
+        else:
+            if labels is not None:
+                ctx.pin(labels, "channels broadcast against a different channel count")
+            term = False
+            if size == channels and channels > 1:
+                param = ctx.constant_param(name)
+                per_channel.append((param, aligned, divides))
+                term = param is not None and not divides and ctx.zeroable(param)
+        if not divides:
+            terms.append(term)
+            numerator = term if node.op is Op.DIV else numerator
     if out_labels is None:
         out_labels = ctx.fresh(channels)
         ctx.pin(out_labels, "binary op of operands without channel labels")
-    for param, aligned in per_channel:
+    for param, aligned, divides in per_channel:
         if param is None:
             ctx.pin(out_labels, "per-channel operand that is neither a channel value nor a param")
         else:
-            ctx.param_slice_named(param, aligned, out_labels, "out")
+            # A divisor is sliced with its channels but not zeroed: x / 0 is not a removed channel.
+            ctx.param_slice_named(param, aligned, out_labels, "stat" if divides else "out")
     ctx.set_labels(node.outputs[0], out_labels)
+    flags = [np.broadcast_to(np.asarray(t, dtype=bool), (channels,)) for t in terms]
+    if node.op is Op.MUL:
+        zeros = np.logical_or.reduce(flags) if flags else np.zeros(channels, dtype=bool)
+    elif node.op is Op.DIV:
+        zeros = np.broadcast_to(np.asarray(numerator, dtype=bool), (channels,))
+    else:
+        zeros = np.logical_and.reduce(flags) if flags else np.zeros(channels, dtype=bool)
+    ctx.set_zeros(node.outputs[0], np.array(zeros, dtype=bool))
 
 
 for _op in (Op.ADD, Op.SUB, Op.MUL, Op.DIV):
-    register(OpDef(_op, _infer_binary, _couple_binary, elementwise_flops, "joint", zero_preserving=_op is not Op.DIV))
+    register(OpDef(_op, _infer_binary, _couple_binary, elementwise_flops, "joint", zero_preserving=_binary_keeps_zero))

@@ -8,6 +8,8 @@ channel into every other through the mean and variance: its channels are pinned.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from asgnas_ir.ir import attrs as A
@@ -19,11 +21,20 @@ from asgnas_ir.opdefs._opdef import (
     OpDef,
     ResizeCtx,
     axis_letter,
+    carry_zeros,
+    consume,
+    has_param,
     out_numel,
     passthrough,
+    preserves_zero,
     register,
     same_as_input,
+    zeroed_by,
 )
+
+if TYPE_CHECKING:
+    from asgnas_ir.ir.graph import Graph
+    from asgnas_ir.ir.node import NodeBase
 
 
 def _infer_linear(ctx: InferCtx) -> list[Value]:
@@ -51,14 +62,15 @@ def _couple_linear(ctx: CoupleCtx) -> None:
     if x.channel_axis is not None and x.channel_axis != len(x.shape) - 1:
         # The layer acts along a non-channel axis: channels pass through, features are not prunable.
         ctx.set_labels(node.outputs[0], in_labels)
+        carry_zeros(ctx, node.outputs[0], ctx.zeros(node.inputs[0]))
         return
     out_labels = ctx.fresh(weight.shape[o_axis])  # type: ignore[index]
     ctx.param_slice("weight", o_axis, out_labels, "out")  # type: ignore[arg-type]
     if "bias" in node.params:
         ctx.param_slice("bias", 0, out_labels, "out")
-    if in_labels is not None:
-        ctx.param_slice("weight", i_axis, in_labels, "in")  # type: ignore[arg-type]
+    consume(ctx, "weight", i_axis, node.inputs[0])  # type: ignore[arg-type]
     ctx.set_labels(node.outputs[0], out_labels)
+    ctx.set_zeros(node.outputs[0], np.full(len(out_labels), zeroed_by(ctx, "weight", "bias")))
 
 
 def _linear_flops(node, graph) -> int:  # noqa: ANN001
@@ -70,7 +82,24 @@ def _linear_flops(node, graph) -> int:  # noqa: ANN001
     return flops
 
 
-register(OpDef(Op.LINEAR, _infer_linear, _couple_linear, _linear_flops, "stem"))
+# Without a bias a linear layer maps 0 to 0. A bias zeroed with a group is the group's doing, not
+# the op's: the flag describes the node with its params as they are.
+register(OpDef(Op.LINEAR, _infer_linear, _couple_linear, _linear_flops, "stem", zero_preserving=has_param("bias")))
+
+
+def _norm_zeros(ctx: CoupleCtx, zeros: np.ndarray | None) -> np.ndarray | None:
+    """A norm's channel is exactly zero once zeroed when its scale (and shift, if any) are zeroable
+    params of the group: (x - mean) / std * 0 + 0. Otherwise `zeros` (the input's flags, already
+    reduced to what the norm keeps zero) if the node maps 0 to 0."""
+    node = ctx.node
+    labels = ctx.labels(node.inputs[0])
+    if labels is None:
+        return None
+    if "weight" in node.params and zeroed_by(ctx, "weight", "bias"):
+        return np.ones(len(labels), dtype=bool)
+    if zeros is not None and preserves_zero(node, ctx.graph):
+        return zeros
+    return np.zeros(len(labels), dtype=bool)
 
 
 def _couple_per_channel_norm(ctx: CoupleCtx) -> None:
@@ -84,6 +113,7 @@ def _couple_per_channel_norm(ctx: CoupleCtx) -> None:
             if role in node.params:
                 ctx.param_slice(role, 0, labels, "stat")
     ctx.set_labels(node.outputs[0], labels)
+    ctx.set_zeros(node.outputs[0], _norm_zeros(ctx, ctx.zeros(node.inputs[0])))
 
 
 def _norm_flops(node, graph) -> int:  # noqa: ANN001
@@ -102,8 +132,20 @@ def _infer_channel_norm(ctx: InferCtx) -> list[Value]:
     return [value]
 
 
-register(OpDef(Op.BATCH_NORM, _infer_channel_norm, _couple_per_channel_norm, _norm_flops, "accessory"))
-register(OpDef(Op.INSTANCE_NORM, _infer_channel_norm, _couple_per_channel_norm, _norm_flops, "accessory"))
+def _instance_norm_keeps_zero(node: NodeBase, graph: Graph) -> bool:
+    """An all-zero channel normalised by its own statistics is 0 / sqrt(eps) = 0; running statistics
+    or a shift move it."""
+    return not {"bias", "running_mean"} & set(node.params)
+
+
+# Batch norm in inference uses running statistics: (0 - mean) / std * gamma + beta is not 0.
+register(OpDef(Op.BATCH_NORM, _infer_channel_norm, _couple_per_channel_norm, _norm_flops, "accessory", zero_preserving=False))
+register(
+    OpDef(
+        Op.INSTANCE_NORM, _infer_channel_norm, _couple_per_channel_norm, _norm_flops, "accessory",
+        zero_preserving=_instance_norm_keeps_zero,
+    )
+)
 
 
 def _infer_group_norm(ctx: InferCtx) -> list[Value]:
@@ -122,6 +164,11 @@ def _couple_group_norm(ctx: CoupleCtx) -> None:
         for block in np.split(labels, groups):
             ctx.tie_all(block)
     _couple_per_channel_norm(ctx)
+    zeros = ctx.zeros(node.inputs[0])
+    if zeros is not None:
+        # a block's statistics are its own only when the whole block is zero
+        blocks = np.repeat(zeros.reshape(node.attrs.num_groups, -1).all(axis=1), len(zeros) // node.attrs.num_groups)  # type: ignore[attr-defined]
+        ctx.set_zeros(node.outputs[0], _norm_zeros(ctx, blocks))
 
 
 def _resize_group_norm(ctx: ResizeCtx) -> A.Attrs:
@@ -131,7 +178,12 @@ def _resize_group_norm(ctx: ResizeCtx) -> A.Attrs:
     return attrs.model_copy(update={"num_groups": new * attrs.num_groups // old})
 
 
-register(OpDef(Op.GROUP_NORM, _infer_group_norm, _couple_group_norm, _norm_flops, "accessory", _resize_group_norm))
+register(
+    OpDef(
+        Op.GROUP_NORM, _infer_group_norm, _couple_group_norm, _norm_flops, "accessory", _resize_group_norm,
+        zero_preserving=has_param("bias"),  # an all-zero block normalises to 0 / sqrt(eps) = 0
+    )
+)
 
 
 def _infer_layer_norm(ctx: InferCtx) -> list[Value]:
@@ -153,4 +205,6 @@ def _couple_layer_norm(ctx: CoupleCtx) -> None:
     passthrough(ctx)
 
 
-register(OpDef(Op.LAYER_NORM, _infer_layer_norm, _couple_layer_norm, _norm_flops, "accessory"))
+# Over its own axes an all-zero input normalises to 0 / sqrt(eps) = 0; its shift (not per channel,
+# so never zeroed with a group) moves it.
+register(OpDef(Op.LAYER_NORM, _infer_layer_norm, _couple_layer_norm, _norm_flops, "accessory", zero_preserving=has_param("bias")))

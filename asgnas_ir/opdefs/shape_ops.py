@@ -8,9 +8,11 @@ and a reshape that spreads channels over several axes pins them.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from asgnas_ir.errors import IRValidationError
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.graph import Value
 from asgnas_ir.ir.ops import Op
@@ -24,8 +26,13 @@ from asgnas_ir.opdefs._opdef import (
     no_flops,
     passthrough,
     register,
+    require_zero,
     reshape_channel_map,
 )
+
+if TYPE_CHECKING:
+    from asgnas_ir.ir.graph import Graph
+    from asgnas_ir.ir.node import NodeBase
 
 # ---- concat / split / slice ------------------------------------------------------------------
 
@@ -49,26 +56,31 @@ def _infer_concat(ctx: InferCtx) -> list[Value]:
 def _couple_concat(ctx: CoupleCtx) -> None:
     node = ctx.node
     out = ctx.graph.values[node.outputs[0]]
-    parts = []
+    parts, zeros = [], []
     for name in node.inputs:
-        labels = ctx.labels(name)
+        labels, flags = ctx.labels(name), ctx.zeros(name)
         if labels is None and out.channel_axis is not None:
             labels = ctx.fresh(ctx.graph.values[name].shape[out.channel_axis])
             ctx.pin(labels, "concat operand without channel labels")
+            flags = np.zeros(len(labels), dtype=bool)
         parts.append(labels)
+        zeros.append(flags)
     if out.channel_axis is None:
         for labels in parts:
             ctx.pin(labels, "concat result has no channel axis")
         ctx.set_labels(node.outputs[0], None)
     elif node.attrs.axis == out.channel_axis:  # type: ignore[attr-defined]
         ctx.set_labels(node.outputs[0], np.concatenate(parts))
+        ctx.set_zeros(node.outputs[0], np.concatenate(zeros))
     else:
         for labels in parts[1:]:
             ctx.tie(parts[0], labels)
         ctx.set_labels(node.outputs[0], parts[0])
+        ctx.set_zeros(node.outputs[0], np.logical_and.reduce(zeros))  # channel c is zero in every piece
 
 
-register(OpDef(Op.CONCAT, _infer_concat, _couple_concat, no_flops, "joint"))
+# Pieces of zeros side by side are zeros.
+register(OpDef(Op.CONCAT, _infer_concat, _couple_concat, no_flops, "joint", zero_preserving=True))
 
 
 def _infer_split(ctx: InferCtx) -> list[Value]:
@@ -96,8 +108,10 @@ def _couple_split(ctx: CoupleCtx) -> None:
         passthrough(ctx)
         return
     offsets = np.cumsum((0, *attrs.sizes))
+    zeros = ctx.zeros(node.inputs[0])
     for i, out in enumerate(node.outputs):
         ctx.set_labels(out, labels[offsets[i] : offsets[i + 1]])
+        ctx.set_zeros(out, zeros[offsets[i] : offsets[i + 1]])  # type: ignore[index]
 
 
 def _resize_split(ctx: ResizeCtx) -> A.Attrs:
@@ -105,7 +119,7 @@ def _resize_split(ctx: ResizeCtx) -> A.Attrs:
     return attrs.model_copy(update={"sizes": tuple(shape[attrs.axis] for shape in ctx.new_output_shapes)})
 
 
-register(OpDef(Op.SPLIT, _infer_split, _couple_split, no_flops, "other", _resize_split))
+register(OpDef(Op.SPLIT, _infer_split, _couple_split, no_flops, "other", _resize_split, zero_preserving=True))
 
 
 def _infer_slice(ctx: InferCtx) -> list[Value]:
@@ -129,20 +143,41 @@ def _couple_slice(ctx: CoupleCtx) -> None:
         passthrough(ctx)
         return
     if attrs.step != 1:
+        # Removing channels inside a strided run leaves survivors no step can pick (of 0, 2, 4, 6
+        # without 2, the new positions 0, 3, 5), so every channel of the input stays.
         ctx.pin(labels, "strided slice of the channel axis")
     ctx.set_labels(node.outputs[0], labels[attrs.start : attrs.stop : attrs.step])
+    ctx.set_zeros(node.outputs[0], ctx.zeros(node.inputs[0])[attrs.start : attrs.stop : attrs.step])  # type: ignore[index]
 
 
 def _resize_slice(ctx: ResizeCtx) -> A.Attrs:
+    """The surviving picked channels at their new positions, as a start, stop and step."""
     attrs: A.SliceAttrs = ctx.node.attrs  # type: ignore[assignment]
     keep = ctx.input_keep[0]
     if keep is None or ctx.old_inputs[0].channel_axis != attrs.axis:
         return attrs
-    start = int(keep[: attrs.start].sum())
-    return attrs.model_copy(update={"start": start, "stop": start + ctx.new_output_shapes[0][attrs.axis]})
+    picked = np.arange(attrs.start, min(attrs.stop, len(keep)), attrs.step)
+    survivors = (np.cumsum(keep) - 1)[picked[keep[picked]]]
+    if len(survivors) != ctx.new_output_shapes[0][attrs.axis] or not len(survivors):
+        raise IRValidationError(
+            f"slice [{attrs.start}:{attrs.stop}:{attrs.step}] keeps {len(survivors)} channels but its output "
+            f"should have {ctx.new_output_shapes[0][attrs.axis]} (bug in the slice coupling rule)",
+            node=ctx.node.id, source=ctx.node.source,
+        )
+    steps = np.diff(survivors)
+    step = int(steps[0]) if len(steps) else 1
+    if (steps != step).any():
+        raise IRValidationError(
+            f"slice [{attrs.start}:{attrs.stop}:{attrs.step}]: the surviving channels {survivors.tolist()} are not "
+            "evenly spaced (bug in the slice coupling rule, which pins strided slices)",
+            node=ctx.node.id, source=ctx.node.source,
+        )
+    start = int(survivors[0])
+    return attrs.model_copy(update={"start": start, "stop": int(survivors[-1]) + 1, "step": step})
 
 
-register(OpDef(Op.SLICE, _infer_slice, _couple_slice, no_flops, "accessory", _resize_slice))
+# A slice of zeros is zeros.
+register(OpDef(Op.SLICE, _infer_slice, _couple_slice, no_flops, "accessory", _resize_slice, zero_preserving=True))
 
 # ---- reshape / flatten / permute / pad --------------------------------------------------------
 
@@ -200,6 +235,7 @@ def _couple_reshape(ctx: CoupleCtx) -> None:
     for row in ties if ties.shape[1] > 1 else ():  # type: ignore[union-attr]
         ctx.tie_all(labels[row])  # a split channel axis: the channels at one position go as one
     ctx.set_labels(node.outputs[0], labels[ties[:, 0]])  # type: ignore[index]
+    ctx.set_zeros(node.outputs[0], ctx.zeros(node.inputs[0])[ties].all(axis=1))  # type: ignore[index]
 
 
 def _resize_reshape(ctx: ResizeCtx) -> A.Attrs:
@@ -208,8 +244,9 @@ def _resize_reshape(ctx: ResizeCtx) -> A.Attrs:
     return attrs.model_copy(update={"shape": tuple(-1 if d == -1 else n for d, n in zip(attrs.shape, new, strict=True))})
 
 
-register(OpDef(Op.RESHAPE, _infer_reshape, _couple_reshape, no_flops, "other", _resize_reshape))
-register(OpDef(Op.FLATTEN, _infer_flatten, _couple_reshape, no_flops, "other"))
+# Moving elements around moves zeros with them (reshape, flatten, permute).
+register(OpDef(Op.RESHAPE, _infer_reshape, _couple_reshape, no_flops, "other", _resize_reshape, zero_preserving=True))
+register(OpDef(Op.FLATTEN, _infer_flatten, _couple_reshape, no_flops, "other", zero_preserving=True))
 
 
 def _infer_permute(ctx: InferCtx) -> list[Value]:
@@ -222,7 +259,7 @@ def _infer_permute(ctx: InferCtx) -> list[Value]:
     return [Value(shape=tuple(x.shape[p] for p in perm), dtype=x.dtype, channel_axis=channel_axis)]
 
 
-register(OpDef(Op.PERMUTE, _infer_permute, passthrough, no_flops, "other"))
+register(OpDef(Op.PERMUTE, _infer_permute, passthrough, no_flops, "other", zero_preserving=True))
 
 
 def _infer_pad(ctx: InferCtx) -> list[Value]:
@@ -246,7 +283,15 @@ def _couple_pad(ctx: CoupleCtx) -> None:
     passthrough(ctx)
 
 
-register(OpDef(Op.PAD, _infer_pad, _couple_pad, no_flops, "accessory"))
+def _pad_keeps_zero(node: NodeBase, graph: Graph) -> bool:
+    """Zero fill keeps zeros zero. Reflect, replicate and circular modes copy values of the input
+    itself, so an all-zero input pads to zeros too (a channel at a time: padding along the channel
+    axis is pinned)."""
+    attrs: A.PadAttrs = node.attrs  # type: ignore[assignment]
+    return attrs.mode != "constant" or attrs.value == 0
+
+
+register(OpDef(Op.PAD, _infer_pad, _couple_pad, no_flops, "accessory", zero_preserving=_pad_keeps_zero))
 
 # ---- reductions ------------------------------------------------------------------------------
 
@@ -272,14 +317,20 @@ def _couple_reduce(ctx: CoupleCtx) -> None:
     node = ctx.node
     x = ctx.graph.values[node.inputs[0]]
     if x.channel_axis in node.attrs.axes:  # type: ignore[attr-defined]
-        ctx.pin(ctx.labels(node.inputs[0]), f"{node.op.value} over the channel axis")
+        if node.op is Op.SUM:
+            # a sum without weights: a removed channel drops out only where it is exactly zero
+            zeros = ctx.zeros(node.inputs[0])
+            require_zero(ctx, [(ctx.labels(node.inputs[0]), zeros)], "sum over channels that are not zero once removed")
+        else:
+            ctx.pin(ctx.labels(node.inputs[0]), f"{node.op.value} over the channel axis (divides by the channel count)")
         ctx.set_labels(node.outputs[0], None)
         return
     passthrough(ctx)
 
 
-register(OpDef(Op.MEAN, _infer_reduce, _couple_reduce, lambda n, g: in_numel(n, g), "accessory"))
-register(OpDef(Op.SUM, _infer_reduce, _couple_reduce, lambda n, g: in_numel(n, g), "accessory"))
+# Sums and means of zeros are zero.
+register(OpDef(Op.MEAN, _infer_reduce, _couple_reduce, lambda n, g: in_numel(n, g), "accessory", zero_preserving=True))
+register(OpDef(Op.SUM, _infer_reduce, _couple_reduce, lambda n, g: in_numel(n, g), "accessory", zero_preserving=True))
 
 
 def _infer_softmax(ctx: InferCtx) -> list[Value]:
@@ -298,6 +349,7 @@ def _couple_softmax(ctx: CoupleCtx) -> None:
     passthrough(ctx)
 
 
+# softmax of zeros is uniform, 1/n.
 register(OpDef(Op.SOFTMAX, _infer_softmax, _couple_softmax, lambda n, g: 3 * in_numel(n, g), "accessory", zero_preserving=False))
 
 # ---- leaves ----------------------------------------------------------------------------------
@@ -314,7 +366,8 @@ def _couple_none(ctx: CoupleCtx) -> None:
         ctx.set_labels(out, None)
 
 
-register(OpDef(Op.CONSTANT, _infer_constant, _couple_none, no_flops, "other"))
+# Its output is its stored value whatever comes in.
+register(OpDef(Op.CONSTANT, _infer_constant, _couple_none, no_flops, "other", zero_preserving=False))
 
 
 def _infer_opaque(ctx: InferCtx) -> list[Value]:
@@ -333,4 +386,5 @@ def _couple_opaque(ctx: CoupleCtx) -> None:
         ctx.set_labels(name, labels)
 
 
+# The IR cannot know what an opaque op does to zeros.
 register(OpDef(Op.OPAQUE, _infer_opaque, _couple_opaque, elementwise_flops, "other", zero_preserving=False))

@@ -5,6 +5,9 @@ Algorithm (see NOTE: [Coupling by labels] in `asgnas_ir.opdefs._opdef`):
 2. Walk the nodes in order; each op's coupling rule labels its outputs, ties labels, pins labels
    and records which param indices belong to which label.
 3. A param used by several nodes (weight sharing) ties the labels recorded at the same index.
+   Beside the labels, every channel of every value carries whether it is exactly zero once its
+   group is zeroed; a sum over channels whose weights are not in the group (a matmul of two
+   activations, a frozen layer) pins what is not (NOTE: [Exactly zero where summed]).
 4. Pin the labels of the graph outputs (their shape is fixed too).
 5. Connected components of the tie graph are the candidate groups; a component with a pinned
    label, or without any param slice to zero, is not removable.
@@ -209,6 +212,7 @@ class _Labeller:
         self.pinned: list[np.ndarray] = []
         self.pin_reasons: list[str] = []
         self.value_labels: dict[str, np.ndarray | None] = {}
+        self.value_zeros: dict[str, np.ndarray | None] = {}
         self.records: dict[tuple[str, int], list[tuple[np.ndarray, SliceKind, str]]] = defaultdict(list)
 
     def labels(self, value: str) -> np.ndarray | None:
@@ -225,6 +229,27 @@ class _Labeller:
                     node=self.node.id, source=self.node.source,
                 )
         self.value_labels[value] = labels
+
+    def zeros(self, value: str) -> np.ndarray | None:
+        labels = self.value_labels.get(value)
+        if labels is None:
+            return None
+        zeros = self.value_zeros.get(value)
+        return np.zeros(len(labels), dtype=bool) if zeros is None else zeros
+
+    def set_zeros(self, value: str, zeros: np.ndarray | None) -> None:
+        labels = self.value_labels.get(value)
+        if zeros is not None and (labels is None or len(zeros) != len(labels)):
+            raise IRValidationError(
+                f"coupling rule of {self.node.op.value} gave {len(zeros)} zero flags to '%{value}' "
+                f"which carries {0 if labels is None else len(labels)} channel labels",
+                node=self.node.id, source=self.node.source,
+            )
+        self.value_zeros[value] = None if zeros is None else np.asarray(zeros, dtype=bool)
+
+    def zeroable(self, param: str) -> bool:
+        # A frozen param keeps its value through training: it is never part of what a group zeroes.
+        return self.graph.params[param].trainable
 
     def fresh(self, count: int) -> np.ndarray:
         labels = np.arange(self.count, self.count + count, dtype=np.int64)
@@ -255,6 +280,10 @@ class _Labeller:
                 f"param '@{param}' axis {axis} has {size} entries but {len(labels)} channels reach it",
                 node=self.node.id, source=self.node.source,
             )
+        if kind != "stat" and not self.zeroable(param):
+            # Sliced with its channels but never zeroed; the rules that sum through a frozen weight
+            # require the channels there to be exactly zero (NOTE: [Exactly zero where summed]).
+            kind = "stat"
         self.records[(param, axis)].append((labels, kind, self.node.id))
 
     def constant_param(self, value: str) -> str | None:
@@ -277,6 +306,9 @@ def _label_graph(graph: Graph) -> _Labeller:
     for node in graph.nodes:
         ctx.node = node
         opdef(node.op).couple(ctx)
+        for out in node.outputs:
+            if out not in ctx.value_zeros:  # a rule that says nothing about zeros: not known to be zero
+                ctx.value_zeros[out] = None
     for (_, _), records in ctx.records.items():
         first = records[0][0]
         for labels, _, _ in records[1:]:
