@@ -36,7 +36,7 @@ fuzz: $(STAMP)
 # of BENCHMARKS.md; they run one after the other because timings must not share the two cores.
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
-BENCH_SCRIPTS := analysis_vs_peers scaling optimizer_overhead quality_digits codegen_latency search_ag_vs_random search_gold_vs_h2spg
+BENCH_SCRIPTS := analysis_vs_peers scaling optimizer_overhead quality_digits codegen_latency search_ag_vs_random search_gold_vs_h2spg h2spg_defaults
 
 $(BENCH_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)

@@ -19,8 +19,6 @@ DEMO_CONFIG = {
     "epochs": 30,
     "target_group_sparsity": 0.5,
     "warmup_epochs": 5,
-    "lmbda": 1.0,
-    "epsilon": 0.5,
 }
 
 # The Keras job: the same settings in half the epochs and without the plain-SGD baseline run, so that
@@ -45,7 +43,11 @@ def run_demo(out: Path, *, resume: bool = False, epochs: int | None = None, fram
         raise AsgnasError("`asgnas demo --framework keras` keeps no checkpoints; rerun it without --resume")
     console = Console(highlight=False)
     defaults = KERAS_DEMO_CONFIG if framework == "keras" else DEMO_CONFIG
-    config = TrainConfig(**{**defaults, "out": str(out), **({"epochs": epochs} if epochs else {})})
+    config = TrainConfig(**{**defaults, "out": str(out)})
+    if epochs:
+        # a short run keeps room after warm-up for the chosen groups to shrink to zero (TrainConfig refuses less)
+        warmup = min(config.warmup_epochs, max(0, epochs - 2))
+        config = TrainConfig(**{**config.model_dump(), "epochs": epochs, "warmup_epochs": warmup})
     where = "" if framework == "keras" else f" (checkpoints in {out})"
     console.print(
         f"asgnas demo: {config.supernet} ({framework}) on digits, {config.optimizer.upper()} in {config.mode} mode, "

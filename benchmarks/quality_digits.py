@@ -308,7 +308,7 @@ def main() -> None:
     parser.add_argument("--warmup-epochs", type=int, default=5, help="dense epochs before any tool picks its groups")
     parser.add_argument("--shrink-epochs", type=int, default=10, help="OTO HESSO: epochs over which groups shrink to zero")
     parser.add_argument("--oto-periods", type=int, default=10, help="OTO HESSO: installments the groups are chosen in")
-    parser.add_argument("--lmbda", type=float, default=1.0, help="H2SPG group penalty (the demo's value)")
+    parser.add_argument("--lmbda", type=float, default=None, help="H2SPG group penalty (default: the automatic λ the demo uses)")
     parser.add_argument("--epsilon", type=float, default=0.5, help="H2SPG half-space threshold (the demo's value)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: tiny tensors, shared machines)")
     parser.add_argument("--no-report", action="store_true", help="print only; leave BENCHMARKS.md alone")
@@ -388,7 +388,7 @@ def main() -> None:
         f"Data: scikit-learn digits, the demo's 75/25 stratified split. Every tool: {args.epochs} epochs, batch "
         f"{args.batch_size}, SGD lr {args.lr} (constant), momentum {args.momentum}, weight decay {args.weight_decay}, "
         f"the same batch order, target sparsity {args.sparsity} of the channel groups, {args.warmup_epochs} dense "
-        f"epochs before any group is chosen. Ours: H2SPG prune mode, λ {args.lmbda}, ε {args.epsilon}, evaluated as the "
+        f"epochs before any group is chosen. Ours: H2SPG prune mode, λ {args.lmbda if args.lmbda is not None else 'automatic'}, ε {args.epsilon}, evaluated as the "
         f"generated `model.py`. OTO: HESSO, pruning over {args.shrink_epochs} epochs in {args.oto_periods} periods, "
         "evaluated as its compressed model. Torch-Pruning: one-shot group-L2 magnitude pruning (same ratio per layer) "
         f"after epoch {args.warmup_epochs}, then SGD fine-tuning. FLOPs, params and groups are counted for every "

@@ -223,7 +223,7 @@ chosen on validation front size and accuracy spread (test accuracy was printed i
 `finetune_epochs` {args.finetune_epochs} (lr falling linearly): it trains on 80 % of the training split, then fine-tunes every
 candidate for the same {args.finetune_epochs} epochs from the weights recorded with it (gates fixed, pruned groups at zero),
 and chooses the front on the other 20 % (validation accuracy after fine-tuning). H2SPG (`asgnas train` defaults:
-λ 1.0, ε 0.5, 5 warm-up epochs) trains on the whole training split for {args.epochs} epochs per run. Test accuracy on the
+automatic λ, ε 0.5, 5 warm-up epochs) trains on the whole training split for {args.epochs} epochs per run. Test accuracy on the
 same 450 test images (one image = 0.22 points), which chose nothing. "H2SPG at equal FLOPs" interpolates
 H2SPG's test accuracy linearly in FLOPs between the runs around the point (the nearest run's outside their
 range); a point matches when it is at most {TOLERANCE} points below. Goal: ≥ {GOAL_POINTS} front points, each matching.

@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch", type=int, default=64, help="global batch, split evenly over the ranks")
     parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument(
+        "--shrink", type=int, default=None,
+        help="steps from the choice of the groups to their being zero (default: a third of the steps after warm-up)",
+    )
     parser.add_argument("--out", default="ddp-out")
     args = parser.parse_args(argv)
 
@@ -40,13 +44,17 @@ def main(argv: list[str] | None = None) -> None:
     rank, world = dist.get_rank(), dist.get_world_size()
     if args.batch % world:
         raise SystemExit(f"--batch {args.batch} does not split evenly over {world} ranks")
+    shrink = max(1, (args.steps - args.warmup) // 3) if args.shrink is None else args.shrink
+    if args.warmup + shrink > args.steps:
+        # finalize() would have to force groups that training left non-zero, and the sub-network would lose their weights
+        raise SystemExit(f"--warmup {args.warmup} + --shrink {shrink} exceed --steps {args.steps}: the groups would not reach zero")
 
     split = load_digits_split()
     torch.manual_seed(0)  # DDP copies rank 0's weights anyway; the seed keeps the search spaces identical
     model = SUPERNETS[args.supernet]()
     space = ai.search_space(ai.compile(model.eval(), torch.from_numpy(split.x_test[:1])), mode="erase")
     ddp = DistributedDataParallel(model.train())  # BatchNorm normalises each rank's share (no SyncBatchNorm on CPU)
-    opt = H2SPG(ddp, space, lr=0.05, momentum=0.9, target_group_sparsity=0.5, warmup_steps=args.warmup, lmbda=1.0, epsilon=0.5)
+    opt = H2SPG(ddp, space, lr=0.05, momentum=0.9, target_group_sparsity=0.5, warmup_steps=args.warmup, shrink_period=shrink)
 
     x, y = torch.from_numpy(split.x_train), torch.from_numpy(split.y_train)
     local = args.batch // world

@@ -206,11 +206,12 @@ def run_training(config: TrainConfig, *, resume: bool = False, console: Any = No
     common = {
         "lr": config.lr, "momentum": config.momentum, "weight_decay": config.weight_decay,
         "target_group_sparsity": config.target_group_sparsity, "warmup_steps": config.warmup_epochs * steps_per_epoch,
+        "shrink_period": config.shrink_period(steps_per_epoch),
     }
     if config.optimizer == "h2spg":
         optimizer: H2SPG = H2SPG(model, space, lmbda=config.lmbda, epsilon=config.epsilon, **common)
     else:
-        optimizer = HESSO(model, space, shrink_period=config.shrink_epochs * steps_per_epoch, **common)
+        optimizer = HESSO(model, space, **common)
     fits = [("H2SPG" if config.optimizer == "h2spg" else "HESSO", _Fit(config, split, model, optimizer, out / "checkpoint.pt"))]
     baseline_model = None
     if config.baseline:

@@ -10,8 +10,11 @@ import torch
 from rich.console import Console
 
 from asgnas_ir.backends.torch.trainer import TrainConfig, TrainingDiverged, run_training
+from asgnas_ir.errors import SpecError
 
 QUIET = {"console": Console(file=io.StringIO())}
+# Every run here must reach its sub-network by training: finalize() forcing a group it left non-zero fails the test.
+pytestmark = pytest.mark.filterwarnings("error::asgnas_ir.backends._groups.GroupsNotZeroWarning")
 
 
 def small(out, **changes) -> TrainConfig:  # noqa: ANN001
@@ -28,6 +31,13 @@ def test_report_and_files_are_written(tmp_path) -> None:
     assert saved["equivalent"] is True and saved["predictions_identical"] is True and saved["zero_groups"] == report["zero_groups"]
     assert saved["sub_network"]["flops"] < saved["super_network"]["flops"]
     assert len(saved["history"]) == 4
+
+
+def test_hesso_shrinks_within_the_job_s_epochs(tmp_path) -> None:
+    """HESSO's ramp is the job's shrink period (a third of the epochs after warm-up), so a short run ends with
+    the chosen groups zero by training (the module's filter fails the test if finalize() had to force them)."""
+    report = run_training(small(tmp_path, optimizer="hesso"), **QUIET)
+    assert report["equivalent"] is True and len(report["zero_groups"]) == report["groups"] // 2
 
 
 def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path) -> None:
@@ -64,9 +74,41 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypat
 
 def test_resume_refuses_a_checkpoint_from_another_config(tmp_path) -> None:
     """Resuming with a different config is refused instead of silently mixing runs."""
-    run_training(small(tmp_path, epochs=1), **QUIET)
+    run_training(small(tmp_path, epochs=1, warmup_epochs=0), **QUIET)
     with pytest.raises(Exception, match="different config"):
-        run_training(small(tmp_path, epochs=1, lr=0.2), resume=True, **QUIET)
+        run_training(small(tmp_path, epochs=1, warmup_epochs=0, lr=0.2), resume=True, **QUIET)
+
+
+def test_the_job_defaults_to_the_automatic_lambda_with_a_shrink_that_fits_the_epochs() -> None:
+    """λ is automatic by default and the shrink takes a third of the epochs after warm-up (two thirds are left to recover)."""
+    config = TrainConfig()
+    assert config.lmbda is None and config.epsilon == 0.5
+    assert config.effective_shrink_epochs == (30 - 5) // 3 and config.shrink_period(22) == 8 * 22
+    assert TrainConfig(epochs=4, warmup_epochs=1).effective_shrink_epochs == 1  # at least one epoch
+    assert TrainConfig(shrink_epochs=7).shrink_period(10) == 70
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"epochs": 3, "warmup_epochs": 3}, r"warmup_epochs \(3\) must be below epochs \(3\)"),
+        ({"epochs": 10, "warmup_epochs": 5, "shrink_epochs": 6}, r"warmup_epochs \(5\) \+ shrink_epochs \(6\) exceed epochs \(10\)"),
+        ({"optimizer": "hesso", "epochs": 10, "shrink_epochs": 6}, r"shrink_epochs \(6\) exceed epochs"),
+        ({"epsilon": 0.0}, r"epsilon must be > 0 with the automatic λ"),
+    ],
+)
+def test_a_schedule_whose_groups_cannot_reach_zero_is_refused(tmp_path, changes, message) -> None:  # noqa: ANN001
+    """`asgnas train` refuses, naming the fields, a config under which finalize() would have to force the groups."""
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(changes))
+    with pytest.raises(SpecError, match=message):
+        TrainConfig.from_file(path)
+
+
+def test_an_explicit_lambda_keeps_dhspg_and_needs_no_shrink_room() -> None:
+    """With a number for lmbda the shrink period does not drive H2SPG, so it does not have to fit the epochs."""
+    config = TrainConfig(lmbda=1.0, epochs=10, warmup_epochs=5, shrink_epochs=20)
+    assert config.lmbda == 1.0 and not config.uses_shrink
 
 
 def test_update_weights_carries_trained_values_into_the_graph() -> None:

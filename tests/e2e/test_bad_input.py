@@ -384,7 +384,7 @@ def test_unreadable_or_foreign_checkpoint_is_refused_on_resume(tmp_path: Path) -
 
     from asgnas_ir.backends.torch.trainer import TrainConfig, run_training
 
-    config = _config(tmp_path / "c.json", tmp_path / "out", epochs=1)
+    config = _config(tmp_path / "c.json", tmp_path / "out", epochs=1, warmup_epochs=0)
     (tmp_path / "out").mkdir()
     checkpoint = tmp_path / "out" / "checkpoint.pt"
     checkpoint.write_bytes(b"PK\x03\x04 torn")

@@ -30,6 +30,7 @@ def test_keras_demo_writes_keras_code_that_predicts_like_the_supernet(tmp_path: 
     out = tmp_path / "demo"
     result = asgnas("demo", "--framework", "keras", "--out", str(out), "--epochs", "5")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "GroupsNotZeroWarning" not in result.stderr  # training, not finalize(), zeroed the chosen groups
     for name in ("model.py", "weights.safetensors", "report.json", "accuracy_flops.png"):
         assert (out / name).exists(), name
     assert not (out / "checkpoint.pt").exists()
