@@ -1,8 +1,10 @@
 """GOLD's sigmoid gates on a live nn.Module: one per operator group, scaling that group's output.
 
-A gate sits on the last module of its group's segment that has weights (a conv, linear or
-affine norm, typically the BatchNorm that ends a candidate operator). A forward hook multiplies
-that module's output by σ(α_g). Such a module's output is linear in its weight and bias jointly
+A gate sits on the last module of its group's segment whose weights the group owns (a conv,
+linear or affine norm, typically the BatchNorm that ends a candidate operator). A layer the segment
+shares with the rest of the network (a projection called by two branches, or tied to another
+layer's weight) is passed over: folding the gate into it would scale its other uses too. A forward
+hook multiplies that module's output by σ(α_g). Such a module's output is linear in its weight and bias jointly
 (conv/linear: W·x + b; a norm in either mode: γ·x̂ + β), so the scale can later be folded into
 them exactly; what follows it in the segment (ReLU, pooling, ...) sees the same tensor either way.
 
@@ -24,6 +26,7 @@ from asgnas_ir.backends.search.architecture import ArchitectureSpace
 from asgnas_ir.backends.torch.binding import live_tensors
 from asgnas_ir.errors import AsgnasError
 from asgnas_ir.passes.analysis.dependency_graph import merge_slices
+from asgnas_ir.passes.analysis.segments import owned_params, param_readers
 
 # Modules whose output scales with (weight, bias) scaled together: the gate folds into them.
 FOLDABLE: tuple[type[nn.Module], ...] = (
@@ -43,22 +46,36 @@ def gate_module_paths(model: nn.Module, space: ArchitectureSpace) -> list[str]:
     """
     graph = space.graph
     calls = Counter(node.source for node in graph.nodes)
+    readers = param_readers(graph)
     owner: dict[str, int] = {}
     paths: list[str] = []
     for gid in space.group_ids:
         group = space.space.group(gid)
         shown = ", ".join(group.nodes[:4]) + (" ..." if len(group.nodes) > 4 else "")
+        inside = set(group.nodes)
+        owned = owned_params(graph, group.nodes, readers)
+        # the fold rescales every weight of the gated layer, so none may be read outside the group
         node = next(
-            (graph.node(n) for n in reversed(group.nodes) if any(graph.params[p].trainable for p in graph.node(n).params.values())),
+            (
+                graph.node(n)
+                for n in reversed(group.nodes)
+                if any(p in owned for p in graph.node(n).params.values())
+                and all(readers[p] <= inside for p in graph.node(n).params.values())
+            ),
             None,
         )
         if node is None:
-            raise AsgnasError(f"operator group {gid} (nodes {shown}) has no node with trainable weights to put a GOLD gate on")
+            raise AsgnasError(
+                f"operator group {gid} (nodes {shown}) has no layer with trainable weights of its own to put a GOLD "
+                "gate on (weights read by no layer outside the group); give the candidate operator a conv, linear "
+                "or affine norm layer that it does not share"
+            )
         try:
             module = model.get_submodule(node.source)
         except AttributeError:
             raise AsgnasError(
-                f"operator group {gid} (nodes {shown}): its last weighted node '{node.id}' comes from '{node.source}', "
+                f"operator group {gid} (nodes {shown}): its last layer with weights of its own, '{node.id}', "
+                f"comes from '{node.source}', "
                 f"which is not a submodule of {type(model).__name__} (a functional call?); GOLD gates module outputs, "
                 "so make that layer an nn.Module"
             ) from None

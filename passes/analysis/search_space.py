@@ -3,10 +3,10 @@
 - `prune`: the channel groups of the dependency graph (ids 0..n-1).
 - `erase`: operator groups, one per removal structure of the segment graph (ids 0..k-1). A group's
   slices are the params its segment owns (whole tensors, kind `out`: trainable and read by no
-  other node), its frozen params and statistics (kind `stat`: removed with it, never zeroed) and,
-  where the segment feeds a channel concat, the channel-group slices of those channels downstream
-  (the next norm's scale and shift, the next conv's input columns), so zeroing the group leaves
-  every output unchanged. A param the segment shares with other nodes is not in its slices.
+  other node), its frozen params, statistics and divisors (kind `stat`: removed with it, never
+  zeroed) and, where the segment feeds a channel concat, the channel-group slices of those channels
+  downstream (the next norm's scale and shift, the next conv's input columns), so zeroing the group
+  leaves every output unchanged. A param the segment shares with other nodes is not in its slices.
 - `both`: channel groups first (0..n-1, as in prune mode), then operator groups (n..n+k-1). A
   channel group whose slices all lie inside one removal structure has that operator group as
   `parent`.
@@ -173,7 +173,7 @@ def _operator_groups(graph: Graph, deps: DependencyGraph, offset: int) -> tuple[
     group_segments: dict[int, int] = {}
     for seg, params, owned in candidates:
         gid = offset + len(groups)
-        # frozen params and running statistics go away with the segment but are never zeroed
+        # frozen params, running statistics and divisors go away with the segment but are never zeroed
         slices = [
             Slice(p, 0, list(range(graph.params[p].shape[0])), "out" if p in owned else "stat")
             for p in params

@@ -17,7 +17,9 @@ A segment is a *removal structure* when
   it would change the rest of the network). Params it reads but does not own keep their values:
   after the last op that the owned params silence (a stem, an affine norm, a multiply by a param),
   every op must map zero to zero with those values (a frozen bias, a norm's running mean, a pad
-  with ones, an added buffer all break it).
+  with ones, an added buffer all break it). A param the segment divides by is never owned: zeroing
+  it would give 0 / 0 = NaN, while left as it is 0 / d = 0. It goes with the segment when the
+  segment is removed (a `stat` slice, as prune mode slices a per-channel divisor).
 
 Validity of a set of removed segments (stricter than the paper's "an input→output path exists"):
 every graph output stays reachable from the inputs, and every surviving segment that still reaches
@@ -173,10 +175,28 @@ def param_readers(graph: Graph) -> dict[str, set[str]]:
 
 def owned_params(graph: Graph, nodes: Iterable[str], readers: dict[str, set[str]] | None = None) -> set[str]:
     """The params of the chain `nodes` that zeroing it may set to zero: trainable ones that no node
-    outside the chain reads."""
+    outside the chain reads and that no node of the chain divides by."""
     inside = set(nodes)
     readers = param_readers(graph) if readers is None else readers
-    return {p for p in segment_params(graph, inside) if graph.params[p].trainable and readers[p] <= inside}
+    divisors = {p for node_id in inside for p in divisor_params(graph, graph.node(node_id))}
+    return {
+        p for p in segment_params(graph, inside)
+        if graph.params[p].trainable and readers[p] <= inside and p not in divisors
+    }
+
+
+def divisor_params(graph: Graph, node: NodeBase) -> list[str]:
+    """The params `node` divides by through constant inputs (`x / scale`, `1 / scale` reversed).
+    They are never zeroed: x / 0 is infinite or NaN, not a removed value."""
+    if node.op is not Op.DIV:
+        return []
+    reverse = bool(getattr(node.attrs, "reverse", False))
+    out = []
+    for position, name in enumerate(node.inputs):
+        producer = graph.producer(name)
+        if producer is not None and producer.op is Op.CONSTANT and (position == 1 or reverse):
+            out.append(producer.params["value"])
+    return out
 
 
 def _constant_operands(graph: Graph, node: NodeBase) -> list[str]:
@@ -207,6 +227,12 @@ def _keeps_zero(graph: Graph, node: NodeBase, owned: set[str]) -> bool:
         # x + c: zero only when c is zero, which holds for a zeroed param and a zero scalar alone
         scalar = getattr(node.attrs, "scalar", None)
         return scalar in (None, 0.0) and all(p in owned for p in _constant_operands(graph, node))
+    if node.op is Op.DIV and node.attrs.scalar is None and not node.attrs.reverse:  # type: ignore[attr-defined]
+        # 0 / d = 0 for a constant divisor left as it is; a zeroed one would give 0 / 0 = NaN
+        numerator = graph.producer(node.inputs[0])
+        divisors = divisor_params(graph, node)
+        numerator_is_data = numerator is None or numerator.op is not Op.CONSTANT
+        return numerator_is_data and len(divisors) == 1 and not set(divisors) & owned
     if node.op in (Op.CONV, Op.CONV_TRANSPOSE, Op.LINEAR) and set(node.params) <= {"weight", "bias"}:
         # W * 0 = 0 whatever W; the bias is zero only when it is zeroed
         return "bias" not in node.params or node.params["bias"] in owned
