@@ -200,7 +200,7 @@ def test_detect_and_input_override(tmp_path) -> None:  # noqa: ANN001
 # ---- through torch: the fx-independent path ---------------------------------------------------
 
 torch = pytest.importorskip("torch")
-from tests.models import REPLICAS, example_inputs  # noqa: E402
+from tests.models import REPLICAS, check_seed, example_inputs  # noqa: E402
 
 
 @functools.cache
@@ -240,7 +240,7 @@ def test_check_through_onnx_export(name: str, mode: str) -> None:
     replica = REPLICAS[name]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = ai.check(replica.build(), example_inputs(replica), mode=mode, frontend="onnx")
+        report = ai.check(replica.build(), example_inputs(replica), mode=mode, frontend="onnx", seed=check_seed(name, mode))
     assert report.ok, report
 
 
