@@ -1,9 +1,11 @@
 """IR params ↔ the variables of a live Keras 3 model (TensorFlow backend).
 
-A Keras frontend records each IR param's `Param.source` as the Keras variable path
-(`variable.path`, e.g. `sequential/dense/kernel`). Keras variables have the same shape as the
-weights the frontend stored (kernels HWIO / (in, out)), so the IR axes of a slice index the
-variable directly.
+A Keras frontend records each IR param's `Param.source` as the variable's unique key
+(`asgnas_ir.frontends.keras.variables`: the layer nesting plus the variable's name, e.g.
+`block_a/proj/kernel`), not `variable.path`, which Keras lets several variables share. A param is
+stored in its variable's IR view, a row-major reshape of the variable (MultiHeadAttention kernels
+(E, H, Dh) are (E, H*Dh) in the IR): every slice is indexed in that view, here and in the
+optimizer's binding (`entry_of` + `Entry.view`), so flat entries are the same in both.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import keras
 import numpy as np
 
 from asgnas_ir.errors import AsgnasError
+from asgnas_ir.frontends.keras.variables import Entry, variable_table
 from asgnas_ir.ir.graph import Graph
 from asgnas_ir.passes.analysis.dependency_graph import Slice, merge_slices
 
@@ -22,38 +25,63 @@ from asgnas_ir.passes.analysis.dependency_graph import Slice, merge_slices
 _SCALE_LEAVES = ("gamma", "scale", "moving_variance", "variance", "weight")
 
 
+def live_entries(model: Any) -> dict[str, Entry]:
+    """Every variable of `model` (trainable and not, e.g. BN moving statistics) by its unique key."""
+    return {entry.key: entry for entry in variable_table(model)}
+
+
 def live_variables(model: Any) -> dict[str, Any]:
-    """Every variable of `model` (trainable and not, e.g. BN moving statistics) by its `path`.
-
-    A variable shared by several layers appears once (Keras tracks it once, under its one path).
-    """
-    variables: dict[str, Any] = {}
-    for variable in model.variables:
-        variables.setdefault(variable.path, variable)
-    return variables
+    """Every variable of `model` by its unique key (a variable shared by several layers appears once)."""
+    return {key: entry.variable for key, entry in live_entries(model).items()}
 
 
-def resolve(live: dict[str, Any], param: str, source: str, model: Any) -> Any:
-    """The variable at `source`, or an error naming the param, its source and the model."""
-    variable = live.get(source)
-    if variable is None:
+def entry_of(live: dict[str, Entry], param: str, source: str, model: Any) -> Entry:
+    """The variable entry at `source`, or an error naming the param, its source and the model."""
+    entry = live.get(source)
+    if entry is None:
         raise AsgnasError(
             f"search-space param '{param}' (source '{source}') is not a variable of {type(model).__name__} "
             f"'{getattr(model, 'name', '?')}'; build the search space from this model (ai.compile(model))"
         )
-    return variable
+    return entry
+
+
+def resolve(live: dict[str, Any], param: str, source: str, model: Any) -> Any:
+    """The variable at `source` in a `live_variables` map, or an error naming the param and its source."""
+    if source not in live:
+        entry_of({}, param, source, model)
+    return live[source]
+
+
+def _zero_lines(value: np.ndarray, view: tuple[int, ...], axis: int, indices: list[int]) -> np.ndarray:
+    """`value` with the given lines of its IR view set to zero (in the variable's own shape)."""
+    if int(np.prod(view)) != value.size:
+        raise AsgnasError(f"a variable of shape {value.shape} cannot be read as the IR shape {view}")
+    viewed = value.reshape(view).copy()
+    index: list[Any] = [slice(None)] * viewed.ndim
+    index[axis] = np.asarray(sorted(set(indices)), np.int64)
+    viewed[tuple(index)] = 0
+    return viewed.reshape(value.shape)
 
 
 def zero_slices(model: Any, graph: Graph, slices: Iterable[Slice]) -> None:
-    """Set the given slices (IR axes of each stored param) to zero in the live model (statistics excepted)."""
-    live = live_variables(model)
+    """Set the given slices (IR axes of each stored param) to zero in the live model (statistics excepted).
+
+    A slice indexes the param's IR view, not the variable's shape. A LoRA-merged kernel is zeroed
+    exactly by zeroing the same lines of the base kernel and of the adapter that carries that axis
+    (B for the output axis, A for every other one).
+    """
+    live = live_entries(model)
     for (param, axis), indices in merge_slices(slices).items():
-        variable = resolve(live, param, graph.params[param].source, model)
-        value = np.array(variable.numpy())
-        index = [slice(None)] * value.ndim
-        index[axis] = np.asarray(sorted(set(indices)), np.int64)
-        value[tuple(index)] = 0
-        variable.assign(value)
+        entry = entry_of(live, param, graph.params[param].source, model)
+        variable = entry.variable
+        variable.assign(_zero_lines(np.array(variable.numpy()), entry.view, axis, indices))
+        if entry.lora is not None:
+            last = len(entry.view) - 1
+            factor = entry.lora.b if axis == last else entry.lora.a
+            shape = tuple(int(d) for d in factor.shape)
+            factor_axis = len(shape) - 1 if axis == last else axis
+            factor.assign(_zero_lines(np.array(factor.numpy()), shape, factor_axis, indices))
 
 
 def rerandomize(model: Any, seed: int = 0) -> None:
@@ -84,23 +112,29 @@ def rerandomize(model: Any, seed: int = 0) -> None:
 def assign_weights(model: Any, graph: Graph, params: Iterable[str] | None = None) -> None:
     """Write the IR weights of `params` (default: all) into the variables they came from.
 
-    A param stored in another shape than its variable (a MultiHeadAttention kernel (E, H, Dh) kept
-    as (E, H*Dh)) is reshaped back, row-major; params that are not variables (constants the
-    frontend derived, such as a Normalization layer's std) are skipped.
+    A param stored in its variable's IR view (a MultiHeadAttention kernel (E, H, Dh) kept as
+    (E, H*Dh)) is reshaped back, row-major; params that are not variables (constants the frontend
+    derived, such as a Normalization layer's std) are skipped. A LoRA-merged kernel goes into the
+    base kernel with the adapter B zeroed, so the layer's effective kernel is exactly the IR weight.
     """
-    live = live_variables(model)
+    live = live_entries(model)
     weights = graph.weights
     for name in graph.params if params is None else params:
-        variable = live.get(graph.params[name].source)
-        if variable is None or name not in weights:
+        entry = live.get(graph.params[name].source)
+        if entry is None or name not in weights:
             continue
+        variable = entry.variable
         shape = tuple(int(d) for d in variable.shape)
         variable.assign(np.asarray(weights[name]).reshape(shape).astype(keras.backend.standardize_dtype(variable.dtype)))
+        if entry.lora is not None:
+            b = entry.lora.b
+            b.assign(np.zeros(tuple(int(d) for d in b.shape), keras.backend.standardize_dtype(b.dtype)))
 
 
 def clone(model: Any) -> Any:
-    """A copy of a Functional/Sequential `model` with its own variables (same layer names and
-    variable paths, same values), so that `check` never touches the caller's model."""
+    """A copy of a Functional/Sequential `model` with its own variables (same layer names, hence the
+    same variable keys, and the same values; Keras may give it other `variable.path`s), so that
+    `check` never touches the caller's model."""
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     return copy

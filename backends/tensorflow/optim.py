@@ -55,8 +55,9 @@ from asgnas_ir.backends._groups import (
     without_nested,
 )
 from asgnas_ir.backends.reference import select_redundant
-from asgnas_ir.backends.tensorflow.binding import live_variables, resolve
+from asgnas_ir.backends.tensorflow.binding import entry_of, live_entries
 from asgnas_ir.errors import AsgnasError
+from asgnas_ir.frontends.keras.variables import Entry
 from asgnas_ir.passes.analysis.search_space import SearchSpace
 
 
@@ -77,9 +78,22 @@ class _Binding:
     inside: dict[int, list[int]]
 
 
+def _bound_entry(live: dict[str, Entry], param: str, source: str, model: Any) -> Entry:
+    entry = entry_of(live, param, source, model)
+    if entry.lora is not None:
+        raise AsgnasError(
+            f"search-space param '{param}' is the LoRA-merged kernel of layer '{entry.lora.layer}' "
+            f"(kernel + {entry.lora.scale:g}·A@B), which is no single variable the optimizer could sparsify; "
+            "merge the adapters into the kernel first (or train without LoRA) and build the space again"
+        )
+    return entry
+
+
 def _bind(model: Any, space: SearchSpace) -> _Binding:
-    live = live_variables(model)
-    variables, entries = bind_groups(space, lambda param, source: resolve(live, param, source, model), lambda v: v.shape)
+    live = live_entries(model)
+    # slices index each param's IR view (`Entry.view`), whose flat entries are the variable's own
+    bound, entries = bind_groups(space, lambda param, source: _bound_entry(live, param, source, model), lambda e: e.view)
+    variables = [e.variable for e in bound]
     numels = [int(np.prod(v.shape)) for v in variables]
     offsets = np.cumsum([0, *numels]).tolist()
     cols = [np.concatenate([e + offsets[i] for i, e in sorted(g.items())]) if g else np.zeros(0, np.int64) for g in entries]
@@ -93,7 +107,7 @@ class H2SPG(keras.optimizers.Optimizer):
     """Hierarchical half-space projected gradient over the groups of `space` (Keras 3, TensorFlow).
 
     Args:
-        model: the live Keras model whose variables `space.param_sources` names (by `variable.path`).
+        model: the live Keras model whose variables `space.param_sources` names (by their unique keys, `frontends.keras.variables`).
         space: from `ai.search_space(ai.compile(model), mode=...)`.
         lr, momentum, weight_decay, nesterov: the base SGD step, as torch's SGD (`lr` may be a Keras
             learning-rate schedule; `weight_decay` is added to the gradient).
@@ -167,8 +181,9 @@ class H2SPG(keras.optimizers.Optimizer):
         if self.built:
             return
         super().build(var_list)
-        known = {v.path for v in var_list}
-        missing = [v.path for v in self._binding.variables if v.path not in known]
+        # by identity: Keras lets several variables share one `path`
+        known = {id(v) for v in var_list}
+        missing = [v.path for v in self._binding.variables if id(v) not in known]
         if missing:
             raise AsgnasError(
                 f"{type(self).__name__}: the search space's variables {missing} are not among the variables being trained; "
@@ -367,7 +382,7 @@ class H2SPG(keras.optimizers.Optimizer):
             pairs = self._all_reduce_sum_gradients(list(zip(grads, trainable_variables, strict=True)))
             grads = [g for g, _ in pairs]
         b = self._binding
-        grad_of = {v.path: g for g, v in zip(grads, trainable_variables, strict=True)}
+        grad_of = {id(v): g for g, v in zip(grads, trainable_variables, strict=True)}
         step = tf.convert_to_tensor(self.iterations)
         lr = tf.cast(learning_rate, tf.float64)
 
@@ -376,7 +391,7 @@ class H2SPG(keras.optimizers.Optimizer):
             return tf.concat(parts, 0) if parts else tf.zeros([0], tf.float64)
 
         x = flat([tf.convert_to_tensor(v) for v in b.variables])
-        g = flat([grad_of[v.path] if grad_of.get(v.path) is not None else tf.zeros(v.shape, v.dtype) for v in b.variables])
+        g = flat([grad_of[id(v)] if grad_of.get(id(v)) is not None else tf.zeros(v.shape, v.dtype) for v in b.variables])
         never = tf.constant(False)
 
         def warm_up() -> tf.Tensor:

@@ -31,15 +31,24 @@ def embedding(b: Builder, layer: Any, xs: list[str]) -> str:
     return b.emit(Op.EMBEDDING, xs, attrs, {"weight": weight})
 
 
+def _no_lora(b: Builder, dense: Any) -> None:
+    # A head-shaped LoRA kernel (E, H, r) @ (r, Dh) mixes the lines of a head's (E, H*Dh) view, so the
+    # effective kernel could not be zeroed or written back through its variables.
+    if getattr(dense, "lora_enabled", False):
+        raise b.fail(f"LoRA on the MultiHeadAttention projection '{dense.name}' is not supported; merge it into the kernel first")
+
+
 def _projection(b: Builder, dense: Any, x: str, role: str) -> str:
+    _no_lora(b, dense)
     kernel = dense.kernel
     shape = tuple(int(d) for d in kernel.shape)
     if dense.equation != "abc,cde->abde" or len(shape) != 3:
         raise b.fail(f"MultiHeadAttention {role} projection '{dense.equation}' is not supported (rank-3 inputs only)")
-    params = {"weight": b.add_param(kernel, "IO", shape=(shape[0], shape[1] * shape[2]))}
+    params = {"weight": b.add_param(kernel, "IO")}
     if dense.bias is not None:
-        params["bias"] = b.add_param(dense.bias, "O", shape=(shape[1] * shape[2],))
-    y = b.emit(Op.LINEAR, [x], None, params, source=dense.path if hasattr(dense, "path") else b.source, name=f"{b.source}_{role}")
+        params["bias"] = b.add_param(dense.bias, "O")
+    # the sublayer's own unique key (`query`, `key`, ... under this layer), as its weights are named
+    y = b.emit(Op.LINEAR, [x], None, params, source=params["weight"].rsplit("/", 1)[0], name=f"{b.source}_{role}")
     batch, tokens = b.value(x).shape[:2]
     y = b.emit(Op.RESHAPE, [y], A.ReshapeAttrs(shape=(batch, tokens, shape[1], shape[2])), name=f"{b.source}_{role}_split")
     return b.emit(Op.PERMUTE, [y], A.PermuteAttrs(perm=(0, 2, 1, 3)), name=f"{b.source}_{role}_heads")
@@ -71,11 +80,12 @@ def multi_head_attention(b: Builder, layer: Any, xs: list[str]) -> str:
     batch, tokens, heads, head_dim = b.value(merged).shape
     merged = b.emit(Op.RESHAPE, [merged], A.ReshapeAttrs(shape=(batch, tokens, heads * head_dim)), name=f"{b.source}_merged")
     out = layer._output_dense
+    _no_lora(b, out)
     kernel = out.kernel
     shape = tuple(int(d) for d in kernel.shape)
     if out.equation != "abcd,cde->abe" or len(shape) != 3:
         raise b.fail(f"MultiHeadAttention output projection '{out.equation}' is not supported")
-    params = {"weight": b.add_param(kernel, "IO", shape=(shape[0] * shape[1], shape[2]))}
+    params = {"weight": b.add_param(kernel, "IO")}
     if out.bias is not None:
         params["bias"] = b.add_param(out.bias, "O")
     return b.emit(Op.LINEAR, [merged], None, params, name=f"{b.source}_out")

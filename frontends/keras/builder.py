@@ -15,6 +15,7 @@ import numpy as np
 
 from asgnas_ir.errors import FrontendError
 from asgnas_ir.frontends._builder import GraphBuilder
+from asgnas_ir.frontends.keras.variables import Entry
 from asgnas_ir.ir.attrs import Attrs
 from asgnas_ir.ir.graph import Param, Value
 from asgnas_ir.ir.node import make_node
@@ -39,9 +40,10 @@ def keras_value(shape: tuple[int, ...], dtype: str) -> Value:
 class Builder(GraphBuilder):
     """Accumulates IR nodes, values and params for one Keras functional graph."""
 
-    def __init__(self, batch: int) -> None:
+    def __init__(self, batch: int, variables: dict[int, Entry] | None = None) -> None:
         super().__init__()
         self.batch = batch
+        self.variables: dict[int, Entry] = variables or {}  # id(variable) -> its key and IR view
         self.layer: Any = None  # the layer being lowered
         self.call_args: tuple = ()
         self.call_kwargs: dict[str, Any] = {}
@@ -67,27 +69,44 @@ class Builder(GraphBuilder):
         return getattr(self.layer, key, default)
 
     # ---- params ----------------------------------------------------------------------------
-    def add_param(self, variable: Any, axes: str | None, *, shape: tuple[int, ...] | None = None) -> str:
-        """Declare a param for a Keras variable, named and sourced by its `path`.
+    def add_param(self, variable: Any, axes: str | None) -> str:
+        """Declare a param for a Keras variable, named and sourced by its unique key
+        (`frontends.keras.variables`: layer nesting + variable name, never the ambiguous `path`).
 
-        `shape` reshapes the stored weight (row-major, e.g. a MultiHeadAttention kernel
-        (E, H, Dh) read as (E, H*Dh)); the Keras variable keeps its own shape.
+        The weight is stored in the variable's IR view (a MultiHeadAttention kernel (E, H, Dh) read as
+        (E, H*Dh)); the Keras variable keeps its own shape.
         """
-        path = str(variable.path)
-        if path in self.params:
-            return path
-        data = np.asarray(keras.ops.convert_to_numpy(variable.value)).copy()
-        if shape is not None:
-            data = data.reshape(shape)
-        self.params[path] = Param(
-            shape=tuple(int(d) for d in data.shape),
-            dtype=dtype_name(variable.dtype),
-            source=path,
-            axes=axes,
-            trainable=bool(variable.trainable),
-        )
-        self.weights[path] = data
-        return path
+        entry = self.variables.get(id(variable))
+        if entry is None:
+            what = type(variable).__name__
+            raise self.fail(f"reads a weight that is not a variable of the model ({what}); the converter cannot bind it")
+        key = entry.key
+        if key in self.params:
+            return key
+        data = np.asarray(keras.ops.convert_to_numpy(variable.value)).copy().reshape(entry.view)
+        self._declare(key, data, dtype_name(variable.dtype), axes, entry.trainable)
+        return key
+
+    def add_kernel(self, layer: Any, axes: str) -> str:
+        """A layer's effective `kernel`: the variable itself, or with LoRA enabled the merged
+        `_kernel + (lora_alpha / lora_rank) · A @ B` (what Keras' own `kernel` property computes),
+        stored under the base kernel's key. Keras trains the adapters, so it is trainable when they are."""
+        if not getattr(layer, "lora_enabled", False):
+            return self.add_param(layer.kernel, axes)
+        base = layer._kernel
+        entry = self.variables.get(id(base))
+        if entry is None or entry.lora is None:
+            raise self.fail("has LoRA enabled but its base kernel is not a tracked variable")
+        if entry.key in self.params:
+            return entry.key
+        data = np.asarray(keras.ops.convert_to_numpy(layer.kernel)).copy()
+        trainable = entry.trainable or any(self.variables[id(v)].trainable for v in (entry.lora.a, entry.lora.b) if id(v) in self.variables)
+        self._declare(entry.key, data, dtype_name(base.dtype), axes, trainable)
+        return entry.key
+
+    def _declare(self, key: str, data: np.ndarray, dtype: str, axes: str | None, trainable: bool) -> None:
+        self.params[key] = Param(shape=tuple(int(d) for d in data.shape), dtype=dtype, source=key, axes=axes, trainable=trainable)
+        self.weights[key] = data
 
     def constant(self, array: np.ndarray | None, name: str, *, variable: Any = None, axes: str | None = None) -> str:
         """A constant node holding `array`, or the Keras `variable` (a trainable param, e.g. a layer scale)."""

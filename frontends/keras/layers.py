@@ -4,8 +4,9 @@ Each converter reads the layer's configuration and variables and emits IR nodes 
 channels-last layout. Kernels keep the Keras variable's axis order, named by letters: Conv2D
 `HWIO`, Conv1D `WIO`, DepthwiseConv2D `HWOI` (its (kh, kw, C, 1) kernel: C groups of one input),
 Conv2DTranspose `HWOI`, Dense `IO`. An `activation=` argument becomes the node after the layer.
-Lookup walks the class's MRO only while the subclass keeps the base class's `call`, so a custom
-layer that overrides `call` is reported as unsupported instead of being misread.
+Lookup walks the class's MRO to the nearest converted base only when the subclass redefines none of
+the base's computing methods (`call`, `convolution_op`, the `kernel` property, ...:
+`overridden_methods`), so such a layer is reported as unsupported instead of being misread.
 """
 
 from __future__ import annotations
@@ -25,8 +26,53 @@ from asgnas_ir.ir.ops import Op
 LAYERS = ConverterTable("keras layers")
 
 
-def lookup(layer: Any) -> Any:
+# What a subclass may override and still compute what its Keras base computes: construction,
+# configuration, shape inference and (de)serialisation. `build` only creates the variables, which a
+# converter reads from the built layer. Any other override (call, convolution_op, the kernel
+# property, quantized paths, ...) can change the forward pass that the converter writes from the
+# base class's semantics, so the layer is reported instead of being misread.
+_NON_COMPUTING = frozenset({
+    "__init__", "__new__", "__repr__", "__str__", "build", "get_config", "from_config",
+    "compute_output_shape", "compute_output_spec", "get_build_config", "build_from_config",
+    "save_own_variables", "load_own_variables", "_api_export_path", "_api_export_symbol_id",
+    # masks are refused on their own, by the driver, wherever one reaches a layer that applies it
+    "supports_masking", "compute_mask",
+    "__module__", "__doc__", "__qualname__", "__dict__", "__weakref__", "__annotations__",
+    "__firstlineno__", "__static_attributes__", "__orig_bases__", "__parameters__", "__slots__",
+})
+
+
+def _converted_base(cls: type) -> type | None:
+    for base in cls.__mro__:
+        if LAYERS.get(base) is not None:
+            return base
+    return None
+
+
+def overridden_methods(layer: Any) -> list[str]:
+    """`Base.name` of every attribute of the converted Keras base class that a user subclass of it
+    redefines, other than the non-computing ones (empty for a Keras class or a faithful subclass)."""
     cls = type(layer)
+    base = _converted_base(cls)
+    if base is None or base is cls:
+        return []
+    inherited = {name for klass in base.__mro__ if klass is not object for name in vars(klass)}
+    found = []
+    for klass in cls.__mro__[: cls.__mro__.index(base)]:
+        if klass.__module__.startswith("keras"):
+            continue
+        for name in vars(klass):
+            if name in inherited and name not in _NON_COMPUTING:
+                found.append(f"{base.__name__}.{name}")
+    return sorted(set(found))
+
+
+def lookup(layer: Any) -> Any:
+    """The converter for `layer`'s class or its nearest converted base, or None where a subclass
+    redefines what the base computes (`overridden_methods`) or a Keras subclass has its own `call`."""
+    cls = type(layer)
+    if overridden_methods(layer):
+        return None
     for base in cls.__mro__:
         converter = LAYERS.get(base)
         if converter is not None:
@@ -163,8 +209,25 @@ def identity(b: Builder, layer: Any, xs: list[str]) -> str:
 
 @LAYERS.register(L.Dropout)
 def dropout(b: Builder, layer: Any, xs: list[str]) -> str:
-    """Dropout(rate, noise_shape=None)"""
-    return b.emit(Op.DROPOUT, xs, A.DropoutAttrs(p=float(layer.rate)))
+    """Dropout(rate, noise_shape=None): element-wise, or channel-wise when noise_shape is 1 on every
+    axis but the batch and the channels (the IR has no other sharing pattern)."""
+    noise = getattr(layer, "noise_shape", None)
+    if noise is None:
+        return b.emit(Op.DROPOUT, xs, A.DropoutAttrs(p=float(layer.rate)))
+    shape = b.value(xs[0]).shape
+    noise = tuple(noise)
+    if len(noise) != len(shape):
+        raise b.fail(f"noise_shape {noise} does not match the input's rank {len(shape)}")
+    full = [d is None or int(d) == s for d, s in zip(noise, shape, strict=True)]
+    if all(full):
+        return b.emit(Op.DROPOUT, xs, A.DropoutAttrs(p=float(layer.rate)))
+    last = len(shape) - 1
+    if full[0] and full[last] and all(noise[i] is not None and int(noise[i]) == 1 for i in range(1, last)):
+        return b.emit(Op.DROPOUT, xs, A.DropoutAttrs(p=float(layer.rate), channelwise=True))
+    raise b.fail(
+        f"noise_shape {noise} shares the dropout mask in a pattern the IR cannot express; only None, the full "
+        "shape, or 1 on every axis but the batch and the channels (SpatialDropout) are supported"
+    )
 
 
 @LAYERS.register(L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D)
@@ -197,7 +260,7 @@ def conv(b: Builder, layer: Any, xs: list[str]) -> str:
         stride=strides, padding=conv_pads(b, xs[0], kernel, strides, dilation), dilation=dilation,
         groups=int(layer.groups), channels_last=True,
     )
-    params = {"weight": b.add_param(layer.kernel, _spatial(n) + "IO")}
+    params = {"weight": b.add_kernel(layer, _spatial(n) + "IO")}
     if layer.use_bias:
         params["bias"] = b.add_param(layer.bias, "O")
     return _activation_after(b, b.emit(Op.CONV, xs, attrs, params))
@@ -273,7 +336,7 @@ def conv_transpose(b: Builder, layer: Any, xs: list[str]) -> str:
     attrs = A.ConvTransposeAttrs(
         stride=strides, padding=tuple(pads), output_padding=tuple(extra), dilation=dilation, channels_last=True
     )
-    params = {"weight": b.add_param(layer.kernel, _spatial(n) + "OI")}
+    params = {"weight": b.add_kernel(layer, _spatial(n) + "OI")}
     if layer.use_bias:
         params["bias"] = b.add_param(layer.bias, "O")
     y = b.emit(Op.CONV_TRANSPOSE, xs, attrs, params)
@@ -291,7 +354,7 @@ def dense(b: Builder, layer: Any, xs: list[str]) -> str:
     """Dense(units, activation=None, use_bias=True)"""
     if getattr(layer, "quantization_mode", None):
         raise b.fail("quantized Dense layers are not supported")
-    params = {"weight": b.add_param(layer.kernel, "IO")}
+    params = {"weight": b.add_kernel(layer, "IO")}
     if layer.use_bias:
         params["bias"] = b.add_param(layer.bias, "O")
     return _activation_after(b, b.emit(Op.LINEAR, xs, None, params))

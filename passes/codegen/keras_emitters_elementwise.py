@@ -68,8 +68,14 @@ KERAS_EMITTERS.update(
 
 @emits(Op.DROPOUT)
 def _dropout(p: KerasPrinter, node: NodeBase) -> None:
-    """A Dropout layer: the identity at inference, dropout again when the generated model trains."""
-    layer = p.layer(node, "Dropout", lit(float(node.attrs.p)))  # type: ignore[attr-defined]
+    """A Dropout layer: the identity at inference, dropout again when the generated model trains.
+    Channel-wise dropout (SpatialDropout, Dropout2d) shares one draw per sample and channel: a
+    `noise_shape` of 1 on every other axis of the tensor as it is held."""
+    noise = None
+    if node.attrs.channelwise:  # type: ignore[attr-defined]
+        rank, channel = p.rank(node.inputs[0]), p.channel_axis(node.inputs[0])
+        noise = "(" + ", ".join("None" if j in (0, channel) else "1" for j in range(rank)) + ")"
+    layer = p.layer(node, "Dropout", lit(float(node.attrs.p)), noise_shape=noise)  # type: ignore[attr-defined]
     p.assign(node, f"{layer}({p.x(node)})", p.perm[node.inputs[0]])
 
 
@@ -111,3 +117,9 @@ def _binary(p: KerasPrinter, node: NodeBase) -> None:
     perm = next((c for c in candidates if c != identity(rank)), identity(rank))
     a, b = (_operand(p, node, v, rank, perm) for v in node.inputs)
     p.assign(node, f"{a} {symbol} {b}", perm)
+
+
+@emits(Op.CAST)
+def _cast(p: KerasPrinter, node: NodeBase) -> None:
+    """The rounding a Keras layer's dtype policy does on its inputs (or a float32 layer on its output)."""
+    p.assign(node, f'keras.ops.cast({p.x(node)}, "{node.attrs.dtype}")', p.perm[node.inputs[0]])  # type: ignore[attr-defined]

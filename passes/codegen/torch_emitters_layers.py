@@ -307,3 +307,9 @@ def _operand(p: TorchPrinter, value: str, rank: int, perm: Perm) -> str:
     # a lower-rank operand of a permuted result: its leading 1s, then the same permutation
     full = (1,) * (rank - len(shape)) + tuple(shape)
     return f"{p.logical(value)}.reshape({', '.join(map(str, full))}).permute({', '.join(map(str, perm))})"
+
+
+@emits(Op.CAST)
+def _cast(p: TorchPrinter, node: NodeBase) -> None:
+    """A dtype policy's rounding (Keras mixed precision): an explicit `.to`, exact in torch as in Keras."""
+    p.assign(node, f"{p.x(node)}.to(torch.{node.attrs.dtype})", p.perm.get(node.inputs[0]))  # type: ignore[attr-defined]
