@@ -78,7 +78,8 @@ def test_layer_lowering_matches_keras_shapes(case: str) -> None:
 
 
 def test_embedding_and_sequential() -> None:
-    model = keras.Sequential([keras.Input((6,), dtype="int32"), L.Embedding(20, 8), L.Dense(4)])
+    # named: Keras numbers unnamed layers per session, so another test's Embedding would shift the name
+    model = keras.Sequential([keras.Input((6,), dtype="int32"), L.Embedding(20, 8, name="embedding"), L.Dense(4)])
     ours, theirs = lowered_shapes(model, arr(2, 6, dtype="int32"))
     assert ours == theirs
     graph = ai.compile(model, arr(2, 6, dtype="int32"))
