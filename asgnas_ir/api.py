@@ -30,7 +30,7 @@ from asgnas_ir.passes.analysis.cost import CostReport
 from asgnas_ir.passes.analysis.dependency_graph import merge_slices
 from asgnas_ir.passes.analysis.search_space import SearchSpace
 from asgnas_ir.testing import load_generated
-from asgnas_ir.tolerance import MIN_REF, outputs_match, rtol, tolerance
+from asgnas_ir.tolerance import MIN_REF, loosest, outputs_match, rtol, tolerance
 
 TARGETS = ("torch", "keras", "onnx")
 
@@ -141,7 +141,7 @@ def random_zero_groups(graph: Graph, space: SearchSpace, fraction: float, seed: 
             remaining[value][gid] = n
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(space.groups)).tolist()
-    target = int(round(fraction * len(space.groups)))
+    target = _target_count(fraction, len(space.groups))
     chosen: list[int] = []
     for gid in order:
         if len(chosen) >= target:
@@ -154,10 +154,17 @@ def random_zero_groups(graph: Graph, space: SearchSpace, fraction: float, seed: 
     return sorted(chosen)
 
 
+def _target_count(fraction: float, groups: int) -> int:
+    """How many groups a `fraction` asks for: at least one whenever it is above zero and there is a group,
+    since rounding a small share down to none (round(0.5 * 1) == 0) would make a check test nothing."""
+    target = int(round(fraction * groups))
+    return max(target, 1) if fraction > 0 and groups else target
+
+
 def _random_valid(space: SearchSpace, fraction: float, seed: int) -> list[int]:
     """Greedy random selection that keeps `space.is_valid` true after every accepted group."""
     rng = np.random.default_rng(seed)
-    target = int(round(fraction * len(space.groups)))
+    target = _target_count(fraction, len(space.groups))
     chosen: list[int] = []
     for gid in rng.permutation(len(space.groups)).tolist():
         if len(chosen) >= target:
@@ -216,6 +223,20 @@ class CheckReport(BaseModel):
 
     _reason: str | None = PrivateAttr(default=None)
     _degenerate: bool = PrivateAttr(default=False)
+    _notes: list[str] = PrivateAttr(default_factory=list)
+    _untested: bool = PrivateAttr(default=False)
+
+    @property
+    def untested(self) -> bool:
+        """A fraction above zero was asked for but no valid non-empty selection exists, so nothing was
+        removed and only the unpruned model was compared: not ok, whatever the difference."""
+        return self._untested
+
+    @property
+    def notes(self) -> list[str]:
+        """How outputs were compared where it was not value by value (a softmax's probabilities are
+        compared as logits, see `compare_outputs`)."""
+        return list(self._notes)
 
     @property
     def reason(self) -> str | None:
@@ -291,10 +312,11 @@ def check(
             expected = run_model(live, inputs)
             actual = _run_generated(target, target_dir, inputs)
             constant = _input_independent(lambda arrays: run_model(live, _like_tensors(arrays, inputs)), _as_arrays(inputs),
-                                          expected, _output_dtypes(graph, expected), seed)
+                                          expected, _output_dtypes(graph, expected), seed,
+                                          _softmax_axes_for(graph, expected))
 
     return _report(graph, sub, space, zero, expected, actual, chosen, target, (start, t_compile, t_space, t_subnet, t_codegen),
-                   constant=constant, mode=mode)
+                   constant=constant, mode=mode, fraction=fraction)
 
 
 def _random_selection(graph: Graph, mode: str, fraction: float, seed: int) -> tuple[SearchSpace, list[int], list]:
@@ -319,49 +341,88 @@ def _check_keras_model(
     model: Any, example_inputs: Any, *, mode: str, target: str, fraction: float, seed: int, keep_weights: bool,
     out_dir: str | Path | None,
 ) -> CheckReport:
-    """`check` for a keras.Model or .keras path: the reference is a clone of the model (re-randomized)
-    with the zeroed slices written into its variables; the generated model (Keras or PyTorch)
-    runs on the same channels-last inputs."""
+    """`check` for a keras.Model or .keras path. The reference is the caller's model itself: its
+    variables are saved, re-randomized and zeroed in place, and restored exactly on the way out, even
+    on error. A copy (`clone_model`) would rebuild every layer from its config, which silently swaps a
+    user function for a Keras one of the same name and breaks on lambdas and custom constructors, so it
+    would test another model. Dict inputs are matched by key and dict outputs compared by key; the
+    generated model (Keras or PyTorch) runs on the same channels-last inputs."""
     if target not in CHECK_TARGETS:
         raise AsgnasError(f"check target '{target}' is not available for Keras models; use one of {', '.join(CHECK_TARGETS)}")
-    from asgnas_ir.backends.tensorflow.binding import assign_weights, clone, rerandomize, run_model
-    from asgnas_ir.frontends import as_tuple
-    from asgnas_ir.frontends.keras.driver import example_arrays, load_keras
+    from asgnas_ir.backends.tensorflow.binding import assign_weights, rerandomize
+    from asgnas_ir.frontends.keras.driver import example_arrays, functional_of, load_keras, ordered_inputs
 
     start = time.perf_counter()
-    live = clone(load_keras(model))
-    inputs = tuple(np.asarray(x.numpy() if hasattr(x, "numpy") else x) for x in as_tuple(example_inputs))
-    inputs = inputs or example_arrays(live, seed)
-    if not keep_weights:
-        rerandomize(live, seed)
-    graph = compile(live, inputs, frontend="keras")
-    t_compile = time.perf_counter()
-    space, zero, slices = _random_selection(graph, mode, fraction, seed)
-    t_space = time.perf_counter()
-    _zeroed(graph, slices)
-    assign_weights(live, graph, {s.param for s in slices})
-    sub = subnet(graph, space, zero)
-    t_subnet = time.perf_counter()
+    user = load_keras(model)
+    given = ordered_inputs(user, example_inputs)
+    inputs = tuple(np.asarray(x.numpy() if hasattr(x, "numpy") else x) for x in given)
+    # build an unbuilt Sequential now, so that the variables saved are all the variables there will be
+    functional_of(user, [tuple(x.shape) for x in inputs] or None)
+    saved = _save_variables(user)
+    try:
+        inputs = inputs or example_arrays(user, seed)
+        if not keep_weights:
+            rerandomize(user, seed)
+        graph = compile(user, inputs, frontend="keras")
+        t_compile = time.perf_counter()
+        space, zero, slices = _random_selection(graph, mode, fraction, seed)
+        t_space = time.perf_counter()
+        _zeroed(graph, slices)
+        assign_weights(user, graph, {s.param for s in slices})
+        sub = subnet(graph, space, zero)
+        t_subnet = time.perf_counter()
 
-    with tempfile.TemporaryDirectory(prefix="asgnas-check-") as tmp:
-        target_dir = Path(out_dir) if out_dir is not None else Path(tmp)
-        codegen(sub, target=target, out_dir=target_dir)
-        t_codegen = time.perf_counter()
-        expected = run_model(live, inputs)
-        constant = _input_independent(lambda arrays: run_model(live, tuple(arrays)), list(inputs), expected,
-                                      _output_dtypes(graph, expected), seed)
-        if target == "keras":
-            from asgnas_ir.testing import run_keras
+        with tempfile.TemporaryDirectory(prefix="asgnas-check-") as tmp:
+            target_dir = Path(out_dir) if out_dir is not None else Path(tmp)
+            codegen(sub, target=target, out_dir=target_dir)
+            t_codegen = time.perf_counter()
+            expected = _run_keras_reference(user, list(inputs))
+            constant = _input_independent(lambda arrays: _run_keras_reference(user, arrays), list(inputs), expected,
+                                          _output_dtypes(graph, expected), seed, _softmax_axes_for(graph, expected))
+            if target == "keras":
+                from asgnas_ir.testing import run_keras
 
-            actual = run_keras(target_dir, list(inputs))
-        elif target == "torch":
-            from asgnas_ir.testing import run_torch
+                actual = run_keras(target_dir, list(inputs))
+            elif target == "torch":
+                from asgnas_ir.testing import run_torch
 
-            actual = run_torch(target_dir, list(inputs))
-        else:
-            actual = _run_generated(target, target_dir, inputs)
+                actual = run_torch(target_dir, list(inputs))
+            else:
+                from asgnas_ir.testing import run_onnx
+
+                actual = run_onnx(target_dir / "model.onnx", list(inputs))
+    finally:
+        _restore_variables(saved)
     return _report(graph, sub, space, zero, expected, actual, "keras", target, (start, t_compile, t_space, t_subnet, t_codegen),
-                   constant=constant, mode=mode)
+                   constant=constant, mode=mode, fraction=fraction)
+
+
+def _save_variables(model: Any) -> list[tuple[Any, np.ndarray]]:
+    """Every variable of a Keras `model` (trainable or not, LoRA adapters, seed states) with a copy of its
+    value, for `_restore_variables`."""
+    from asgnas_ir.backends.tensorflow.binding import live_variables
+
+    seen: dict[int, Any] = {}
+    for variable in [*model.variables, *live_variables(model).values()]:
+        seen.setdefault(id(variable), variable)
+    return [(v, np.array(v.numpy(), copy=True)) for v in seen.values()]
+
+
+def _restore_variables(saved: list[tuple[Any, np.ndarray]]) -> None:
+    for variable, value in saved:
+        variable.assign(value)
+
+
+def _run_keras_reference(model: Any, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Outputs of the caller's Keras model (inference) on `arrays` (the IR's input order), called with the
+    structure it was built on (a dict by key for dict inputs); a dict of outputs comes back in sorted-key
+    order, `keras.tree.flatten`'s, which is the order the frontend gave the IR's outputs."""
+    import keras
+
+    from asgnas_ir.frontends.keras.driver import pack_inputs
+
+    outputs = model(pack_inputs(model, [np.asarray(a) for a in arrays]), training=False)
+    return [np.asarray(keras.ops.convert_to_numpy(o)) for o in keras.tree.flatten(outputs)]
 
 
 def _check_onnx_model(
@@ -407,7 +468,7 @@ def _check_onnx_model(
         source = f"'{model}'" if isinstance(model, (str, Path)) else f"ModelProto '{proto.graph.name or 'model'}'"
         expected = run_checked(reference, list(inputs), f"the ONNX model {source} (the reference, with the zeroed weights)")
         constant = _input_independent(lambda arrays: run_checked(reference, arrays, f"the ONNX model {source}"), list(inputs), expected,
-                                      _output_dtypes(graph, expected), seed)
+                                      _output_dtypes(graph, expected), seed, _softmax_axes_for(graph, expected))
         if target == "onnx":
             actual = run_checked(target_dir / "model.onnx", list(inputs), f"the generated model.onnx of {source}")
         else:
@@ -415,7 +476,7 @@ def _check_onnx_model(
 
             actual = _run_generated(target, target_dir, tuple(torch.from_numpy(np.ascontiguousarray(x)) for x in inputs))
     return _report(graph, sub, space, zero, expected, actual, "onnx", target, (start, t_compile, t_space, t_subnet, t_codegen),
-                   constant=constant, mode=mode)
+                   constant=constant, mode=mode, fraction=fraction)
 
 
 class OutputComparison(NamedTuple):
@@ -427,6 +488,7 @@ class OutputComparison(NamedTuple):
     tolerance: float
     ok: bool
     problem: str  # why it fails, in words; "" when ok
+    note: str = ""  # how the output was compared, when not value by value
 
     @property
     def ratio(self) -> float:
@@ -440,18 +502,39 @@ def _is_float(array: np.ndarray) -> bool:
     return bool(np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.complexfloating))
 
 
+# smallest normal number per dtype: probabilities below it are rounding noise when read back as logits
+_TINY = {"float16": 2.0**-14, "bfloat16": 2.0**-126, "float32": 2.0**-126, "float64": 2.0**-1022}
+
+
+def softmax_logits(probabilities: np.ndarray, axis: int, dtype: str = "float32") -> np.ndarray:
+    """The logits a softmax's `probabilities` came from, centred along `axis` (float64).
+
+    Softmax forgets one constant per row (z and z + c give the same probabilities), and only that:
+    log p - mean(log p) is the logits minus their mean, whatever the constant was. Comparing these
+    instead of the probabilities keeps every class on the scale of the logits, so neither a head with
+    thousands of classes (max p under MIN_REF) nor an error in the small probabilities hides under
+    the largest probability. Values below the dtype's smallest normal are clipped to it, on both sides.
+    """
+    p = np.maximum(np.asarray(probabilities, np.float64), _TINY.get(dtype, 2.0**-126))
+    logp = np.log(p)
+    return logp - logp.mean(axis=axis, keepdims=True)
+
+
 def compare_outputs(expected: Sequence[np.ndarray], actual: Sequence[np.ndarray], dtypes: Sequence[str] | None = None,
-                    ) -> list[OutputComparison]:
+                    softmax: Sequence[int | None] | None = None) -> list[OutputComparison]:
     """Each output held to the DESIGN tolerance with its own max |reference|, so a large output cannot
     hide a wrong small one. Float outputs use `tolerance(max_ref, dtype)` (`dtypes`: the model's output
     dtypes, which numpy may have widened, e.g. bfloat16); integer and bool outputs must be equal. A
-    count or shape mismatch is one failing comparison with an infinite difference."""
+    count or shape mismatch is one failing comparison with an infinite difference. `softmax` gives,
+    per output, the axis of the softmax that produced it (None: not one): those outputs are compared as
+    their centred logits (`softmax_logits`) and say so in their `note`."""
     if len(expected) != len(actual):
         return [OutputComparison(0, float("inf"), 0.0, 0.0, False,
                                  f"the generated model returns {len(actual)} output(s), the reference {len(expected)}")]
     dtypes = list(dtypes) if dtypes is not None and len(dtypes) == len(expected) else [str(e.dtype) for e in expected]
+    axes = list(softmax) if softmax is not None and len(softmax) == len(expected) else [None] * len(expected)
     found = []
-    for i, (e, a, dtype) in enumerate(zip(expected, actual, dtypes, strict=True)):
+    for i, (e, a, dtype, axis) in enumerate(zip(expected, actual, dtypes, axes, strict=True)):
         e, a = np.asarray(e), np.asarray(a)
         if e.shape != a.shape:
             found.append(OutputComparison(i, float("inf"), 0.0, 0.0, False,
@@ -459,6 +542,11 @@ def compare_outputs(expected: Sequence[np.ndarray], actual: Sequence[np.ndarray]
             continue
         if e.size == 0:
             continue  # nothing to compare; with no other output the check fails below for want of one
+        note = ""
+        if axis is not None and _is_float(e) and e.ndim > axis and e.shape[axis] > 1:
+            e, a = softmax_logits(e, axis, dtype), softmax_logits(a, axis, dtype)
+            note = (f"output {i} is a softmax over axis {axis}: compared as logits (log-probabilities centred "
+                    "along that axis; softmax ignores one constant per row)")
         max_ref = float(np.abs(e.astype(np.float64)).max())
         diff = float(np.abs(e.astype(np.float64) - a.astype(np.float64)).max())
         if not _is_float(e):
@@ -475,7 +563,9 @@ def compare_outputs(expected: Sequence[np.ndarray], actual: Sequence[np.ndarray]
         else:
             problem = (f"output {i} differs from the reference by {diff:.3g}, more than its tolerance {tol:.3g} "
                        f"({rtol(dtype):g} x its max |ref| {max_ref:.3g})")
-        found.append(OutputComparison(i, diff, max_ref, tol, ok, problem))
+        if note and problem:
+            problem = problem.replace(f"output {i} ", f"output {i} (a softmax, compared as centred logits) ", 1)
+        found.append(OutputComparison(i, diff, max_ref, tol, ok, problem, note))
     if not found:
         found.append(OutputComparison(0, 0.0, 0.0, 0.0, False, "the model has no non-empty output to compare"))
     return found
@@ -492,7 +582,10 @@ def _output_dtypes(graph: Graph, expected: Sequence[np.ndarray]) -> list[str]:
     graph's outputs do not line up with the ones the model returned."""
     names = graph.outputs
     if len(names) == len(expected) and all(n in graph.values for n in names):
-        return [graph.values[n].dtype for n in names]
+        # a value computed in a lower precision upstream (a Keras mixed-precision layer before a float32
+        # head) limits the output's accuracy: its rounding is the loosest one the comparison allows for
+        rounded = [graph.values[node.outputs[0]].dtype for node in graph.nodes if node.op.value == "cast"]
+        return [loosest([graph.values[n].dtype, *rounded]) for n in names]
     return [str(np.asarray(e).dtype) for e in expected]
 
 
@@ -538,27 +631,33 @@ def _other_inputs(inputs: Sequence[np.ndarray], seed: int) -> list[list[np.ndarr
 
 
 def _input_independent(run: Callable[[list[np.ndarray]], list[np.ndarray]], inputs: Sequence[np.ndarray],
-                       expected: Sequence[np.ndarray], dtypes: Sequence[str], seed: int) -> bool:
+                       expected: Sequence[np.ndarray], dtypes: Sequence[str], seed: int,
+                       softmax: Sequence[int | None] | None = None) -> bool:
     """Whether every output of the (zeroed) reference stays the same when the inputs change.
 
     Such a selection cut every path from the inputs to the outputs (an erase choice that removed the
     trunk, or weights shared with a removed part): the generated model then only has to reproduce a
     constant, and a check that passes says nothing. "The same" is within each output's own tolerance,
     since a change below it is one the comparison could not see either. Two unlike inputs are tried and
-    both must leave every output unchanged; when no unlike input can be made, it cannot be told: False."""
+    both must leave every output unchanged; when no unlike input can be made, it cannot be told: False.
+    A softmax's output (`softmax`: its axis per output) is judged as its logits, as `compare_outputs`
+    judges it: a wide head's probabilities move less than their tolerance while its logits move."""
     alternatives = _other_inputs(inputs, seed)
     if not alternatives:
         return False
+    axes = list(softmax) if softmax is not None and len(softmax) == len(expected) else [None] * len(expected)
     for alt in alternatives:
         other = run(list(alt))
         if len(other) != len(expected):
             return False
-        for e, o, dtype in zip(expected, other, dtypes, strict=True):
+        for e, o, dtype, axis in zip(expected, other, dtypes, axes, strict=True):
             e, o = np.asarray(e), np.asarray(o)
             if e.shape != o.shape:
                 return False
             if not e.size:
                 continue
+            if axis is not None and _is_float(e) and e.ndim > axis and e.shape[axis] > 1:
+                e, o = softmax_logits(e, axis, dtype), softmax_logits(o, axis, dtype)
             change = float(np.abs(e.astype(np.float64) - o.astype(np.float64)).max())
             limit = tolerance(float(np.abs(e.astype(np.float64)).max()), dtype) if _is_float(e) else 0.0
             if not change <= limit:  # NaN counts as a change
@@ -566,17 +665,48 @@ def _input_independent(run: Callable[[list[np.ndarray]], list[np.ndarray]], inpu
     return True
 
 
+def softmax_axes(graph: Graph) -> list[int | None]:
+    """For each graph output, the axis of the softmax that produces it (None: not a softmax's output)."""
+    from asgnas_ir.ir.ops import Op
+
+    producer = {out: node for node in graph.nodes for out in node.outputs}
+    axes: list[int | None] = []
+    for name in graph.outputs:
+        node = producer.get(name)
+        if node is None or node.op != Op.SOFTMAX:
+            axes.append(None)
+            continue
+        rank = len(graph.values[name].shape)
+        axes.append(int(node.attrs.axis) % rank if rank else None)
+    return axes
+
+
+def _softmax_axes_for(graph: Graph, expected: Sequence[np.ndarray]) -> list[int | None] | None:
+    """`softmax_axes(graph)` when the graph's outputs line up with the outputs the reference returned."""
+    return softmax_axes(graph) if len(graph.outputs) == len(expected) else None
+
+
 def _report(graph: Graph, sub: Graph, space: SearchSpace, zero: list[int], expected: list, actual: list, frontend: str,
-            target: str, times: tuple[float, ...], *, constant: bool = False, mode: str = "prune") -> CheckReport:
+            target: str, times: tuple[float, ...], *, constant: bool = False, mode: str = "prune",
+            fraction: float = 0.0) -> CheckReport:
     start, t_compile, t_space, t_subnet, t_codegen = times
-    comparisons = compare_outputs(expected, actual, _output_dtypes(graph, expected))
+    comparisons = compare_outputs(expected, actual, _output_dtypes(graph, expected), _softmax_axes_for(graph, expected))
     worst = worst_output(comparisons)
-    ok = all(c.ok for c in comparisons) and not constant
+    # a fraction above zero asks for a test of removal: a selection of none (no valid non-empty one
+    # exists) compared only the unpruned model, which must not read as a pass
+    untested = fraction > 0 and bool(space.groups) and not zero
+    ok = all(c.ok for c in comparisons) and not constant and not untested
     if worst.problem:
         reason: str | None = worst.problem
         others = sum(1 for c in comparisons if not c.ok) - 1
         if others > 0:
             reason += f" (and {others} more output(s) fail)"
+    elif untested:
+        reason = (
+            f"nothing was tested: fraction {fraction:g} asks to zero some of the {len(space.groups)} group(s) (mode "
+            f"'{mode}'), but no valid non-empty selection exists (each group alone would empty a value or break the "
+            "mode's rules), so only the unpruned model was compared"
+        )
     elif constant and zero:
         shown = ", ".join(map(str, zero[:8])) + (", ..." if len(zero) > 8 else "")
         reason = (
@@ -600,4 +730,5 @@ def _report(graph: Graph, sub: Graph, space: SearchSpace, zero: list[int], expec
         max_ref=worst.max_ref,
     )
     report._reason, report._degenerate = reason, constant
+    report._notes, report._untested = [c.note for c in comparisons if c.note], untested
     return report

@@ -67,8 +67,9 @@ def load_generated_keras(folder: str | Path) -> Any:
 
 
 def run_keras(model_or_folder: Any, inputs: Any) -> list[Any]:
-    """Outputs (a list of numpy arrays) of a generated Keras model, or of the one in a codegen-keras
-    folder, on `inputs` (numpy arrays or torch tensors, in the order of the model's inputs)."""
+    """Outputs (a list of numpy arrays; a dict of outputs by sorted key, as the IR orders them) of a
+    generated Keras model, or of the one in a codegen-keras folder, on `inputs` (numpy arrays or torch
+    tensors, in the order of the model's inputs)."""
     import numpy as np
 
     model = load_generated_keras(model_or_folder) if isinstance(model_or_folder, (str, Path)) else model_or_folder
@@ -78,10 +79,11 @@ def run_keras(model_or_folder: Any, inputs: Any) -> list[Any]:
 
     # a bfloat16 tensor arrives widened to float32; the generated model's Input casts it back exactly
     arrays = [np.asarray(tensor_array(x) if hasattr(x, "detach") else x) for x in inputs]
+    import keras
+
     outputs = model(arrays[0] if len(arrays) == 1 else arrays, training=False)
-    if not isinstance(outputs, (list, tuple)):
-        outputs = [outputs]
-    return [np.asarray(o) for o in outputs]
+    # a dict of outputs (from a dict-output source model) in sorted-key order, the IR's output order
+    return [np.asarray(o) for o in keras.tree.flatten(outputs)]
 
 
 def assert_outputs_match(actual: Any, expected: Any, dtypes: Any = None) -> None:
