@@ -124,6 +124,12 @@ class PowAttrs(Attrs):
     exponent: float
 
 
+class CastAttrs(Attrs):
+    """The floating dtype the value is rounded to (`float16`, `bfloat16`, `float32`, `float64`)."""
+
+    dtype: str
+
+
 class DropoutAttrs(Attrs):
     """Dropout is kept in the IR so the generated model trains like the source one."""
 

@@ -41,6 +41,7 @@ OP_ATTRS: dict[Op, type[A.Attrs]] = {
     Op.POW: A.PowAttrs,
     Op.IDENTITY: A.NoAttrs,
     Op.DROPOUT: A.DropoutAttrs,
+    Op.CAST: A.CastAttrs,
     Op.ADD: A.BinaryAttrs,
     Op.SUB: A.BinaryAttrs,
     Op.MUL: A.BinaryAttrs,

@@ -42,6 +42,7 @@ class Op(str, Enum):
     POW = "pow"
     IDENTITY = "identity"
     DROPOUT = "dropout"
+    CAST = "cast"  # a float value rounded to another float dtype (a Keras layer's dtype policy)
     # elementwise binary (numpy broadcasting, optionally with a scalar operand)
     ADD = "add"
     SUB = "sub"
@@ -83,6 +84,7 @@ UNARY_OPS = frozenset(
     {
         Op.RELU, Op.LEAKY_RELU, Op.CLAMP, Op.GELU, Op.SILU, Op.SIGMOID, Op.TANH, Op.HARDSWISH,
         Op.HARDSIGMOID, Op.ELU, Op.SOFTPLUS, Op.MISH, Op.NEG, Op.EXP, Op.SQRT, Op.POW, Op.IDENTITY, Op.DROPOUT,
+        Op.CAST,
     }
 )
 BINARY_OPS = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV})

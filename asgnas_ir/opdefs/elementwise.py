@@ -22,6 +22,7 @@ from asgnas_ir.opdefs._opdef import (
     ZeroRule,
     broadcast_shapes,
     elementwise_flops,
+    no_flops,
     passthrough,
     register,
     same_as_input,
@@ -171,3 +172,16 @@ def _couple_binary(ctx: CoupleCtx) -> None:
 
 for _op in (Op.ADD, Op.SUB, Op.MUL, Op.DIV):
     register(OpDef(_op, _infer_binary, _couple_binary, elementwise_flops, "joint", zero_preserving=_binary_keeps_zero))
+
+
+def _infer_cast(ctx: InferCtx) -> list[Value]:
+    ctx.expect_inputs(1)
+    src = ctx.inputs[0]
+    dtype = ctx.attrs.dtype
+    if not src.dtype.startswith(("float", "bfloat")) or not dtype.startswith(("float", "bfloat")):
+        ctx.fail(f"cast from {src.dtype} to {dtype}: only floating values are cast (a dtype policy's rounding)")
+    return [Value(shape=src.shape, dtype=dtype, channel_axis=src.channel_axis)]
+
+
+# a cast rounds each element alone: channels flow through, and a zero stays zero
+register(OpDef(Op.CAST, _infer_cast, passthrough, no_flops, "accessory", zero_preserving=True))

@@ -17,6 +17,7 @@ the table without importing `keras_codegen`. Keras itself is never imported: thi
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -171,7 +172,7 @@ class KerasPrinter:
                 )
             return self._layer_of[key]
         name = self.layer_names.name(key or ("node", node.id, ""), node.source or node.id)
-        ctor = call(f"layers.{cls}", *args, **kwargs, dtype=self.dtype_arg, name=f'"{name}"')
+        ctor = call(f"layers.{cls}", *args, **kwargs, dtype=self.policy_arg(node), name=f'"{name}"')
         for variable, array in (weights or {}).items():
             self.weights[f"{name}/{variable}"] = array
         if key is not None and self._uses[key] > 1:
@@ -191,16 +192,30 @@ class KerasPrinter:
             return self._layer_of[key]
         return None
 
-    @property
-    def dtype_arg(self) -> str | None:
-        """The `dtype=` argument of every layer: None for float32 (Keras' default policy), else the
-        model's dtype, since a float32 layer would cast a float16/float64 input to float32."""
-        return None if self.dtype == "float32" else f'"{self.dtype}"'
+    def policy_arg(self, node: NodeBase) -> str | None:
+        """The `dtype=` (Keras dtype policy) of `node`'s layer: the dtype its values have (a float32
+        layer would cast a float16/float64 input to float32), or `mixed_<d>` when its params are float32
+        and it computes in float16/bfloat16 (a Keras mixed-precision layer, see
+        frontends/keras/policies.py); None for float32. Any other pairing has no Keras policy."""
+        floats = [self.graph.values[v].dtype for v in (*node.inputs, *node.outputs)]
+        floats = [d for d in floats if d.startswith(("float", "bfloat"))]
+        compute = floats[0] if floats else self.dtype
+        params = {self.graph.params[n].dtype for n in node.params.values()}
+        params = {d for d in params if d.startswith(("float", "bfloat"))}
+        if not params or params == {compute}:
+            return None if compute == "float32" else f'"{compute}"'
+        if params == {"float32"} and compute in ("float16", "bfloat16"):
+            return f'"mixed_{compute}"'
+        raise CodegenError(
+            f"node '{node.id}' (op {node.op.value}, from '{node.source}') computes in {compute} with {', '.join(sorted(params))} "
+            "weights; a Keras dtype policy pairs float32 variables with float16/bfloat16 compute only. Cast the model "
+            "to one dtype first."
+        )
 
     def helper_layer(self, node: NodeBase, suffix: str, cls: str, *args: str, **kwargs: str | None) -> str:
         """A weightless helper layer of `node` (padding, cropping), named `<source>_<suffix>`."""
         name = self.layer_name(node, "_" + suffix if suffix else "")
-        return call(f"layers.{cls}", *args, **kwargs, dtype=self.dtype_arg, name=f'"{name}"')
+        return call(f"layers.{cls}", *args, **kwargs, dtype=self.policy_arg(node), name=f'"{name}"')
 
     def constant(self, key: tuple, hint: str, array: np.ndarray, trainable: bool = False) -> str:
         """A tensor holding `array` (loaded from the weights file), as a `Constant` layer output."""
@@ -241,9 +256,12 @@ class KerasPrinter:
             self.layer_names.name(("input", name), local)
             self.expr[name], self.perm[name] = local, identity(len(info.shape))
             dtype = None if info.dtype == "float32" else f'"{info.dtype}"'
+            # a dict-input source model's key names the Input: Keras matches a dict to Inputs by name
+            key = self.graph.meta.io_names.get(name, local) if self.graph.meta.frontend == "keras" else local
+            # no batch_size: the batch is symbolic (DESIGN §2), so the model runs at any batch size
             inputs.append(
                 f"{local} = "
-                + call("keras.Input", f"shape={lit_exact(tuple(info.shape[1:]))}", batch_size=str(info.shape[0]), dtype=dtype, name=f'"{local}"')
+                + call("keras.Input", f"shape={lit_exact(tuple(info.shape[1:]))}", dtype=dtype, name=json.dumps(key))
             )
         self.body.extend(inputs)
         for node in self.graph.nodes:
@@ -259,7 +277,10 @@ class KerasPrinter:
         model_name = sanitize(graph.name)
         ins = [self.expr[i] for i in graph.inputs]
         in_text = ins[0] if len(ins) == 1 else "[" + ", ".join(ins) + "]"
-        if graph.meta.output_kind == "tuple" or len(outputs) > 1:
+        if graph.meta.output_kind == "dict":
+            keys = [graph.meta.io_names.get(o, o) for o in graph.outputs]
+            out_text = "{" + ", ".join(f"{json.dumps(k)}: {o}" for k, o in zip(keys, outputs, strict=True)) + "}"
+        elif graph.meta.output_kind == "tuple" or len(outputs) > 1:
             out_text = "[" + ", ".join(outputs) + "]"
         else:
             out_text = outputs[0]
@@ -347,10 +368,15 @@ def _wrap_layer_call(line: str, indent: str, width: int = 119) -> list[str]:
 def _model_dtype(graph: Graph) -> str:
     """The one floating dtype of the graph's float inputs and params (float32 when it has none).
 
-    Keras gives each layer one dtype policy; the generated layers all get this one. A graph that
-    mixes floating dtypes is refused rather than computed in one of them."""
+    Constants are held in it. Each layer's own policy comes from its node (`policy_arg`). A graph that
+    mixes floating dtypes without cast nodes is refused rather than computed in one of them; one with
+    cast nodes (a Keras dtype policy) follows its inputs' dtype."""
     dtypes = {graph.values[name].dtype for name in graph.inputs} | {param.dtype for param in graph.params.values()}
     floating = sorted(d for d in dtypes if d.startswith(("float", "bfloat")))
+    if any(node.op is Op.CAST for node in graph.nodes):
+        # a dtype policy graph: each layer gets its own (`policy_arg`); constants follow the inputs
+        inputs = sorted({graph.values[name].dtype for name in graph.inputs} & set(floating))
+        return inputs[0] if len(inputs) == 1 else "float32"
     if len(floating) > 1:
         raise CodegenError(
             f"graph '{graph.name}' mixes floating dtypes ({', '.join(floating)}); generated Keras layers share one "

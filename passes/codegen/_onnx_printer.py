@@ -124,6 +124,12 @@ class OnnxPrinter:
             tensor = self.ir.tensor(np.asarray(array, dtype=np.dtype(self.graph.params[name].dtype)))
             onnx_name = name if name not in self._value_names else self._unique(f"{name}_param", self._taken)
             self._initializers[key] = self.tape.initializer(tensor, name=onnx_name)
+        stored = self.graph.params[name].dtype
+        compute = next((self.dtype(v) for v in node.inputs if self.dtype(v).startswith(("float", "bfloat"))), stored)
+        if stored != compute and stored.startswith(("float", "bfloat")):
+            # a Keras mixed-precision layer (frontends/keras/policies.py): the weight rounded to the
+            # dtype the node computes in, as Keras' autocast reads it; the initializer keeps its own
+            return self.op(node, "Cast", [self._initializers[key]], hint=f"{role}_{compute}", to=_data_type(self.ir, compute))
         return self._initializers[key]
 
     def const(self, node: NodeBase, hint: str, array: Any, dtype: Any = None) -> ir.Value:

@@ -4,6 +4,7 @@ See `torch_codegen.py` for what the generated file looks like."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import numpy as np
@@ -169,7 +170,14 @@ class TorchPrinter:
                 f"node '{node.id}' (op {node.op.value}, from '{node.source}') has params in several dtypes "
                 f"({', '.join(sorted(floating))}); a torch layer holds one. Cast the model to one dtype first."
             )
-        return floating.pop() if floating else "float32"
+        params = floating.pop() if floating else "float32"
+        # a Keras mixed-precision layer (float32 variables, float16 compute; frontends/keras/policies.py):
+        # the torch layer holds its weights rounded once to the compute dtype at load, the values
+        # Keras' autocast reads at every call, so the arithmetic is the same
+        compute = [self.graph.values[v].dtype for v in node.inputs[:1]]
+        if node.params and compute and compute[0] != params and compute[0].startswith(("float", "bfloat")):
+            return compute[0]
+        return params
 
     def _in_dtype(self, node: NodeBase, constructor: str) -> str:
         """`constructor` with `dtype=torch.<d>` when the params are not float32: torch layers are built
@@ -218,7 +226,11 @@ class TorchPrinter:
         cls = class_name(graph)
         args = ", ".join(f"{self.expr[i]}: torch.Tensor" for i in graph.inputs)
         outputs = [self.logical(o) for o in graph.outputs]
-        if graph.meta.output_kind == "tuple" or len(outputs) > 1:
+        if graph.meta.output_kind == "dict":  # the source model's dict of outputs, by the same keys
+            returns = "dict[str, torch.Tensor]"
+            keys = [graph.meta.io_names.get(o, o) for o in graph.outputs]
+            result = "{" + ", ".join(f"{json.dumps(k)}: {o}" for k, o in zip(keys, outputs, strict=True)) + "}"
+        elif graph.meta.output_kind == "tuple" or len(outputs) > 1:
             returns = "tuple[torch.Tensor, ...]"
             result = "(" + ", ".join(outputs) + ("," if len(outputs) == 1 else "") + ")"
         else:

@@ -1,9 +1,9 @@
 """codegen-keras: write a graph as one readable Keras 3 file (`model.py`) plus `weights.safetensors`.
 
-The file defines `build() -> keras.Model`, a Functional model with one `keras.Input(shape=...,
-batch_size=...)` per graph input and one line per op: `keras.layers` named after the source layers
+The file defines `build() -> keras.Model`, a Functional model with one `keras.Input(shape=...)`
+(batch left symbolic) per graph input and one line per op: `keras.layers` named after the source layers
 (`layer1.0.conv1` → `layer1_0_conv1`) for ops with weights, pools and padding, `keras.ops` for
-functional ops, literal shapes throughout. `load(path=None)` builds it and assigns every variable
+functional ops, literal shapes except the batch (`_batch`: a reshape keeping it writes -1). `load(path=None)` builds it and assigns every variable
 from `weights.safetensors` (read with `safetensors.numpy.load_file`, no pickle) by its path,
 `<layer name>/<variable>`. The file imports keras and safetensors, never asgnas-ir; this module
 only writes text and never imports keras or tensorflow. Output is deterministic.

@@ -209,7 +209,7 @@ def _conv_transpose(p: KerasPrinter, node: NodeBase) -> None:
             layer = p.layer(node, f"Conv{n}DTranspose", str(per_out), lit(tuple(kernel)), **ctor_args, weights=weights)
         else:
             name = p.layer_name(node, f"_g{i}")
-            layer = call(f"layers.Conv{n}DTranspose", str(per_out), lit(tuple(kernel)), **ctor_args, dtype=p.dtype_arg, name=f'"{name}"')
+            layer = call(f"layers.Conv{n}DTranspose", str(per_out), lit(tuple(kernel)), **ctor_args, dtype=p.policy_arg(node), name=f'"{name}"')
             p.weights.update({f"{name}/{k}": v for k, v in weights.items()})
         outs.append(f"{layer}({part})")
     result = outs[0] if g == 1 else f"keras.ops.concatenate([{', '.join(p.line(node, f'g{i}', o) for i, o in enumerate(outs))}], axis=-1)"

@@ -14,6 +14,7 @@ from asgnas_ir.errors import CodegenError
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.node import NodeBase
 from asgnas_ir.ir.ops import Op
+from asgnas_ir.passes.codegen._batch import batch_kept
 from asgnas_ir.passes.codegen._keras_printer import (
     KerasPrinter,
     channels_last,
@@ -69,7 +70,10 @@ def _source_order(p: KerasPrinter, value: str) -> str:
 @emits(Op.RESHAPE, Op.FLATTEN)
 def _reshape(p: KerasPrinter, node: NodeBase) -> None:
     x = _source_order(p, node.inputs[0])
-    p.assign(node, f"keras.ops.reshape({x}, {lit_exact(p.shape(node.outputs[0]))})")
+    shape: tuple[int, ...] = p.shape(node.outputs[0])
+    if batch_kept(p.graph, node) and all(d > 0 for d in shape[1:]):
+        shape = (-1, *shape[1:])  # the batch stays symbolic: the other sizes fix it
+    p.assign(node, f"keras.ops.reshape({x}, {lit_exact(shape)})")
 
 
 @emits(Op.PERMUTE)

@@ -117,3 +117,10 @@ def _binary(p: OnnxPrinter, node: NodeBase) -> None:
         return
     scalar = p.scalar(node, "scalar", attrs.scalar)
     p.out(node, op_type, [scalar, p.x(node)] if attrs.reverse else [p.x(node), scalar])
+
+
+@emits(Op.CAST)
+def _cast(p: OnnxPrinter, node: NodeBase) -> None:
+    from asgnas_ir.passes.codegen._onnx_printer import _data_type
+
+    p.out(node, "Cast", [p.x(node)], to=_data_type(p.ir, node.attrs.dtype))  # type: ignore[attr-defined]

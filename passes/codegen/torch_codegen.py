@@ -7,11 +7,14 @@ unpickles anything. A layer called twice in the source (shared weights) is one a
 twice; the same weights called with other settings (TridentNet: one conv at several dilations) are
 the functional form on that attribute's params (`F.conv2d(x, self.branch.weight, ...)`), so the
 state_dict holds them once. Layers are built in their params' dtype (`dtype=torch.float16`), as
-`load_state_dict` would otherwise round float64 weights into float32 layers without a word.
+`load_state_dict` would otherwise round float64 weights into float32 layers without a word. A
+layer of a Keras mixed-precision policy (float32 params, float16 values; `cast` nodes around it)
+is built in its compute dtype: its weights are rounded once at load to what Keras' autocast reads.
 Output is deterministic: the same graph gives the same bytes.
 
-Batch size: a reshape whose leading size equals its input's batch size is printed with
-`x.shape[0]`, so the generated model accepts any batch size, not just the example's.
+Batch size: a reshape that keeps its input's batch at axis 0 (`_batch`: the graph inputs' axis 0,
+followed through the ops that keep it) is printed with `x.shape[0]`, so the generated model accepts
+any batch size, not just the example's.
 
 Layout: inputs and outputs keep the source model's layout. A channels-last graph (from Keras) holds
 each value in a physical layout (`_layout.py`, as codegen-keras does the other way round): conv,

@@ -7,6 +7,7 @@ from asgnas_ir.errors import CodegenError
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.node import NodeBase
 from asgnas_ir.ir.ops import Op
+from asgnas_ir.passes.codegen._batch import batch_kept
 from asgnas_ir.passes.codegen._layout import (
     identity,
     inverse,
@@ -50,7 +51,7 @@ def _reshape(p: TorchPrinter, node: NodeBase) -> None:
     x = _source_order(p, node.inputs[0])
     in_shape = p.shape(node.inputs[0])
     dims = [str(d) for d in attrs.shape]
-    if len(in_shape) >= 2 and attrs.shape and attrs.shape[0] == in_shape[0]:
+    if len(in_shape) >= 2 and attrs.shape and attrs.shape[0] == in_shape[0] and batch_kept(p.graph, node):
         dims[0] = f"{x}.shape[0]"
     p.assign(node, f"{x}.reshape({', '.join(dims)})")
 

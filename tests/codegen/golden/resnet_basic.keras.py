@@ -22,7 +22,7 @@ from safetensors.numpy import load_file
 
 def build() -> keras.Model:
     """The model with freshly initialised weights (see `load`)."""
-    x = keras.Input(shape=(3, 32, 32), batch_size=1, name="x")
+    x = keras.Input(shape=(3, 32, 32), name="x")
     x_nhwc = keras.ops.transpose(x, (0, 2, 3, 1))
     conv1_padded = layers.ZeroPadding2D(padding=((1, 1), (1, 1)), name="conv1_pad")(x_nhwc)
     conv1 = layers.Conv2D(3, 3, padding="valid", use_bias=False, name="conv1")(conv1_padded)
@@ -75,7 +75,7 @@ def build() -> keras.Model:
     add_3 = layer2_1_bn2 + layer2_0_relu_1
     layer2_1_relu_1 = keras.ops.relu(add_3)
     avgpool = layers.GlobalAveragePooling2D(keepdims=True, name="avgpool")(layer2_1_relu_1)
-    flatten = keras.ops.reshape(avgpool, (1, 9))
+    flatten = keras.ops.reshape(avgpool, (-1, 9))
     fc = layers.Dense(10, use_bias=True, name="fc")(flatten)
     return keras.Model(x, fc, name="ResNetBasic")
 
