@@ -135,6 +135,7 @@ class DropoutAttrs(Attrs):
 
     p: float = Field(0.5, ge=0.0, le=1.0)
     channelwise: bool = False  # drop whole channels (Dropout2d) instead of single elements
+    samplewise: bool = False  # drop whole samples (drop-connect / stochastic depth: one draw per sample)
 
 
 class BinaryAttrs(Attrs):

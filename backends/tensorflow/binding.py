@@ -92,6 +92,7 @@ def rerandomize(model: Any, seed: int = 0) -> None:
     vectors (gamma, moving_variance) U(0.5, 1.5); other vectors N(0, 0.1²).
     """
     rng = np.random.default_rng(seed)
+    depthwise = _depthwise_kernels(model)
     for path, variable in sorted(live_variables(model).items()):
         dtype = keras.backend.standardize_dtype(variable.dtype)
         if "float" not in dtype:
@@ -104,9 +105,26 @@ def rerandomize(model: Any, seed: int = 0) -> None:
         elif vector_like:
             values = rng.standard_normal(shape) * 0.1
         else:
-            fan_in = int(np.prod(shape[:-1])) or 1
+            # a depthwise kernel (kh, kw, C, multiplier) reads one channel: its fan-in is the window alone
+            # (counting C too shrinks every depthwise output by sqrt(C) until the net ignores its input)
+            reads = shape[:-2] if id(variable) in depthwise else shape[:-1]
+            fan_in = int(np.prod(reads)) or 1
             values = rng.standard_normal(shape) / fan_in**0.5
         variable.assign(values.astype(dtype))
+
+
+def _depthwise_kernels(model: Any) -> set[int]:
+    """ids of the depthwise kernels (DepthwiseConv, the depthwise half of SeparableConv) in `model`."""
+    kinds = tuple(k for k in (getattr(keras.layers, n, None) for n in (
+        "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D")) if k is not None)
+    found: set[int] = set()
+    for layer in model._flatten_layers(include_self=True):
+        if isinstance(layer, kinds):
+            kernel = getattr(layer, "depthwise_kernel", None)
+            kernel = getattr(layer, "kernel", None) if kernel is None else kernel
+            if kernel is not None:
+                found.add(id(kernel))
+    return found
 
 
 def assign_weights(model: Any, graph: Graph, params: Iterable[str] | None = None) -> None:

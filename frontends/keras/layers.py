@@ -209,8 +209,9 @@ def identity(b: Builder, layer: Any, xs: list[str]) -> str:
 
 @LAYERS.register(L.Dropout)
 def dropout(b: Builder, layer: Any, xs: list[str]) -> str:
-    """Dropout(rate, noise_shape=None): element-wise, or channel-wise when noise_shape is 1 on every
-    axis but the batch and the channels (the IR has no other sharing pattern)."""
+    """Dropout(rate, noise_shape=None): element-wise; channel-wise when noise_shape is 1 on every axis
+    but the batch and the channels; sample-wise when it is 1 on every axis but the batch (EfficientNet's
+    drop-connect). The IR has no other sharing pattern."""
     noise = getattr(layer, "noise_shape", None)
     if noise is None:
         return b.emit(Op.DROPOUT, xs, A.DropoutAttrs(p=float(layer.rate)))
@@ -224,9 +225,12 @@ def dropout(b: Builder, layer: Any, xs: list[str]) -> str:
     last = len(shape) - 1
     if full[0] and full[last] and all(noise[i] is not None and int(noise[i]) == 1 for i in range(1, last)):
         return b.emit(Op.DROPOUT, xs, A.DropoutAttrs(p=float(layer.rate), channelwise=True))
+    if full[0] and all(noise[i] is not None and int(noise[i]) == 1 for i in range(1, len(shape))):
+        return b.emit(Op.DROPOUT, xs, A.DropoutAttrs(p=float(layer.rate), samplewise=True))
     raise b.fail(
         f"noise_shape {noise} shares the dropout mask in a pattern the IR cannot express; only None, the full "
-        "shape, or 1 on every axis but the batch and the channels (SpatialDropout) are supported"
+        "shape, 1 on every axis but the batch and the channels (SpatialDropout) or 1 on every axis but the "
+        "batch (drop-connect) are supported"
     )
 
 

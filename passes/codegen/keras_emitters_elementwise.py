@@ -72,9 +72,10 @@ def _dropout(p: KerasPrinter, node: NodeBase) -> None:
     Channel-wise dropout (SpatialDropout, Dropout2d) shares one draw per sample and channel: a
     `noise_shape` of 1 on every other axis of the tensor as it is held."""
     noise = None
-    if node.attrs.channelwise:  # type: ignore[attr-defined]
-        rank, channel = p.rank(node.inputs[0]), p.channel_axis(node.inputs[0])
-        noise = "(" + ", ".join("None" if j in (0, channel) else "1" for j in range(rank)) + ")"
+    if node.attrs.channelwise or node.attrs.samplewise:  # type: ignore[attr-defined]
+        rank = p.rank(node.inputs[0])
+        kept = (0, p.channel_axis(node.inputs[0])) if node.attrs.channelwise else (0,)  # type: ignore[attr-defined]
+        noise = "(" + ", ".join("None" if j in kept else "1" for j in range(rank)) + ")"
     layer = p.layer(node, "Dropout", lit(float(node.attrs.p)), noise_shape=noise)  # type: ignore[attr-defined]
     p.assign(node, f"{layer}({p.x(node)})", p.perm[node.inputs[0]])
 

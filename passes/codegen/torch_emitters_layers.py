@@ -228,10 +228,13 @@ def _dropout(p: TorchPrinter, node: NodeBase, x: str) -> str:
     """F.dropout; channel-wise dropout as F.dropout{1,2,3}d when the channels are held on axis 1 (what
     those functions assume), else as x times a dropped-out ones tensor of shape (N, 1.., C, 1..)."""
     rate, training = lit(node.attrs.p), "self.training"  # type: ignore[attr-defined]
-    if not node.attrs.channelwise:  # type: ignore[attr-defined]
-        return call(p.F("dropout"), x, rate, training)
     value = node.inputs[0]
     rank = len(p.shape(value))
+    if node.attrs.samplewise:  # type: ignore[attr-defined]
+        dims = ", ".join([f"{x}.shape[0]"] + ["1"] * (rank - 1))
+        return f"{x} * {call(p.F('dropout'), f'{x}.new_ones({dims})', rate, training)}"
+    if not node.attrs.channelwise:  # type: ignore[attr-defined]
+        return call(p.F("dropout"), x, rate, training)
     info = p.graph.values[value]
     logical = rank - 1 if info.channel_axis is None else info.channel_axis
     channel = inverse(p.held(value))[logical]

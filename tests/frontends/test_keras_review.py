@@ -267,3 +267,27 @@ def test_generated_spatial_dropout_drops_whole_channels_when_training(target: st
     assert (per_channel.all(axis=1) | ~per_channel.any(axis=1)).all()
     assert per_channel.any() and not per_channel.all()
     np.testing.assert_allclose(dropped[kept], 2.0 * reference[kept], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("target", ["keras", "torch"])
+def test_drop_connect_noise_shape_drops_whole_samples_when_training(target: str, tmp_path) -> None:  # noqa: ANN001
+    """EfficientNet's `Dropout(rate, noise_shape=(None, 1, 1, 1))` is one draw per sample (drop-connect)."""
+    from asgnas_ir.testing import load_generated, load_generated_keras
+
+    inputs = keras.Input((6, 6, 4))
+    model = keras.Model(inputs, keras.layers.Dropout(0.5, noise_shape=(None, 1, 1, 1), name="drop_connect")(inputs))
+    x = np.random.default_rng(0).uniform(1.0, 2.0, (1, 6, 6, 4)).astype("float32")  # no zeros of its own
+    graph = ai.compile(model, x)
+    assert [n.attrs.samplewise for n in graph.nodes if n.op is Op.DROPOUT] == [True]
+    ai.codegen(graph, target=target, out_dir=tmp_path)
+    xs = np.concatenate([x] * 16)
+    if target == "keras":
+        dropped = np.asarray(load_generated_keras(tmp_path)(xs, training=True))
+    else:
+        import torch
+
+        with torch.no_grad():
+            dropped = load_generated(tmp_path).train()(torch.from_numpy(xs)).numpy()
+    kept = (np.abs(dropped) > 0).reshape(16, -1)
+    assert (kept.all(axis=1) | ~kept.any(axis=1)).all()  # each sample kept whole or dropped whole
+    assert kept.any() and not kept.all()
