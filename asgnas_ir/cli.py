@@ -206,6 +206,8 @@ def _print_report(report: Any) -> None:
         f"groups zeroed: {report.zeroed} of {report.groups}; max |diff| {report.max_abs_diff:.3g} "
         f"(tolerance {report.tolerance:.3g}, max |ref| {report.max_ref:.3g}); {report.seconds.total:.2f}s"
     )
+    for note in report.notes:  # how an output was compared (a softmax as its logits)
+        console.print(f"note: {note}")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -136,6 +136,13 @@ _ACTIVATIONS: dict[str, tuple[Op, A.Attrs | None]] = {
 }
 
 
+def _builtin_activation(name: str) -> Any:
+    try:
+        return keras.activations.get(name)
+    except (ValueError, TypeError):
+        return None
+
+
 def activation(b: Builder, x: str, fn: Any, *, name: str | None = None) -> str:
     """The node for a Keras activation function (a callable or its name); 'linear'/None emit nothing."""
     if fn is None:
@@ -147,6 +154,13 @@ def activation(b: Builder, x: str, fn: Any, *, name: str | None = None) -> str:
         return b.emit(Op.SOFTMAX, [x], A.AxisAttrs(axis=b.rank(x) - 1), name=name)
     if key not in _ACTIVATIONS:
         raise b.fail(f"activation '{key}' is not supported")
+    if not isinstance(fn, str) and _builtin_activation(key) is not fn:
+        # a user function that happens to share a built-in's name (say an approximate gelu) must not be
+        # lowered as the built-in: the generated code would compute something else
+        raise b.fail(
+            f"activation function '{key}' is the user's own function, not keras.activations.{key}; use the Keras "
+            "built-in, or an Activation layer with a supported built-in, so the lowering is exact"
+        )
     op, attrs = _ACTIVATIONS[key]
     return b.emit(op, [x], attrs, name=name)
 

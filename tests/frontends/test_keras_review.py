@@ -291,3 +291,22 @@ def test_drop_connect_noise_shape_drops_whole_samples_when_training(target: str,
     kept = (np.abs(dropped) > 0).reshape(16, -1)
     assert (kept.all(axis=1) | ~kept.any(axis=1)).all()  # each sample kept whole or dropped whole
     assert kept.any() and not kept.all()
+
+
+@pytest.mark.parametrize("name", ["relu", "relu6", "sigmoid", "tanh", "silu", "swish", "gelu", "elu", "softplus",
+                                  "mish", "hard_sigmoid", "hard_silu", "hard_swish", "leaky_relu", "exponential"])
+def test_builtin_activations_by_name_and_by_function_lower(name: str) -> None:
+    for activation in (name, keras.activations.get(name)):
+        inputs = keras.Input((4,))
+        model = keras.Model(inputs, keras.layers.Dense(3, activation=activation, name="d")(inputs))
+        ai.compile(model, np.ones((1, 4), "float32"))
+
+
+def test_user_function_named_like_a_builtin_activation_is_refused_by_name() -> None:
+    def gelu(x):  # noqa: ANN001, ANN202  (the tanh approximation under the exact gelu's name)
+        return keras.activations.gelu(x, approximate=True)
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation=gelu, name="d")(inputs))
+    with pytest.raises(FrontendError, match=r"'d'.*user's own function"):
+        ai.compile(model, np.ones((1, 4), "float32"))
