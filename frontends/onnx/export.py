@@ -21,7 +21,7 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from asgnas_ir.errors import FrontendError
+from asgnas_ir.errors import AsgnasError, FrontendError
 from asgnas_ir.ir.graph import Graph
 
 OPSET = 20
@@ -64,6 +64,63 @@ def export_torch(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...
     return onnx.load_from_string(buffer.getvalue())
 
 
+def _flat_tensors(value: object) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [t for item in value for t in _flat_tensors(item)]
+    return []
+
+
+def _verify_export(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], proto: onnx.ModelProto) -> None:
+    """Refuse an export that does not compute what the model computes on the example inputs.
+
+    The exporter is a second implementation of every op, and it has dropped arguments without a word
+    (`avg_pool2d(..., divisor_override=k)` exports as a plain AveragePool): everything lowered from such
+    a graph, the generated code included, would then be wrong at fraction 0. One run in onnxruntime
+    against the model itself catches that class of bug at compile time, whatever the op.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from asgnas_ir.frontends.onnx.reference import run_checked
+    from asgnas_ir.tolerance import tolerance
+
+    if proto.ByteSize() > 1_500_000_000:  # beyond protobuf's limit for one file: no cheap second run
+        return
+    expected = _flat_tensors(model(*example_inputs))
+    with tempfile.TemporaryDirectory(prefix="asgnas-export-") as tmp:
+        path = Path(tmp) / "exported.onnx"
+        onnx.save(proto, str(path))
+        try:
+            actual = run_checked(path, [x.detach().cpu().numpy() for x in example_inputs], f"the ONNX export of {type(model).__name__}")
+        except AsgnasError:
+            # onnxruntime refuses some valid exports (ConvTranspose with output_padding >= stride): they
+            # cannot be cross-checked here, and `check` still compares the generated code with torch
+            return
+    if len(actual) != len(expected):
+        raise FrontendError(
+            f"torch.onnx.export of {type(model).__name__} has {len(actual)} output(s), the model returns {len(expected)}; "
+            "use frontend='fx'"
+        )
+    for index, (reference, exported) in enumerate(zip(expected, actual, strict=True)):
+        if not reference.is_floating_point():
+            continue
+        ref = reference.detach().float().cpu().numpy()
+        diff = float(np.abs(ref - np.asarray(exported, dtype=np.float32)).max(initial=0.0)) if ref.size else 0.0
+        max_ref = float(np.abs(ref).max(initial=0.0))
+        # a 10x margin over check's tolerance: the export may round differently (fused kernels), it
+        # must not compute something else
+        if diff > 10 * tolerance(max_ref, str(reference.dtype).removeprefix("torch.")) and diff > 1e-6:
+            raise FrontendError(
+                f"torch.onnx.export of {type(model).__name__} does not compute what the model computes: output "
+                f"{index} differs by {diff:.3g} (max |output| {max_ref:.3g}) on the example inputs. The exporter "
+                "mis-translated an op (for example avg_pool with divisor_override); use frontend='fx'"
+            )
+
+
 def source_names(model: torch.nn.Module, proto: onnx.ModelProto) -> dict[str, str]:
     """Initializer name -> torch parameter/buffer path, by name first, then by content."""
     tensors = dict(model.named_buffers())
@@ -95,6 +152,7 @@ def lower_torch_onnx(model: torch.nn.Module, example_inputs: tuple[torch.Tensor,
     try:
         with torch.no_grad():
             proto = export_torch(model, example_inputs)
+            _verify_export(model, example_inputs, proto)
         names = source_names(model, proto)
         trainable = {path: bool(p.requires_grad) for path, p in model.named_parameters(remove_duplicate=False)}
         trainable.update({path: False for path, _ in model.named_buffers()})

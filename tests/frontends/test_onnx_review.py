@@ -325,3 +325,24 @@ def test_affine_free_norm_groups_equal_through_fx_and_onnx(kind: str, mode: str)
         return {frozenset((graph.params[s.param].source, s.axis, tuple(int(i) for i in s.indices)) for s in g.slices) for g in space.groups}
 
     assert canonical(ai.compile(model, x, frontend="fx")) == canonical(ai.compile(model, x, frontend="onnx"))
+
+
+def test_an_export_that_computes_something_else_is_refused_at_compile() -> None:
+    """torch.onnx.export drops avg_pool2d's divisor_override (a plain AveragePool): the frontend runs the
+    export once against the model and refuses it, instead of lowering a graph that is wrong at fraction 0."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    class OverriddenPool(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c = nn.Conv2d(2, 3, 3, padding=1)
+            self.o = nn.Conv2d(3, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.o(F.avg_pool2d(self.c(x), 3, 1, 1, divisor_override=4))
+
+    torch.manual_seed(0)
+    with pytest.raises(FrontendError, match=r"does not compute what the model computes.*frontend='fx'"):
+        ai.compile(OverriddenPool().eval(), torch.randn(2, 2, 6, 6), frontend="onnx")
+    assert ai.check(OverriddenPool(), torch.randn(2, 2, 6, 6), frontend="fx", fraction=0.0).ok
