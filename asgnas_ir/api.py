@@ -288,19 +288,26 @@ def check(
         raise AsgnasError(f"check target '{target}' is not available for PyTorch models; use one of {', '.join(CHECK_TARGETS)}")
     import torch
 
-    from asgnas_ir.backends.torch.binding import rerandomize_, run_model, zero_slices_
+    from asgnas_ir.backends.torch.binding import (
+        recalibrate_batch_norms_,
+        rerandomize_,
+        run_model,
+        zero_slices_,
+    )
 
     inputs = as_tuple(example_inputs)
     start = time.perf_counter()
     live = copy.deepcopy(model).eval()
     if not keep_weights:
-        rerandomize_(live, seed)
+        rerandomize_(live, seed, inputs)  # BN statistics calibrated on the inputs: see rerandomize_
     graph = compile(live, inputs, frontend=chosen)
     t_compile = time.perf_counter()
     space, zero, slices = _random_selection(graph, mode, fraction, seed)
     t_space = time.perf_counter()
     _zeroed(graph, slices)  # first: the graph reads its weights from `live` as compiled
     zero_slices_(live, graph, slices)
+    if not keep_weights and slices:
+        recalibrate_batch_norms_(live, graph, inputs, seed)  # the zeroed reference's own statistics, in both
     sub = subnet(graph, space, zero)
     t_subnet = time.perf_counter()
 
@@ -349,7 +356,7 @@ def _check_keras_model(
     generated model (Keras or PyTorch) runs on the same channels-last inputs."""
     if target not in CHECK_TARGETS:
         raise AsgnasError(f"check target '{target}' is not available for Keras models; use one of {', '.join(CHECK_TARGETS)}")
-    from asgnas_ir.backends.tensorflow.binding import assign_weights, rerandomize
+    from asgnas_ir.backends.tensorflow.binding import assign_weights, recalibrate_batch_norms, rerandomize
     from asgnas_ir.frontends.keras.driver import example_arrays, functional_of, load_keras, ordered_inputs
 
     start = time.perf_counter()
@@ -362,13 +369,15 @@ def _check_keras_model(
     try:
         inputs = inputs or example_arrays(user, seed)
         if not keep_weights:
-            rerandomize(user, seed)
+            rerandomize(user, seed, inputs)  # BN statistics calibrated on the inputs: see rerandomize
         graph = compile(user, inputs, frontend="keras")
         t_compile = time.perf_counter()
         space, zero, slices = _random_selection(graph, mode, fraction, seed)
         t_space = time.perf_counter()
         _zeroed(graph, slices)
         assign_weights(user, graph, {s.param for s in slices})
+        if not keep_weights and slices:
+            recalibrate_batch_norms(user, graph, inputs, seed)  # the zeroed reference's own statistics, in both
         sub = subnet(graph, space, zero)
         t_subnet = time.perf_counter()
 
@@ -499,7 +508,11 @@ class OutputComparison(NamedTuple):
 
 
 def _is_float(array: np.ndarray) -> bool:
-    return bool(np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.complexfloating))
+    # ml_dtypes' bfloat16 (what Keras hands back for a bfloat16 output) is no np.floating subtype
+    return bool(
+        np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.complexfloating)
+        or array.dtype.name in ("bfloat16", "float8_e4m3fn", "float8_e5m2")
+    )
 
 
 # smallest normal number per dtype: probabilities below it are rounding noise when read back as logits

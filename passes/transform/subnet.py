@@ -25,7 +25,7 @@ import numpy as np
 
 from asgnas_ir.errors import AsgnasError, PassError
 from asgnas_ir.ir.graph import Graph, Param, Value, contiguous
-from asgnas_ir.ir.node import NodeBase
+from asgnas_ir.ir.node import NodeBase, make_node
 from asgnas_ir.ir.ops import Op
 from asgnas_ir.opdefs import ResizeCtx, opdef
 from asgnas_ir.pass_manager import Pass, PassResult, analysis, register_pass
@@ -92,6 +92,7 @@ def build_subnet(graph: Graph, deps: DependencyGraph, zero: Iterable[int], erase
 
     nodes, rename, vanished = _rewire(graph, erased, erased_values, values)
     outputs = [rename.get(o, o) for o in graph.outputs]
+    nodes, outputs = _keep_named_outputs(graph, nodes, outputs, values)
     lost = [o for o in outputs if o in vanished]
     if lost:
         node = graph.producer(lost[0])
@@ -188,6 +189,26 @@ def _rewire(
                 continue
         nodes.append(node.model_copy(update={"inputs": kept}) if kept != node.inputs else node)
     return nodes, rename, vanished
+
+
+def _keep_named_outputs(
+    graph: Graph, nodes: list[NodeBase], outputs: list[str], values: dict[str, Value]
+) -> tuple[list[NodeBase], list[str]]:
+    """A graph output that a joint left with one operand would hand over to that operand keeps its own
+    value (through an identity) when the source model named it (a Keras dict key, an ONNX output name)
+    or when two outputs would become one value: codegen reads outputs by those names, and a renamed
+    output would come back under the operand's name, or in the wrong place of a dict."""
+    taken: set[str] = set()
+    final = []
+    for old, new in zip(graph.outputs, outputs, strict=True):
+        if new != old and (old in graph.meta.io_names or new in taken or new in graph.outputs):
+            values[old] = values[new]
+            producer = graph.producer(old)
+            nodes = [*nodes, make_node(Op.IDENTITY, f"{old}_kept", [new], [old], source=producer.source if producer else "")]
+            new = old
+        taken.add(new)
+        final.append(new)
+    return nodes, final
 
 
 def _live_nodes(nodes: list[NodeBase], outputs: list[str]) -> list[NodeBase]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import keras
 import numpy as np
 import pytest
 import torch
@@ -241,3 +242,27 @@ def test_training_report_uses_checks_comparison() -> None:
     assert wrong["max_abs_logit_diff"] == worst.max_abs_diff and wrong["max_ref"] == worst.max_ref
     assert report(reference + 1e-7)["equivalent"] is True
     assert report(np.zeros_like(reference))["equivalent"] is False
+
+
+def test_a_dict_output_keeps_its_key_when_erase_hands_it_to_another_value() -> None:
+    """Erasing the branch of `tap = h + branch(h)` leaves `h`: the output must still be `tap`, not come back
+    under h's name (and in the wrong place of Keras' sorted-key dict). Fuzzer find."""
+    keras.utils.set_random_seed(0)
+    x = keras.Input((4,), name="x")
+    h = keras.layers.Dense(4, activation="relu", name="enc")(x)
+    h = keras.layers.Add(name="residual")([h, keras.layers.Dense(4, name="branch")(h)])
+    model = keras.Model(x, {"out": keras.layers.Dense(2, name="head")(h), "tap": h})
+    xs = np.random.default_rng(0).standard_normal((2, 4)).astype("float32")
+    for target in ("keras", "torch"):
+        report = ai.check(model, xs, mode="erase", fraction=1.0, seed=0, target=target)
+        assert report.ok and report.zeroed == 1, report
+
+
+def test_a_bfloat16_output_is_held_to_its_dtype_tolerance_not_exact_equality() -> None:
+    keras.utils.set_random_seed(0)
+    x = keras.Input((6,), name="x")
+    hidden = keras.layers.Dense(4, activation="relu", name="hidden")(x)
+    model = keras.Model(x, keras.layers.Dense(2, name="head", dtype="bfloat16")(hidden))
+    xs = np.random.default_rng(0).standard_normal((2, 6)).astype("float32")
+    report = ai.check(model, xs, mode="prune", fraction=0.0, seed=2, target="torch")
+    assert report.ok and report.tolerance > 0, report
