@@ -10,7 +10,7 @@ optimizer's binding (`entry_of` + `Entry.view`), so flat entries are the same in
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import keras
@@ -84,12 +84,17 @@ def zero_slices(model: Any, graph: Graph, slices: Iterable[Slice]) -> None:
             factor.assign(_zero_lines(np.array(factor.numpy()), shape, factor_axis, indices))
 
 
-def rerandomize(model: Any, seed: int = 0) -> None:
-    """Give every floating-point variable of `model` random values, in place.
+def rerandomize(model: Any, seed: int = 0, example_inputs: Sequence[np.ndarray] | None = None) -> None:
+    """Give every floating-point variable of `model` random values, in place; with `example_inputs`
+    (arrays in the IR's input order), then calibrate every BatchNormalization's moving statistics on
+    them (`calibrate_batch_norms`).
 
     The rule of `backends.torch.binding.rerandomize_` in Keras layouts: matrices get N(0, 1/fan_in)
     with fan_in = the product of all axes but the last (Dense (in, out), conv HWIO); scale-like
-    vectors (gamma, moving_variance) U(0.5, 1.5); other vectors N(0, 0.1²).
+    vectors (gamma, moving_variance) U(0.5, 1.5); other vectors N(0, 0.1²). Random moving statistics
+    do not match the activations they meet, so in a deep BN network (EfficientNet) no layer
+    normalises and the signal fades block after block until the output ignores the input; the
+    calibration makes each BN normalise again while the random gamma/beta keep channels distinct.
     """
     rng = np.random.default_rng(seed)
     depthwise = _depthwise_kernels(model)
@@ -111,6 +116,149 @@ def rerandomize(model: Any, seed: int = 0) -> None:
             fan_in = int(np.prod(reads)) or 1
             values = rng.standard_normal(shape) / fan_in**0.5
         variable.assign(values.astype(dtype))
+    if example_inputs is not None:
+        calibrate_batch_norms(model, example_inputs, seed)
+
+
+# How many inputs a calibration pass normalises over (the torch binding's CALIBRATION_BATCH).
+CALIBRATION_BATCH = 8
+
+
+def calibration_batch(example_inputs: Sequence[np.ndarray], seed: int = 0, size: int = CALIBRATION_BATCH) -> list[np.ndarray] | None:
+    """The example inputs followed, along axis 0, by `size - 1` redraws of each floating-point input
+    with its own mean and spread (other inputs repeated), as the torch binding's `calibration_batch`;
+    None when the inputs do not share a leading batch axis."""
+    arrays = [np.asarray(x) for x in example_inputs]
+    if size <= 1 or not arrays or any(x.ndim == 0 for x in arrays) or len({x.shape[0] for x in arrays}) != 1:
+        return None
+    rng = np.random.default_rng([seed, 0xCA1])
+    batch = []
+    for x in arrays:
+        if np.issubdtype(x.dtype, np.floating) and x.size:
+            spread, centre = float(x.std(dtype=np.float64)), float(x.mean(dtype=np.float64))
+            draws = rng.standard_normal((size - 1, *x.shape))
+            draws = centre + spread * draws if spread > 0 else draws
+            redrawn = draws.reshape(-1, *x.shape[1:]).astype(x.dtype)
+        else:
+            redrawn = np.concatenate([x] * (size - 1))
+        batch.append(np.concatenate([x, redrawn]))
+    return batch
+
+
+def calibrate_batch_norms(model: Any, example_inputs: Sequence[np.ndarray], seed: int = 0) -> bool:
+    """Set each BatchNormalization's moving mean and variance to the moments of what reaches it when
+    the model runs, in inference mode, on `calibration_batch(example_inputs, seed)` (the example, in
+    the IR's input order, plus redraws like it), or on the example alone where that batch cannot be
+    made or the model refuses it (a fixed batch size). The rule, and why a batch, is the torch
+    binding's (`calibrate_batch_norms_`).
+
+    Each BN layer's `call` is shadowed, for that pass only, by one that first writes the moments of
+    its input (per channel on the layer's axes, biased variance, over every other axis) into the
+    moving statistics and then runs the layer in inference mode: each BN thus normalises with the
+    batch's own statistics, as in training, and every later BN is calibrated on the already
+    normalised signal, while the rest of the model stays in inference mode (a model-wide
+    `training=True` would also switch on dropout and noise layers). The shadowing is an instance
+    attribute set and removed with `object.__setattr__`/`__delattr__`, bypassing Keras' attribute
+    tracking, so every layer comes back exactly as it was; only the moving statistics change.
+
+    Statistics the inputs cannot determine keep their random values: a BN that sees one value per
+    channel has no spread to measure, and a channel constant on these inputs keeps its random
+    variance, since a zero variance would amplify any other input by 1/sqrt(epsilon). A layer called
+    more than once is calibrated on its first call. Returns whether the statistics were calibrated:
+    a model that cannot run on the example keeps them as they were (False), for the frontend to
+    report the bad input by name.
+    """
+    from asgnas_ir.frontends.keras.driver import pack_inputs
+
+    norms = [layer for layer in model._flatten_layers(include_self=True)
+             if isinstance(layer, keras.layers.BatchNormalization) and getattr(layer, "moving_mean", None) is not None]
+    if not norms:
+        return True
+    for layer in norms:
+        if "call" in vars(layer):
+            raise AsgnasError(f"BatchNormalization layer '{layer.name}' has its own instance `call`; "
+                              "check cannot calibrate its statistics (pass keep_weights=True to check the model as it is)")
+    saved = [(v, np.array(v.numpy(), copy=True)) for layer in norms for v in (layer.moving_mean, layer.moving_variance)]
+    try:
+        batch = calibration_batch(example_inputs, seed)
+        for arrays in ([batch] if batch is not None else []) + [[np.asarray(a) for a in example_inputs]]:
+            try:
+                _run_calibrating(model, norms, pack_inputs(model, arrays))
+                return True
+            except Exception:  # noqa: BLE001  (a refused batch: try the example; a refused example: see above)
+                for variable, value in saved:
+                    variable.assign(value)
+        return False
+    finally:
+        for layer in norms:
+            if "call" in vars(layer):
+                object.__delattr__(layer, "call")
+
+
+def recalibrate_batch_norms(model: Any, graph: Graph, example_inputs: Sequence[np.ndarray], seed: int = 0) -> bool:
+    """Calibrate the BatchNormalization layers of `model` again (`calibrate_batch_norms`) and write the
+    new moving statistics into the params of `graph` read from them (in each param's IR view); False,
+    with every statistic put back, when a statistic that changed has no param in `graph` to carry it.
+    Why `check` does this after zeroing: the torch binding's `recalibrate_batch_norms_`."""
+    norms = [layer for layer in model._flatten_layers(include_self=True)
+             if isinstance(layer, keras.layers.BatchNormalization) and getattr(layer, "moving_mean", None) is not None]
+    stats = [v for layer in norms for v in (layer.moving_mean, layer.moving_variance)]
+    if not stats:
+        return True
+    saved = [np.array(v.numpy(), copy=True) for v in stats]
+    weights = dict(graph.weights)  # read before the statistics change (deferred weights refuse a changed model)
+    calibrate_batch_norms(model, example_inputs, seed)
+    ids = {id(v) for v in stats}
+    live = live_entries(model)
+    carried: dict[int, list[str]] = {}
+    for name, param in graph.params.items():
+        entry = live.get(param.source)
+        if entry is not None and id(entry.variable) in ids:
+            carried.setdefault(id(entry.variable), []).append(name)
+    changed = [v for v, old in zip(stats, saved, strict=True) if not np.array_equal(np.asarray(v.numpy()), old)]
+    if any(id(v) not in carried for v in changed):
+        for variable, old in zip(stats, saved, strict=True):
+            variable.assign(old)
+        return False
+    for variable in changed:
+        for name in carried[id(variable)]:
+            old = np.asarray(weights[name])
+            weights[name] = np.asarray(variable.numpy()).reshape(old.shape).astype(old.dtype)
+    graph.set_weights(weights)
+    return True
+
+
+def _run_calibrating(model: Any, norms: list[Any], inputs: Any) -> None:
+    """One inference pass of `model` on `inputs` with every layer of `norms` calibrating on its first call."""
+    for layer in norms:
+        object.__setattr__(layer, "call", _calibrating_call(layer))
+    model(inputs, training=False)
+
+
+def _calibrating_call(layer: Any) -> Any:
+    """`layer.call` (a BatchNormalization) preceded, on its first call, by writing the moments of its
+    input into its moving statistics (see `calibrate_batch_norms`)."""
+    original = type(layer).call.__get__(layer)
+    state = {"done": False}
+
+    def call(inputs: Any, training: Any = None, mask: Any = None) -> Any:
+        if not state["done"]:
+            state["done"] = True
+            x = np.asarray(keras.ops.convert_to_numpy(inputs), np.float64)
+            axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+            kept = {a % x.ndim for a in axes}
+            reduce = tuple(d for d in range(x.ndim) if d not in kept)
+            shape = tuple(int(d) for d in layer.moving_mean.shape)
+            if x.size // max(int(np.prod([x.shape[a] for a in sorted(kept)])), 1) > 1:
+                mean = x.mean(axis=reduce).reshape(shape)
+                var = x.var(axis=reduce).reshape(shape)
+                random = np.asarray(layer.moving_variance.numpy(), np.float64)
+                var = np.where(var > 0, var, random)
+                layer.moving_mean.assign(mean.astype(keras.backend.standardize_dtype(layer.moving_mean.dtype)))
+                layer.moving_variance.assign(var.astype(keras.backend.standardize_dtype(layer.moving_variance.dtype)))
+        return original(inputs, training=False, mask=mask)
+
+    return call
 
 
 def _depthwise_kernels(model: Any) -> set[int]:
