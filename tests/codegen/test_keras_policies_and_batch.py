@@ -23,7 +23,7 @@ import torch  # noqa: E402
 
 import asgnas_ir as ai  # noqa: E402
 from asgnas_ir.testing import assert_outputs_match, run_keras, run_torch  # noqa: E402
-from tests.models import kpb_models as M  # noqa: E402
+from tests.models import keras_policies_batch as M  # noqa: E402
 
 keras = pytest.importorskip("keras")
 

@@ -15,7 +15,7 @@ from asgnas_ir import cli
 from asgnas_ir.api import _input_independent, _other_inputs, compare_outputs, worst_output
 from asgnas_ir.passes.analysis.dependency_graph import Slice
 from tests.models import REPLICAS, example_inputs
-from tests.models.chk_outputs import two_branches, two_scales
+from tests.models.check_outputs import two_branches, two_scales
 
 X = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
 
@@ -119,7 +119,7 @@ def test_erasing_every_attention_block_of_a_vit_is_degenerate() -> None:
 
 def test_cli_prints_why_a_check_failed_on_stderr(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     _kill_the_stem(monkeypatch)
-    code = cli.main(["check", "tests/models/chk_outputs.py:two_branches", "--input", "2,3,8,8", "--mode", "erase", "--json"])
+    code = cli.main(["check", "tests/models/check_outputs.py:two_branches", "--input", "2,3,8,8", "--mode", "erase", "--json"])
     captured = capsys.readouterr()
     assert code == 1
     assert json.loads(captured.out)["ok"] is False  # stdout stays one JSON object

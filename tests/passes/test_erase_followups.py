@@ -1,7 +1,7 @@
 """Erase-mode follow-ups (issue 13): a divisor goes with its structure but is never zeroed, a learned
 offset the structure owns is zeroed with it, and GOLD gates the last layer a structure owns.
 
-Replicas: tests/models/efu_models.py.
+Replicas: tests/models/erase_followups.py.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import asgnas_ir as ai
 from asgnas_ir.backends.search import ArchitectureSpace
 from asgnas_ir.passes.analysis.segments import build_segments, owned_params, segment_zero_invariant
 from asgnas_ir.tolerance import outputs_match
-from tests.models import efu_models as em
+from tests.models import erase_followups as em
 
 MODES = ("erase", "both")
 FRONTENDS = ("fx", "onnx")
