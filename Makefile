@@ -10,10 +10,15 @@ STAMP := $(VENV)/.installed
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch is pinned to the local CPU wheel: a bare "torch" would pull a multi-GB CUDA build.
+# torch and torchvision are pinned to the builds this machine keeps on disk (timm, in the test extra,
+# needs torchvision, and PyPI's torchvision does not import beside the 2.13 CPU wheel); an unpinned
+# "torch" would download a multi-GB CUDA build.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "torch==2.13.0" -e ".[onnx,tensorflow,test,ray]"
+	$(BIN)/pip install --quiet "torch==2.14.1" "torchvision==0.29.1" -e ".[onnx,tensorflow,test,ray]"
+	# the CUDA build brings triton, whose native library crashes when imported after TensorFlow in one
+	# process (torch._dynamo imports it); nothing on a CPU machine uses it (inductor's CPU code is C++)
+	$(BIN)/pip uninstall --quiet --yes triton
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from pydantic import BaseModel, PrivateAttr
+from pydantic import BaseModel, Field, PrivateAttr
 
 from asgnas_ir._gc import with_gc_paused
 from asgnas_ir.errors import AsgnasError, SpecError
@@ -220,6 +220,9 @@ class CheckReport(BaseModel):
     target: str
     seconds: CheckSeconds
     max_ref: float
+    # the input shapes the generated code ran at (one list of shapes per run); the worst output over
+    # all of them is what `max_abs_diff` reports
+    shapes_checked: list[list[list[int]]] = Field(default_factory=list)
 
     _reason: str | None = PrivateAttr(default=None)
     _degenerate: bool = PrivateAttr(default=False)
@@ -321,9 +324,11 @@ def check(
             constant = _input_independent(lambda arrays: run_model(live, _like_tensors(arrays, inputs)), _as_arrays(inputs),
                                           expected, _output_dtypes(graph, expected), seed,
                                           _softmax_axes_for(graph, expected))
+            runs = _other_shapes(graph, inputs, lambda xs: run_model(live, xs), lambda xs: _run_generated(target, target_dir, xs))
 
-    return _report(graph, sub, space, zero, expected, actual, chosen, target, (start, t_compile, t_space, t_subnet, t_codegen),
-                   constant=constant, mode=mode, fraction=fraction)
+    return _report(graph, sub, space, zero, expected, actual, graph.meta.frontend or chosen, target,
+                   (start, t_compile, t_space, t_subnet, t_codegen), constant=constant, mode=mode, fraction=fraction,
+                   inputs=inputs, runs=runs)
 
 
 def _random_selection(graph: Graph, mode: str, fraction: float, seed: int) -> tuple[SearchSpace, list[int], list]:
@@ -388,22 +393,25 @@ def _check_keras_model(
             expected = _run_keras_reference(user, list(inputs))
             constant = _input_independent(lambda arrays: _run_keras_reference(user, arrays), list(inputs), expected,
                                           _output_dtypes(graph, expected), seed, _softmax_axes_for(graph, expected))
-            if target == "keras":
-                from asgnas_ir.testing import run_keras
+            def generated(arrays: Sequence[Any]) -> list[np.ndarray]:
+                if target == "keras":
+                    from asgnas_ir.testing import run_keras
 
-                actual = run_keras(target_dir, list(inputs))
-            elif target == "torch":
-                from asgnas_ir.testing import run_torch
+                    return run_keras(target_dir, list(arrays))
+                if target == "torch":
+                    from asgnas_ir.testing import run_torch
 
-                actual = run_torch(target_dir, list(inputs))
-            else:
+                    return run_torch(target_dir, list(arrays))
                 from asgnas_ir.testing import run_onnx
 
-                actual = run_onnx(target_dir / "model.onnx", list(inputs))
+                return run_onnx(target_dir / "model.onnx", list(arrays))
+
+            actual = generated(inputs)
+            runs = _other_shapes(graph, inputs, lambda xs: _run_keras_reference(user, list(xs)), generated)
     finally:
         _restore_variables(saved)
     return _report(graph, sub, space, zero, expected, actual, "keras", target, (start, t_compile, t_space, t_subnet, t_codegen),
-                   constant=constant, mode=mode, fraction=fraction)
+                   constant=constant, mode=mode, fraction=fraction, inputs=inputs, runs=runs)
 
 
 def _save_variables(model: Any) -> list[tuple[Any, np.ndarray]]:
@@ -478,14 +486,17 @@ def _check_onnx_model(
         expected = run_checked(reference, list(inputs), f"the ONNX model {source} (the reference, with the zeroed weights)")
         constant = _input_independent(lambda arrays: run_checked(reference, arrays, f"the ONNX model {source}"), list(inputs), expected,
                                       _output_dtypes(graph, expected), seed, _softmax_axes_for(graph, expected))
-        if target == "onnx":
-            actual = run_checked(target_dir / "model.onnx", list(inputs), f"the generated model.onnx of {source}")
-        else:
+        def generated(arrays: Sequence[Any]) -> list[np.ndarray]:
+            if target == "onnx":
+                return run_checked(target_dir / "model.onnx", list(arrays), f"the generated model.onnx of {source}")
             import torch
 
-            actual = _run_generated(target, target_dir, tuple(torch.from_numpy(np.ascontiguousarray(x)) for x in inputs))
+            return _run_generated(target, target_dir, tuple(torch.from_numpy(np.ascontiguousarray(x)) for x in arrays))
+
+        actual = generated(inputs)
+        runs = _other_shapes(graph, inputs, lambda xs: run_checked(reference, list(xs), f"the ONNX model {source}"), generated)
     return _report(graph, sub, space, zero, expected, actual, "onnx", target, (start, t_compile, t_space, t_subnet, t_codegen),
-                   constant=constant, mode=mode, fraction=fraction)
+                   constant=constant, mode=mode, fraction=fraction, inputs=inputs, runs=runs)
 
 
 class OutputComparison(NamedTuple):
@@ -699,11 +710,57 @@ def _softmax_axes_for(graph: Graph, expected: Sequence[np.ndarray]) -> list[int 
     return softmax_axes(graph) if len(graph.outputs) == len(expected) else None
 
 
+class ShapeRun(NamedTuple):
+    """The reference and the generated code at input shapes other than the example's."""
+
+    shapes: list[list[int]]
+    expected: list
+    actual: list
+
+
+def _other_shapes(graph: Graph, inputs: Sequence[Any], reference: Callable[[tuple], list],
+                  generated: Callable[[tuple], list]) -> list[ShapeRun | str]:
+    """Both models at every other size the graph's symbols were found to follow (DESIGN §4: another
+    batch, and another sequence length for token inputs). A source that refuses a size (an ONNX file
+    with a fixed batch) is not run there: the entry is then the sentence saying so."""
+    from asgnas_ir.frontends._symbolic import resized_inputs, varied_size
+
+    runs: list[ShapeRun | str] = []
+    for symbol, size in graph.meta.symbols.items():
+        other = varied_size(symbol, size)
+        resized = resized_inputs(inputs, graph, symbol, other)
+        try:
+            expected = reference(resized)
+        except Exception as exc:  # noqa: BLE001  (the source's own refusal is reported, not raised)
+            runs.append(f"the source model does not run at {symbol}={other} ({type(exc).__name__}), so only "
+                        f"{symbol}={size} was checked")
+            continue
+        runs.append(ShapeRun(_shapes_of(resized), expected, generated(resized)))
+    return runs
+
+
+def _shapes_of(inputs: Sequence[Any]) -> list[list[int]]:
+    return [[int(d) for d in getattr(x, "shape", ())] for x in inputs]
+
+
 def _report(graph: Graph, sub: Graph, space: SearchSpace, zero: list[int], expected: list, actual: list, frontend: str,
             target: str, times: tuple[float, ...], *, constant: bool = False, mode: str = "prune",
-            fraction: float = 0.0) -> CheckReport:
+            fraction: float = 0.0, inputs: Sequence[Any] = (), runs: Sequence[ShapeRun | str] = ()) -> CheckReport:
     start, t_compile, t_space, t_subnet, t_codegen = times
-    comparisons = compare_outputs(expected, actual, _output_dtypes(graph, expected), _softmax_axes_for(graph, expected))
+    dtypes, softmax = _output_dtypes(graph, expected), _softmax_axes_for(graph, expected)
+    comparisons = compare_outputs(expected, actual, dtypes, softmax)
+    shapes_checked = [_shapes_of(inputs)]
+    shape_notes = [graph.meta.static_reason] if graph.meta.static_reason else []
+    for run in runs:
+        if isinstance(run, str):
+            shape_notes.append(run)
+            continue
+        shapes_checked.append(run.shapes)
+        at = f"at input shapes {run.shapes}"
+        comparisons += [
+            c._replace(problem=f"{c.problem} ({at})") if c.problem else c
+            for c in compare_outputs(run.expected, run.actual, dtypes, softmax)
+        ]
     worst = worst_output(comparisons)
     # a fraction above zero asks for a test of removal: a selection of none (no valid non-empty one
     # exists) compared only the unpruned model, which must not read as a pass
@@ -740,8 +797,8 @@ def _report(graph: Graph, sub: Graph, space: SearchSpace, zero: list[int], expec
         groups=len(space.groups), zeroed=len(zero), frontend=frontend, target=target,
         seconds=CheckSeconds(compile=t_compile - start, space=t_space - t_compile, subnet=t_subnet - t_space,
                              codegen=t_codegen - t_subnet, total=end - start),
-        max_ref=worst.max_ref,
+        max_ref=worst.max_ref, shapes_checked=shapes_checked,
     )
     report._reason, report._degenerate = reason, constant
-    report._notes, report._untested = [c.note for c in comparisons if c.note], untested
+    report._notes, report._untested = list(dict.fromkeys([c.note for c in comparisons if c.note] + shape_notes)), untested
     return report

@@ -66,14 +66,24 @@ def as_tuple(example_inputs: Any) -> tuple:
 
 
 def lower(model: Any, example_inputs: Any = None, *, frontend: str = "auto", on_unsupported: str = "error") -> Graph:
-    """Lower `model` into an IR graph with its weights (the engine behind `ai.compile`)."""
+    """Lower `model` into an IR graph with its weights (the engine behind `ai.compile`), with the
+    batch and sequence dims symbolic where the model is polymorphic in them (`_symbolic`)."""
     if frontend not in FRONTENDS:
         raise SpecError(f"frontend must be one of {', '.join(FRONTENDS)}, not '{frontend}'")
     if on_unsupported not in ("error", "opaque"):
         raise SpecError(f"on_unsupported must be 'error' or 'opaque', not '{on_unsupported}'")
+    from asgnas_ir.frontends._symbolic import mark_symbolic_dims
+
     model = unwrap_torch_parallel(model)
-    chosen = detect(model) if frontend == "auto" else frontend
     inputs = as_tuple(example_inputs)
+    graph = _lower_once(model, inputs, frontend, on_unsupported)
+    # the variants go straight to the path that served, not through `auto`'s attempts again
+    served = graph.meta.frontend if graph.meta.frontend in ("fx", "onnx", "keras") else frontend
+    return mark_symbolic_dims(graph, inputs, lambda resized: _lower_once(model, resized, served, on_unsupported))
+
+
+def _lower_once(model: Any, inputs: tuple, frontend: str, on_unsupported: str) -> Graph:
+    chosen = detect(model) if frontend == "auto" else frontend
     if chosen == "fx":
         if not is_torch_module(model):
             raise SpecError(f"frontend 'fx' needs a torch.nn.Module, got {type(model).__name__}")

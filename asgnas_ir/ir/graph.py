@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from asgnas_ir.ir.node import AnyNode, NodeBase
 from asgnas_ir.ir.weights import WeightStore
@@ -41,6 +41,10 @@ class Value(BaseModel):
     `channel_axis` is the axis whose entries are channels/features that structured pruning may
     remove (NCHW → 1, NHWC → 3, [N, F] → 1); None for values without one (integer ids, scalars).
     Passes ask for it instead of hard-coding an index, so the same pass serves both layouts.
+
+    `shape` holds the example's sizes; `dims`, when set, says per axis which of them are symbolic:
+    an expression in the graph's symbols (`N`, `S`, `64*N`, `S+1`, see `asgnas_ir.ir.symbolic`) where
+    the size follows the batch or the sequence length, the same int as `shape` elsewhere.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -48,9 +52,37 @@ class Value(BaseModel):
     shape: tuple[int, ...]
     dtype: str = "float32"
     channel_axis: int | None = None
+    dims: tuple[int | str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _dims_match_shape(self) -> Value:
+        if self.dims is None:
+            return self
+        if len(self.dims) != len(self.shape):
+            raise ValueError(f"dims {list(self.dims)} and shape {list(self.shape)} differ in rank")
+        for axis, (dim, size) in enumerate(zip(self.dims, self.shape, strict=True)):
+            if isinstance(dim, int) and dim != size:
+                raise ValueError(f"axis {axis}: static dim {dim} but the shape says {size}")
+            if isinstance(dim, str):
+                from asgnas_ir.ir.symbolic import parse
+
+                parse(dim)
+        return self
+
+    @property
+    def symbolic(self) -> tuple[int | str, ...]:
+        """The shape with symbolic dims as their expressions (the plain shape when none is)."""
+        return self.dims if self.dims is not None else self.shape
+
+    def with_shape(self, shape: tuple[int, ...]) -> Value:
+        """A copy with new sizes on the static axes (slicing channels); symbolic axes keep their names."""
+        if self.dims is None:
+            return self.model_copy(update={"shape": tuple(shape)})
+        dims = tuple(d if isinstance(d, str) else size for d, size in zip(self.dims, shape, strict=True))
+        return self.model_copy(update={"shape": tuple(shape), "dims": dims})
 
     def text(self) -> str:
-        dims = ",".join(str(d) for d in self.shape)
+        dims = ",".join(str(d) for d in self.symbolic)
         axis = "" if self.channel_axis is None else f"c{self.channel_axis}"
         return f"{DTYPE_SHORT.get(self.dtype, self.dtype)}[{dims}]{axis}"
 
@@ -88,6 +120,10 @@ class GraphMeta(BaseModel):
     # graph input/output value -> the source model's own name for it, where the two differ (an ONNX
     # name such as `input.1` or `output:0`); codegen-onnx writes the source's names back
     io_names: dict[str, str] = Field(default_factory=dict)
+    # the example's size of each symbol the values' dims use ({"N": 1, "S": 16}); empty when the
+    # frontend could not vary the inputs, and then `static_reason` says why (DESIGN §2)
+    symbols: dict[str, int] = Field(default_factory=dict)
+    static_reason: str = ""
 
 
 class Graph(BaseModel):

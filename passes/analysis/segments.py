@@ -51,6 +51,9 @@ class Segment(BaseModel):
     is_joint: bool = False
     reads_input: bool = False
     writes_output: bool = False
+    # the segment starts at a node that reads only constants (a class token expanded to the batch):
+    # it needs no input to be alive, so no input reaching it is no broken path
+    from_constants: bool = False
 
 
 class SegmentGraph(BaseModel):
@@ -85,7 +88,7 @@ class SegmentGraph(BaseModel):
         outputs = {s.id for s in self.segments if s.writes_output}
         if outputs & removed or not outputs <= forward:
             return False
-        return backward <= forward
+        return backward <= forward | {s.id for s in self.segments if s.from_constants}
 
     def dead_after(self, removed: Iterable[int]) -> set[int]:
         """Segments that no longer reach an output once `removed` are gone (dead code)."""
@@ -138,6 +141,8 @@ def build_segments(graph: Graph) -> tuple[SegmentGraph, dict[str, int]]:
             seg = Segment(id=len(segments), nodes=[node.id], is_joint=joint)
             segments.append(seg)
         segment_of[node.id] = seg.id
+        if not data and not extend:
+            seg.from_constants = True
         if any(name in inputs for name in data):
             seg.reads_input = True
         if any(out in outputs for out in node.outputs):

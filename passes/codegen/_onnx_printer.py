@@ -19,7 +19,9 @@ from asgnas_ir.errors import CodegenError
 from asgnas_ir.ir.graph import Graph, Param
 from asgnas_ir.ir.node import NodeBase
 from asgnas_ir.ir.ops import Op
+from asgnas_ir.ir.symbolic import parse
 from asgnas_ir.passes.codegen._printer import registrar
+from asgnas_ir.passes.codegen._symbols import SYMBOL_LOCALS, symbol_source
 
 if TYPE_CHECKING:
     import onnx_ir as ir
@@ -143,6 +145,52 @@ class OnnxPrinter:
     def ints(self, node: NodeBase, hint: str, values: Sequence[int]) -> ir.Value:
         return self.const(node, hint, list(values), np.int64)
 
+    def sizes(self, node: NodeBase, hint: str, dims: Sequence[int | str]) -> ir.Value:
+        """A 1-d int64 shape tensor: an initializer when every entry is a number, else the numbers
+        concatenated with the symbolic entries computed from the graph inputs' shapes (`Shape`)."""
+        if all(isinstance(d, int) for d in dims):
+            return self.ints(node, hint, dims)  # type: ignore[arg-type]
+        pieces = [self.ints(node, f"{hint}_{i}", [d]) if isinstance(d, int) else self._dim(node, d) for i, d in enumerate(dims)]
+        return self.op(node, "Concat", pieces, hint, axis=0)
+
+    def reshape_sizes(self, node: NodeBase) -> ir.Value:
+        """The shape tensor of a Reshape to `node`'s first output: one symbolic size left to -1, one the
+        input has on the same axis copied with 0, any other computed (`sizes`)."""
+        target = list(self.graph.values[node.outputs[0]].symbolic)
+        source = self.graph.values[node.inputs[0]].symbolic
+        symbolic = [i for i, d in enumerate(target) if isinstance(d, str)]
+        copied = [i for i in symbolic if i < len(source) and source[i] == target[i]]
+        inferred = [i for i in symbolic if i not in copied]
+        if inferred:
+            target[max(inferred, key=lambda i: len(parse(target[i])))] = -1  # type: ignore[arg-type]
+        elif copied:
+            target[copied[-1]] = -1
+        for i in copied:
+            if target[i] != -1:
+                target[i] = 0
+        return self.sizes(node, "shape", target)
+
+    def _dim(self, node: NodeBase, expr: str) -> ir.Value:
+        """A 1-element int64 tensor holding the symbolic size `expr` (a polynomial in the symbols)."""
+        total = None
+        for monomial, coefficient in parse(expr).items():
+            term = self.ints(node, "coefficient", [coefficient]) if not monomial or coefficient != 1 else None
+            for symbol in monomial:
+                size = self._symbol(symbol)
+                term = size if term is None else self.op(node, "Mul", [term, size], "product")
+            total = term if total is None else self.op(node, "Add", [total, term], "sum")
+        return total  # type: ignore[return-value]
+
+    def _symbol(self, symbol: str) -> ir.Value:
+        key = ("symbol", symbol)
+        if key not in self._initializers:
+            value, axis = symbol_source(self.graph, symbol)
+            size = self.tape.op("Shape", [self.values[value]], _attributes({"start": axis, "end": axis + 1}),
+                                name=self._unique(f"{SYMBOL_LOCALS.get(symbol, symbol)}", self._node_names))
+            size.name = self._unique(SYMBOL_LOCALS.get(symbol, symbol), self._taken)
+            self._initializers[key] = size
+        return self._initializers[key]
+
     def scalar(self, node: NodeBase, hint: str, value: float, like: str | None = None) -> ir.Value:
         """A 0-d constant with the dtype of IR value `like` (default: the node's first input)."""
         dtype = self.dtype(like if like is not None else node.inputs[0])
@@ -174,7 +222,9 @@ class OnnxPrinter:
     def _describe(self, value: ir.Value, ir_name: str) -> None:
         info = self.graph.values[ir_name]
         value.type = self.ir.TensorType(_data_type(self.ir, info.dtype))
-        value.shape = self.ir.Shape(list(info.shape))
+        # a symbolic size is a dim_param named by its expression (`N`, `64*N`), so the file states which
+        # sizes follow the batch and runtimes bind inputs of any batch
+        value.shape = self.ir.Shape(list(info.symbolic))
 
     # ---- building ------------------------------------------------------------------------------
     def build(self) -> ir.Model:

@@ -23,6 +23,7 @@ from asgnas_ir.passes.codegen._layout import (
     transpose_axes,
 )
 from asgnas_ir.passes.codegen._printer import registrar, wrap
+from asgnas_ir.passes.codegen._symbols import SYMBOL_LOCALS, render, symbol_source
 
 # Attributes every nn.Module already has; a layer must not be named like one of them.
 _MODULE_RESERVED = {
@@ -65,6 +66,8 @@ class TorchPrinter:
         self.channels_last = graph.meta.layout == "channels_last"
         self.perm: dict[str, Perm] = {}
         self._views: dict[tuple[str, Perm], str] = {}
+        self.prologue: list[str] = []
+        self._symbol_locals: dict[str, str] = {}
 
     # ---- helpers the emitters use --------------------------------------------------------------
     def x(self, node: NodeBase, index: int = 0) -> str:
@@ -116,6 +119,19 @@ class TorchPrinter:
 
     def shape(self, value: str) -> tuple[int, ...]:
         return self.graph.values[value].shape
+
+    def symbol(self, symbol: str) -> str:
+        """The local holding a symbolic size (`batch = x.shape[0]`, bound once at the top of forward)."""
+        if symbol not in self._symbol_locals:
+            value, axis = symbol_source(self.graph, symbol)
+            local = self.locals.name(("symbol", symbol), SYMBOL_LOCALS.get(symbol, symbol.lower()))
+            self.prologue.append(f"{local} = {self.expr[value]}.shape[{axis}]")
+            self._symbol_locals[symbol] = local
+        return self._symbol_locals[symbol]
+
+    def dim(self, value: str, axis: int) -> str:
+        """Logical `axis` of `value` as code: its size, or the expression of its symbolic size."""
+        return render(self.graph.values[value].symbolic[axis], self.symbol)
 
     def param(self, node: NodeBase, role: str) -> Param:
         return self.graph.params[node.params[role]]
@@ -274,7 +290,7 @@ class TorchPrinter:
         ]
         lines += [wrapped for line in self.init for wrapped in wrap(line, "        ")]
         lines += ["", f"    def forward(self, {args}) -> {returns}:"]
-        lines += [wrapped for line in self.body for wrapped in wrap(line, "        ")]
+        lines += [wrapped for line in self.prologue + self.body for wrapped in wrap(line, "        ")]
         lines += [
             f"        return {result}",
             "",

@@ -8,6 +8,7 @@ torch's [B, H, T, D], not `keras.ops.dot_product_attention`'s [B, T, H, D]), and
 
 from __future__ import annotations
 
+from asgnas_ir.errors import CodegenError
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.node import NodeBase
 from asgnas_ir.ir.ops import Op
@@ -47,4 +48,18 @@ def _attention(p: KerasPrinter, node: NodeBase) -> None:
 
 @emits(Op.EXPAND)
 def _expand(p: KerasPrinter, node: NodeBase) -> None:
+    target = p.graph.values[node.outputs[0]].symbolic
+    source = p.graph.values[node.inputs[0]].symbolic
+    grown = [d for axis, d in enumerate(target) if isinstance(d, str) and (axis - len(target) + len(source) < 0 or source[axis - len(target) + len(source)] != d)]
+    if grown:
+        raise CodegenError(
+            f"node '{node.id}' (expand, from '{node.source}') broadcasts to the symbolic size(s) {grown}, which a Keras "
+            "functional model cannot read while it is being built; use the torch or onnx target"
+        )
+    if target != tuple(p.shape(node.outputs[0])):
+        # the symbolic axes are the input's own: grow the others by adding zeros of size 1 on those
+        ones = tuple(1 if isinstance(d, str) else d for d in target)
+        x = p.logical(node.inputs[0])
+        p.assign(node, f"{x} + keras.ops.zeros({lit_exact(ones)}, dtype={x}.dtype)")
+        return
     p.assign(node, f"keras.ops.broadcast_to({p.logical(node.inputs[0])}, {lit_exact(p.shape(node.outputs[0]))})")

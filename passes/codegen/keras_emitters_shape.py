@@ -14,7 +14,6 @@ from asgnas_ir.errors import CodegenError
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.node import NodeBase
 from asgnas_ir.ir.ops import Op
-from asgnas_ir.passes.codegen._batch import batch_kept
 from asgnas_ir.passes.codegen._keras_printer import (
     KerasPrinter,
     channels_last,
@@ -70,9 +69,14 @@ def _source_order(p: KerasPrinter, value: str) -> str:
 @emits(Op.RESHAPE, Op.FLATTEN)
 def _reshape(p: KerasPrinter, node: NodeBase) -> None:
     x = _source_order(p, node.inputs[0])
-    shape: tuple[int, ...] = p.shape(node.outputs[0])
-    if batch_kept(p.graph, node) and all(d > 0 for d in shape[1:]):
-        shape = (-1, *shape[1:])  # the batch stays symbolic: the other sizes fix it
+    target = p.graph.values[node.outputs[0]].symbolic
+    if sum(isinstance(d, str) for d in target) > 1:
+        raise CodegenError(
+            f"node '{node.id}' ({node.op.value}, from '{node.source}') reshapes to {list(target)}: more than one size "
+            "follows the inputs, which a Keras functional model cannot compute while it is being built; use the "
+            "torch or onnx target, or compile at the batch/sequence length you will deploy"
+        )
+    shape = tuple(-1 if isinstance(d, str) else d for d in target)  # the one symbolic size: the others fix it
     p.assign(node, f"keras.ops.reshape({x}, {lit_exact(shape)})")
 
 

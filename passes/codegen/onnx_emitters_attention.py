@@ -48,13 +48,22 @@ def _attention(p: OnnxPrinter, node: NodeBase) -> None:
             mask = p.op(node, "Where", [mask, zero, neg_inf], "mask")
         scores = p.op(node, "Add", [scores, mask], "masked")
     if attrs.causal:
-        tq, tk = p.shape(node.inputs[0])[-2], p.shape(node.inputs[1])[-2]
-        causal = np.triu(np.full((tq, tk), -np.inf, dtype=np.dtype(p.dtype(node.inputs[0]))), k=1)
-        scores = p.op(node, "Add", [scores, p.const(node, "causal_mask", causal)], "causal")
+        tq, tk = p.graph.values[node.inputs[0]].symbolic[-2], p.graph.values[node.inputs[1]].symbolic[-2]
+        dtype = np.dtype(p.dtype(node.inputs[0]))
+        if isinstance(tq, int) and isinstance(tk, int):
+            mask = p.const(node, "causal_mask", np.triu(np.full((tq, tk), -np.inf, dtype=dtype), k=1))
+        else:  # the sequence length is symbolic: -inf above the diagonal of a mask built at the call's size
+            filled = p.op(node, "Expand", [p.const(node, "neg_inf", np.full((1, 1), -np.inf, dtype=dtype)), p.sizes(node, "mask_shape", [tq, tk])], "filled")
+            mask = p.op(node, "Trilu", [filled, p.ints(node, "diagonal", [1]) if False else p.const(node, "k", 1, np.int64)], "causal_mask", upper=1)
+        scores = p.op(node, "Add", [scores, mask], "causal")
     weights = p.op(node, "Softmax", [scores], "weights", axis=-1)
     p.out(node, "MatMul", [weights, v])
 
 
 @emits(Op.EXPAND)
 def _expand(p: OnnxPrinter, node: NodeBase) -> None:
-    p.out(node, "Expand", [p.x(node), p.ints(node, "shape", p.shape(node.outputs[0]))])
+    source, target = p.graph.values[node.inputs[0]].symbolic, p.graph.values[node.outputs[0]].symbolic
+    offset = len(target) - len(source)
+    # 1 keeps an axis the input has at that size already (Expand broadcasts both ways)
+    sizes = [1 if axis >= offset and source[axis - offset] == dim else dim for axis, dim in enumerate(target)]
+    p.out(node, "Expand", [p.x(node), p.sizes(node, "shape", sizes)])

@@ -142,16 +142,18 @@ def _group_norm(p: OnnxPrinter, node: NodeBase) -> None:
     shape = p.shape(node.inputs[0])
     g = attrs.num_groups
     dtype = np.dtype(p.dtype(node.inputs[0]))
-    grouped = p.op(node, "Reshape", [p.x(node), p.ints(node, "grouped_shape", [shape[0], g, -1])], "grouped")
+    # 0 copies the batch from x, -1 gathers each group's channels and positions: any batch size
+    grouped = p.op(node, "Reshape", [p.x(node), p.ints(node, "grouped_shape", [0, g, -1])], "grouped")
     normed = p.op(
         node, "InstanceNormalization",
         [grouped, p.const(node, "group_ones", np.ones(g, dtype)), p.const(node, "group_zeros", np.zeros(g, dtype))],
         "normed", epsilon=float(attrs.eps),
     )
+    original = p.op(node, "Shape", [p.x(node)], "shape") if p.graph.values[node.inputs[0]].dims is not None else p.ints(node, "shape", shape)
     if not p.has(node, "weight"):
-        p.out(node, "Reshape", [normed, p.ints(node, "shape", shape)])
+        p.out(node, "Reshape", [normed, original])
         return
-    restored = p.op(node, "Reshape", [normed, p.ints(node, "shape", shape)], "restored")
+    restored = p.op(node, "Reshape", [normed, original], "restored")
     scaled = p.op(node, "Mul", [restored, _per_channel(p, node, "weight", 1.0, 1)], "scaled")
     p.out(node, "Add", [scaled, _per_channel(p, node, "bias", 0.0, 1)])
 

@@ -8,11 +8,14 @@ this module registers its emitters in `ONNX_EMITTERS`.
 
 from __future__ import annotations
 
+import numpy as np
+
 from asgnas_ir.errors import CodegenError
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.node import NodeBase
 from asgnas_ir.ir.ops import Op
 from asgnas_ir.passes.codegen._onnx_printer import OnnxPrinter, emits
+from asgnas_ir.passes.codegen._symbols import constant_pattern
 from asgnas_ir.passes.codegen.onnx_emitters_conv import _PAD_MODES
 
 
@@ -41,7 +44,7 @@ def _slice(p: OnnxPrinter, node: NodeBase) -> None:
 
 @emits(Op.RESHAPE)
 def _reshape(p: OnnxPrinter, node: NodeBase) -> None:
-    p.out(node, "Reshape", [p.x(node), p.ints(node, "shape", p.shape(node.outputs[0]))])
+    p.out(node, "Reshape", [p.x(node), p.reshape_sizes(node)])
 
 
 @emits(Op.FLATTEN)
@@ -50,7 +53,7 @@ def _flatten(p: OnnxPrinter, node: NodeBase) -> None:
     if attrs.start_axis == 1 and attrs.end_axis == len(p.shape(node.inputs[0])) - 1:  # ONNX Flatten is always 2-d
         p.out(node, "Flatten", [p.x(node)], axis=attrs.start_axis)
     else:
-        p.out(node, "Reshape", [p.x(node), p.ints(node, "shape", p.shape(node.outputs[0]))])
+        p.out(node, "Reshape", [p.x(node), p.reshape_sizes(node)])
 
 
 @emits(Op.PERMUTE)
@@ -84,7 +87,25 @@ def _softmax(p: OnnxPrinter, node: NodeBase) -> None:
 
 @emits(Op.CONSTANT)
 def _constant(p: OnnxPrinter, node: NodeBase) -> None:
-    p.alias(node, p.param(node, "value"))
+    out = p.graph.values[node.outputs[0]]
+    if out.dims is None:
+        p.alias(node, p.param(node, "value"))
+        return
+    # built by the source at the input's size (torch.arange(x.size(1))): rebuilt at the call's
+    kind, fill = constant_pattern(p.graph, node)
+    dtype = np.dtype(out.dtype)
+    if kind == "arange":
+        limit = p.op(node, "Squeeze", [p.sizes(node, "length", list(out.symbolic))], "limit")
+        p.out(node, "Range", [p.const(node, "start", 0, dtype), p.op(node, "Cast", [limit], "limit_cast", to=_onnx_type(dtype)),
+                              p.const(node, "delta", 1, dtype)])
+    else:
+        p.out(node, "Expand", [p.const(node, "fill", np.full([1] * len(out.shape), fill, dtype)), p.sizes(node, "shape", list(out.symbolic))])
+
+
+def _onnx_type(dtype: np.dtype) -> int:
+    import onnx
+
+    return int(onnx.helper.np_dtype_to_tensor_dtype(dtype))
 
 
 @emits(Op.OPAQUE)

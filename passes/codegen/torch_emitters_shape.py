@@ -7,7 +7,6 @@ from asgnas_ir.errors import CodegenError
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.node import NodeBase
 from asgnas_ir.ir.ops import Op
-from asgnas_ir.passes.codegen._batch import batch_kept
 from asgnas_ir.passes.codegen._layout import (
     identity,
     inverse,
@@ -16,6 +15,7 @@ from asgnas_ir.passes.codegen._layout import (
     transpose_axes,
 )
 from asgnas_ir.passes.codegen._printer import call, lit, lit_exact
+from asgnas_ir.passes.codegen._symbols import constant_pattern, reshape_target, slice_bounds
 from asgnas_ir.passes.codegen._torch_printer import TorchPrinter, emits
 
 
@@ -39,21 +39,20 @@ def _split(p: TorchPrinter, node: NodeBase) -> None:
 def _slice(p: TorchPrinter, node: NodeBase) -> None:
     attrs: A.SliceAttrs = node.attrs  # type: ignore[assignment]
     step = "" if attrs.step == 1 else f":{attrs.step}"
-    start = "" if attrs.start == 0 else str(attrs.start)
+    begin, end = slice_bounds(p.graph, node)
+    start = "" if begin == 0 else str(begin)
+    stop = "" if end is None else str(end)
     value = node.inputs[0]
-    index = [":"] * p.axis(value, attrs.axis) + [f"{start}:{attrs.stop}{step}"]
+    index = [":"] * p.axis(value, attrs.axis) + [f"{start}:{stop}{step}"]
     p.assign(node, f"{p.x(node)}[{', '.join(index)}]", p.perm.get(value))
 
 
 @emits(Op.RESHAPE)
 def _reshape(p: TorchPrinter, node: NodeBase) -> None:
     attrs: A.ReshapeAttrs = node.attrs  # type: ignore[assignment]
+    del attrs  # the target is the output's (symbolic) shape, which the attrs hold at the example's sizes
     x = _source_order(p, node.inputs[0])
-    in_shape = p.shape(node.inputs[0])
-    dims = [str(d) for d in attrs.shape]
-    if len(in_shape) >= 2 and attrs.shape and attrs.shape[0] == in_shape[0] and batch_kept(p.graph, node):
-        dims[0] = f"{x}.shape[0]"
-    p.assign(node, f"{x}.reshape({', '.join(dims)})")
+    p.assign(node, f"{x}.reshape({', '.join(reshape_target(p.graph, node, p.symbol))})")
 
 
 @emits(Op.FLATTEN)
@@ -62,8 +61,7 @@ def _flatten(p: TorchPrinter, node: NodeBase) -> None:
     value = node.inputs[0]
     if p.held(value) != identity(len(p.shape(value))) and same_memory_order(p.shape(value), p.held(value)):
         x = p.x(node)  # held permuted, but in the source's element order: a reshape is enough
-        dims = [f"{x}.shape[0]", *(str(d) for d in p.shape(node.outputs[0])[1:])]
-        p.assign(node, f"{x}.reshape({', '.join(dims)})")
+        p.assign(node, f"{x}.reshape({', '.join(reshape_target(p.graph, node, p.symbol))})")
         return
     last = len(p.shape(node.inputs[0])) - 1
     end = "" if attrs.end_axis == last else f", {attrs.end_axis}"
@@ -190,14 +188,20 @@ def _attention(p: TorchPrinter, node: NodeBase) -> None:
 
 @emits(Op.EXPAND)
 def _expand(p: TorchPrinter, node: NodeBase) -> None:
-    shape = node.attrs.shape  # type: ignore[attr-defined]
-    p.assign(node, f"{p.lx(node)}.expand({', '.join(str(d) for d in shape)})")
+    source, target = p.graph.values[node.inputs[0]].symbolic, p.graph.values[node.outputs[0]].symbolic
+    offset = len(target) - len(source)
+    # -1 keeps an axis the input already has at its size (symbolic or not)
+    sizes = ["-1" if axis >= offset and source[axis - offset] == dim else p.dim(node.outputs[0], axis) for axis, dim in enumerate(target)]
+    p.assign(node, f"{p.lx(node)}.expand({', '.join(sizes)})")
 
 
 @emits(Op.CONSTANT)
 def _constant(p: TorchPrinter, node: NodeBase) -> None:
     param_name = node.params["value"]
     param = p.graph.params[param_name]
+    if p.graph.values[node.outputs[0]].dims is not None:
+        _sized_constant(p, node)
+        return
     key = (param_name,)
     if key not in p._layer_of:
         name = p.layers.name(key, param.source or param_name)
@@ -211,6 +215,20 @@ def _constant(p: TorchPrinter, node: NodeBase) -> None:
             p.init.append(f'self.register_buffer("{name}", torch.empty({shape}))')
         p.weights[name] = p._to_layout(param, param_name, None)
     p.alias(node, f"self.{p._layer_of[key]}")
+
+
+def _sized_constant(p: TorchPrinter, node: NodeBase) -> None:
+    """A constant the source built inside forward at the input's size (`torch.arange(x.size(1))`,
+    `torch.zeros(b, 1)`): rebuilt at the size of the call, never stored at the example's."""
+    kind, fill = constant_pattern(p.graph, node)
+    out = node.outputs[0]
+    sizes = ", ".join(p.dim(out, a) for a in range(len(p.shape(out))))
+    dtype = p.graph.values[out].dtype
+    device = f"device={p.expr[p.graph.inputs[0]]}.device"
+    if kind == "arange":
+        p.assign(node, f"torch.arange({sizes}, dtype=torch.{dtype}, {device})")
+    else:
+        p.assign(node, f"torch.full(({sizes},), {fill!r}, dtype=torch.{dtype}, {device})")
 
 
 @emits(Op.OPAQUE)

@@ -69,7 +69,7 @@ def build_subnet(graph: Graph, deps: DependencyGraph, zero: Iterable[int], erase
             continue
         shape = list(value.shape)
         shape[value.channel_axis] = int(keep.sum())  # type: ignore[index]
-        values[name] = value.model_copy(update={"shape": tuple(shape)})
+        values[name] = value.with_shape(tuple(shape))
 
     params: dict[str, Param] = {}
     weights: dict[str, np.ndarray] = {}
@@ -88,7 +88,7 @@ def build_subnet(graph: Graph, deps: DependencyGraph, zero: Iterable[int], erase
     for node in graph.nodes:
         if node.op is Op.CONSTANT and node.id not in erased and node.outputs[0] in values:
             # a per-channel param read as a value (layer scale) shrinks with its slices
-            values[node.outputs[0]] = values[node.outputs[0]].model_copy(update={"shape": params[node.params["value"]].shape})
+            values[node.outputs[0]] = values[node.outputs[0]].with_shape(params[node.params["value"]].shape)
 
     nodes, rename, vanished = _rewire(graph, erased, erased_values, values)
     outputs = [rename.get(o, o) for o in graph.outputs]

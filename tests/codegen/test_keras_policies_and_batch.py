@@ -2,7 +2,7 @@
 
 9. Generated code runs at any batch size: the Keras target writes no `batch_size` in `keras.Input`
    and a reshape that keeps the batch writes it as -1; the torch target writes `x.shape[0]` only
-   where the batch really stays at axis 0 (`passes/codegen/_batch.py`). `ai.check` passes, then the
+   where the batch really goes (symbolic dims, `frontends/_symbolic.py`). `ai.check` passes, then the
    generated model at batch 1, 3 and 4 equals the source model at those batches.
 10. Keras dtype policies (mixed_float16, mixed_bfloat16, per-layer float16/bfloat16) are carried
    into the IR (values in each layer's compute dtype, params in its variable dtype, explicit casts
@@ -73,10 +73,9 @@ def test_torch_view_and_flatten_run_at_any_batch(target: str) -> None:
             assert_outputs_match(_run(target, folder, xb.numpy()), expected)
 
 
-def test_batch_propagation_stops_where_the_batch_is_mixed() -> None:
-    """Unit: `_batch` marks axis 0 of inputs and of values that keep it, not of a reshape that folds the
-    batch into another axis or a permute that moves it."""
-    from asgnas_ir.passes.codegen._batch import batch_values
+def test_symbolic_dims_follow_the_batch_where_it_goes() -> None:
+    """Unit: the batch is symbolic wherever it ends up: kept at axis 0, folded into another axis (an
+    expression in N), or moved by a permute; sizes that do not follow it stay numbers."""
 
     class Fold(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -86,15 +85,10 @@ def test_batch_propagation_stops_where_the_batch_is_mixed() -> None:
             return kept.sum() + folded.sum() + moved.sum()
 
     graph = ai.compile(Fold(), torch.randn(2, 3, 4))
-    values = batch_values(graph)
-    permutes = [n.outputs[0] for n in graph.nodes if n.op.value == "permute"]
-    reshapes = [n for n in graph.nodes if n.op.value in ("reshape", "flatten")]
-    assert graph.inputs[0] in values
-    kept = [n for n in reshapes if graph.values[n.outputs[0]].shape == (2, 12)]
-    folded = [n for n in reshapes if graph.values[n.outputs[0]].shape == (6, 4)]
-    assert kept and kept[0].outputs[0] in values
-    assert folded and folded[0].outputs[0] not in values
-    assert permutes and permutes[0] not in values
+    assert graph.meta.symbols == {"N": 2}
+    assert graph.values[graph.inputs[0]].dims == ("N", 3, 4)
+    symbolic = {graph.values[n.outputs[0]].dims for n in graph.nodes if n.op.value in ("reshape", "flatten", "permute")}
+    assert {("N", 12), ("3*N", 4), (3, "N", 4)} <= symbolic
 
 
 # ---- 10. dtype policies --------------------------------------------------------------------------------
