@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import PurePath
 from typing import Any
@@ -76,10 +77,19 @@ def lower(model: Any, example_inputs: Any = None, *, frontend: str = "auto", on_
 
     model = unwrap_torch_parallel(model)
     inputs = as_tuple(example_inputs)
-    graph = _lower_once(model, inputs, frontend, on_unsupported)
-    # the variants go straight to the path that served, not through `auto`'s attempts again
-    served = graph.meta.frontend if graph.meta.frontend in ("fx", "onnx", "keras") else frontend
-    return mark_symbolic_dims(graph, inputs, lambda resized: _lower_once(model, resized, served, on_unsupported))
+    with _trace_reuse(model):
+        graph = _lower_once(model, inputs, frontend, on_unsupported)
+        # the variants go straight to the path that served, not through `auto`'s attempts again
+        served = graph.meta.frontend if graph.meta.frontend in ("fx", "onnx", "keras") else frontend
+        return mark_symbolic_dims(graph, inputs, lambda resized: _lower_once(model, resized, served, on_unsupported))
+
+
+def _trace_reuse(model: Any) -> contextlib.AbstractContextManager:
+    if not is_torch_module(model):
+        return contextlib.nullcontext()
+    from asgnas_ir.frontends.torch_fx.driver import reuse_traces
+
+    return reuse_traces()
 
 
 def _lower_once(model: Any, inputs: tuple, frontend: str, on_unsupported: str) -> Graph:

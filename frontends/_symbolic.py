@@ -97,11 +97,12 @@ def mark_symbolic_dims(graph: Graph, inputs: Sequence[Any], relower: Lowerer) ->
     base_sizes = dict(sizes)
     base_graph = graph
     samples, mismatched = _samples(base_graph, base_sizes, inputs, relower, notes)
-    rebase = [s for s in mismatched if sizes[s] == 1]
+    rebase = [s for s in mismatched if sizes[s] == 1 and varied_size(s, 1) == 2]
     if rebase:
         base_sizes.update({s: 2 for s in rebase})
         try:
-            base_graph = relower(_inputs_at(inputs, graph, base_sizes))
+            # the variant that showed the mismatch was lowered at exactly these sizes when it is the only one
+            base_graph = mismatched[rebase[0]] if len(rebase) == 1 else relower(_inputs_at(inputs, graph, base_sizes))
         except Exception as exc:  # noqa: BLE001  (whatever stops the model at that size makes it static)
             notes.append(f"the model did not lower at {_sizes_text(base_sizes)}: {_first_line(exc)}")
         else:
@@ -141,13 +142,13 @@ def _inputs_at(inputs: Sequence[Any], graph: Graph, target: dict[str, int]) -> t
 
 def _samples(
     base: Graph, base_sizes: dict[str, int], inputs: Sequence[Any], relower: Lowerer, notes: list[str]
-) -> tuple[dict[tuple[int, ...], Graph], list[str]]:
-    """The graphs at the base sizes and with each symbol moved on its own; the symbols whose
-    variant changed the graph's structure."""
+) -> tuple[dict[tuple[int, ...], Graph], dict[str, Graph]]:
+    """The graphs at the base sizes and with each symbol moved on its own; the variants that changed
+    the graph's structure, by symbol."""
     symbols = tuple(base_sizes)
     point = tuple(base_sizes.values())
     samples = {point: base}
-    mismatched = []
+    mismatched: dict[str, Graph] = {}
     for i, symbol in enumerate(symbols):
         target = dict(base_sizes)
         target[symbol] = varied_size(symbol, base_sizes[symbol])
@@ -159,7 +160,7 @@ def _samples(
         mismatch = _structure_mismatch(base, variant)
         if mismatch:
             notes.append(f"{symbol} stays {base_sizes[symbol]}: the graph changes with it ({mismatch})")
-            mismatched.append(symbol)
+            mismatched[symbol] = variant
             continue
         samples[point[:i] + (target[symbol],) + point[i + 1:]] = variant
     return samples, mismatched

@@ -12,6 +12,9 @@ from __future__ import annotations
 import inspect
 import operator
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -19,7 +22,7 @@ import torch.fx
 
 from asgnas_ir.errors import FrontendError, UnsupportedOp, UnsupportedOpError
 from asgnas_ir.frontends._layout import choose_sequence_layout, read_packed_splits_on_features
-from asgnas_ir.frontends.torch_fx import swin, transformer  # noqa: F401  (register their converters)
+from asgnas_ir.frontends.torch_fx import composite, swin, transformer  # noqa: F401  (register their converters)
 from asgnas_ir.frontends.torch_fx.builder import Builder, SubmoduleIndex, TensorMeta
 from asgnas_ir.frontends.torch_fx.functions import FUNCTIONS, function_key
 from asgnas_ir.frontends.torch_fx.inputs import check_example_inputs
@@ -384,6 +387,31 @@ def _trace(model: torch.nn.Module, n_inputs: int) -> tuple[torch.fx.Graph, dict[
         ) from None
 
 
+# Traces kept for the lowerings of one `ai.compile`: the symbolic-dims pass lowers the model again at
+# other input sizes (frontends/_symbolic.py), and fx's trace does not depend on them.
+_TRACES: ContextVar[dict[tuple[int, int], tuple[torch.fx.Graph, dict[str, Any]]] | None] = ContextVar("fx_traces", default=None)
+
+
+@contextmanager
+def reuse_traces() -> Iterator[None]:
+    """Within this block, lowering the same module again reuses its fx trace."""
+    token = _TRACES.set({})
+    try:
+        yield
+    finally:
+        _TRACES.reset(token)
+
+
+def _cached_trace(model: torch.nn.Module, n_inputs: int) -> tuple[torch.fx.Graph, dict[str, Any]]:
+    cache = _TRACES.get()
+    if cache is None:
+        return _trace(model, n_inputs)
+    key = (id(model), n_inputs)
+    if key not in cache:
+        cache[key] = _trace(model, n_inputs)
+    return cache[key]
+
+
 def lower_torch_fx(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], on_unsupported: str = "error") -> Graph:
     """Lower `model` (called on `example_inputs`) into an IR Graph with its weights.
 
@@ -395,7 +423,7 @@ def lower_torch_fx(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, .
     try:
         if any(training for _, training in flags):
             model.eval()
-        graph, concrete = _trace(model, len(example_inputs))
+        graph, concrete = _cached_trace(model, len(example_inputs))
         placeholders = [n for n in graph.nodes if n.op == "placeholder"]
         # fx keeps a placeholder for every specialised argument, carrying the default as its arg.
         specialised = {n: (n.args[0] if n.args else None) for n in placeholders[len(example_inputs) :] if concrete}
