@@ -178,7 +178,28 @@ CHECK_TARGETS = ("torch", "keras", "onnx")
 
 
 def _run_generated(target: str, folder: Path, inputs: tuple) -> list[np.ndarray]:
-    """Outputs (numpy) of the code generated for `target` in `folder` on `inputs` (torch tensors)."""
+    """Outputs (numpy) of the code generated for `target` in `folder` on `inputs` (torch tensors).
+
+    Raises:
+        CodegenError: the generated code does not run (a codegen bug: it must never surface as a
+            traceback from inside the generated file).
+    """
+    try:
+        return _run_generated_unchecked(target, folder, inputs)
+    except AsgnasError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (anything the generated code raises is reported as one error)
+        from asgnas_ir.errors import CodegenError
+
+        shapes = [list(getattr(x, "shape", ())) for x in inputs]
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise CodegenError(
+            f"the code generated for target '{target}' fails on inputs of shape {shapes}: {type(exc).__name__}: {first}. "
+            f"This is a bug in codegen-{target}; please report it with the model (the files are kept with out_dir=)."
+        ) from exc
+
+
+def _run_generated_unchecked(target: str, folder: Path, inputs: tuple) -> list[np.ndarray]:
     if target == "onnx":
         from asgnas_ir.testing import run_onnx
 
@@ -264,12 +285,15 @@ def check(
     seed: int = 0,
     keep_weights: bool = False,
     out_dir: str | Path | None = None,
+    on_unsupported: str = "error",
 ) -> CheckReport:
     """Compile, zero a random valid `fraction` of the groups, build the subnet, generate code, run it
     and compare with the model whose zeroed groups were set to zero in place (on a copy).
 
     Unless `keep_weights`, the copy's floating-point state is re-randomized first so the comparison
     is not vacuous. `out_dir` keeps the generated files (default: a temporary folder).
+    `on_unsupported` is `compile`'s: `opaque` keeps unknown ops as opaque nodes, which the check then
+    needs the target's codegen to write back (codegen-torch can for torch functions and methods).
     """
     from asgnas_ir.frontends import as_tuple, detect, is_torch_module
 
@@ -277,12 +301,12 @@ def check(
     if not is_torch_module(model) and chosen == "onnx":
         return _check_onnx_model(
             model, example_inputs, mode=mode, target=target or "onnx", fraction=fraction, seed=seed,
-            keep_weights=keep_weights, out_dir=out_dir,
+            keep_weights=keep_weights, out_dir=out_dir, on_unsupported=on_unsupported,
         )
     if chosen == "keras":
         return _check_keras_model(
             model, example_inputs, mode=mode, target=target or "keras", fraction=fraction, seed=seed,
-            keep_weights=keep_weights, out_dir=out_dir,
+            keep_weights=keep_weights, out_dir=out_dir, on_unsupported=on_unsupported,
         )
     if not is_torch_module(model):
         raise AsgnasError(f"check supports PyTorch, Keras and ONNX models in this version; got {type(model).__name__}")
@@ -303,7 +327,7 @@ def check(
     live = copy.deepcopy(model).eval()
     if not keep_weights:
         rerandomize_(live, seed, inputs)  # BN statistics calibrated on the inputs: see rerandomize_
-    graph = compile(live, inputs, frontend=chosen)
+    graph = compile(live, inputs, frontend=chosen, on_unsupported=on_unsupported)
     t_compile = time.perf_counter()
     space, zero, slices = _random_selection(graph, mode, fraction, seed)
     t_space = time.perf_counter()
@@ -351,7 +375,7 @@ def _zeroed(graph: Graph, slices: list) -> None:
 
 def _check_keras_model(
     model: Any, example_inputs: Any, *, mode: str, target: str, fraction: float, seed: int, keep_weights: bool,
-    out_dir: str | Path | None,
+    out_dir: str | Path | None, on_unsupported: str = "error",
 ) -> CheckReport:
     """`check` for a keras.Model or .keras path. The reference is the caller's model itself: its
     variables are saved, re-randomized and zeroed in place, and restored exactly on the way out, even
@@ -375,7 +399,7 @@ def _check_keras_model(
         inputs = inputs or example_arrays(user, seed)
         if not keep_weights:
             rerandomize(user, seed, inputs)  # BN statistics calibrated on the inputs: see rerandomize
-        graph = compile(user, inputs, frontend="keras")
+        graph = compile(user, inputs, frontend="keras", on_unsupported=on_unsupported)
         t_compile = time.perf_counter()
         space, zero, slices = _random_selection(graph, mode, fraction, seed)
         t_space = time.perf_counter()
@@ -444,7 +468,7 @@ def _run_keras_reference(model: Any, arrays: Sequence[np.ndarray]) -> list[np.nd
 
 def _check_onnx_model(
     model: Any, example_inputs: Any, *, mode: str, target: str, fraction: float, seed: int, keep_weights: bool,
-    out_dir: str | Path | None,
+    out_dir: str | Path | None, on_unsupported: str = "error",
 ) -> CheckReport:
     """`check` for an onnx.ModelProto or .onnx path: the reference is the (re-randomized) ONNX model
     itself with the zeroed slices written into its initializers, run in onnxruntime."""
@@ -466,7 +490,7 @@ def _check_onnx_model(
     inputs = as_arrays(given) if given else example_arrays(proto, seed)
     if not keep_weights:
         proto = rerandomize_initializers(proto, seed)
-    graph = compile(proto, inputs, frontend="onnx")
+    graph = compile(proto, inputs, frontend="onnx", on_unsupported=on_unsupported)
     t_compile = time.perf_counter()
     space, zero, slices = _random_selection(graph, mode, fraction, seed)
     t_space = time.perf_counter()

@@ -48,7 +48,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     import asgnas_ir as ai
 
     model, inputs = _load_spec_model(args)
-    graph = ai.compile(model, inputs, frontend=args.frontend)
+    graph = ai.compile(model, inputs, frontend=args.frontend, on_unsupported=args.on_unsupported)
     path = graph.save(args.output)
     _console().print(f"wrote {path} ({len(graph.nodes)} nodes, {len(graph.params)} params) and its .safetensors weights")
     return EXIT_OK
@@ -183,7 +183,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     model, inputs = _load_spec_model(args)
     report = ai.check(
         model, inputs, mode=args.mode, frontend=args.frontend, target=args.target, fraction=args.fraction,
-        seed=args.seed, keep_weights=args.keep_weights, out_dir=args.out,
+        seed=args.seed, keep_weights=args.keep_weights, out_dir=args.out, on_unsupported=args.on_unsupported,
     )
     if args.json:
         print(report.model_dump_json())
@@ -243,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--frontend", default="auto", choices=["auto", "fx", "onnx", "keras"])
         p.add_argument("--kwargs", default=None, metavar="JSON", help="keyword arguments for a callable SPEC")
         p.add_argument("--seed", type=int, default=0, help="seed for example inputs and random choices")
+        p.add_argument(
+            "--on-unsupported", default="error", choices=["error", "opaque"],
+            help="error (default): stop and list every op the frontend cannot lower; opaque: keep them as opaque "
+            "nodes that pin the channels they touch",
+        )
 
     p = sub.add_parser("compile", help="lower a model into IR JSON (+ .safetensors weights)")
     model_args(p)

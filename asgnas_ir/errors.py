@@ -47,7 +47,7 @@ class UnsupportedOpError(AsgnasError):
         super().__init__(
             f"the {frontend} frontend cannot lower {len(ops)} op kind(s) of this model:\n"
             + "\n".join(lines)
-            + "\nPass on_unsupported='opaque' (CLI: not yet exposed) to keep them as opaque nodes that pin "
+            + "\nPass on_unsupported='opaque' (CLI: --on-unsupported opaque) to keep them as opaque nodes that pin "
             "every channel they touch, or add a converter (docs/adding_an_op.md)."
         )
 

@@ -89,7 +89,7 @@ def rerandomize(model: Any, seed: int = 0, example_inputs: Sequence[np.ndarray] 
     (arrays in the IR's input order), then calibrate every BatchNormalization's moving statistics on
     them (`calibrate_batch_norms`).
 
-    The rule of `backends.torch.binding.rerandomize_` in Keras layouts: matrices get N(0, 1/fan_in)
+    The rule of `backends.torch.binding.rerandomize_` in Keras layouts: matrices get N(0, 2/fan_in)
     with fan_in = the product of all axes but the last (Dense (in, out), conv HWIO); scale-like
     vectors (gamma, moving_variance) U(0.5, 1.5); other vectors N(0, 0.1²). Random moving statistics
     do not match the activations they meet, so in a deep BN network (EfficientNet) no layer
@@ -114,7 +114,7 @@ def rerandomize(model: Any, seed: int = 0, example_inputs: Sequence[np.ndarray] 
             # (counting C too shrinks every depthwise output by sqrt(C) until the net ignores its input)
             reads = shape[:-2] if id(variable) in depthwise else shape[:-1]
             fan_in = int(np.prod(reads)) or 1
-            values = rng.standard_normal(shape) / fan_in**0.5
+            values = rng.standard_normal(shape) * (2.0 / fan_in) ** 0.5
         variable.assign(values.astype(dtype))
     if example_inputs is not None:
         calibrate_batch_norms(model, example_inputs, seed)

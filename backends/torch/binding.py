@@ -40,8 +40,9 @@ def rerandomize_(model: torch.nn.Module, seed: int = 0, example_inputs: tuple[An
     then calibrate every batch norm's running statistics on them (`calibrate_batch_norms_`).
 
     Random-init models often produce degenerate outputs (zero-initialised heads, BN with unit
-    statistics), which would make an equivalence check vacuous. Matrices get N(0, 1/fan_in) so
-    activations stay O(1) through depth; scale-like vectors (norm weights, running variances)
+    statistics), which would make an equivalence check vacuous. Matrices get N(0, 2/fan_in) (He's
+    rule: a ReLU zeroes half of what it reads, so 1/fan_in halves the signal's variance per layer and
+    VGG16's output, 15 ReLU layers deep without a norm, no longer depended on its input); scale-like vectors (norm weights, running variances)
     U(0.5, 1.5) so they stay positive; other vectors N(0, 0.1^2).
 
     Random running statistics alone do not match the activations they are applied to, so in a deep
@@ -62,7 +63,7 @@ def rerandomize_(model: torch.nn.Module, seed: int = 0, example_inputs: tuple[An
             values = torch.randn(tensor.shape, generator=generator) * 0.1
         else:
             fan_in = int(np.prod(tensor.shape[1:])) or 1
-            values = torch.randn(tensor.shape, generator=generator) / fan_in**0.5
+            values = torch.randn(tensor.shape, generator=generator) * (2.0 / fan_in) ** 0.5
         tensor.copy_(values.to(tensor.dtype))
     if example_inputs is not None:
         calibrate_batch_norms_(model, example_inputs, seed)

@@ -530,6 +530,26 @@ def layer_scale(b: Builder, layer: Any, xs: list[str]) -> str:
     return b.emit(Op.MUL, [xs[0], gamma], A.BinaryAttrs())
 
 
+def _custom_scale_class() -> Any:
+    from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
+
+    return CustomScaleLayer
+
+
+@LAYERS.register(_custom_scale_class())
+def custom_scale(b: Builder, layer: Any, xs: list[str]) -> str:
+    """keras.applications' InceptionResNetV2 CustomScaleLayer(scale)([x, r]): x + r * scale, the
+    block's residual branch scaled before the shortcut add"""
+    if len(xs) != 2:
+        raise b.fail(f"CustomScaleLayer takes [shortcut, residual], got {len(xs)} input(s)")
+    try:
+        scale = float(layer.scale)
+    except (TypeError, ValueError):
+        raise b.fail(f"CustomScaleLayer's scale {layer.scale!r} is not a number") from None
+    scaled = b.emit(Op.MUL, [xs[1]], A.BinaryAttrs(scalar=scale), name=f"{b.source}_scale")
+    return b.emit(Op.ADD, [xs[0], scaled], A.BinaryAttrs())
+
+
 # ---- pooling ----------------------------------------------------------------------------------------------
 
 
@@ -625,16 +645,46 @@ def permute(b: Builder, layer: Any, xs: list[str]) -> str:
     return b.emit(Op.PERMUTE, xs, A.PermuteAttrs(perm=(0, *(int(d) for d in layer.dims))))
 
 
+def _spatial_pairs(b: Builder, x: str, value: Any, what: str) -> list[tuple[int, int]]:
+    """A ZeroPadding/Cropping amount as one (before, after) pair per spatial axis. Keras stores the
+    1D layers' amount as a bare (before, after) and the 2D/3D ones as a pair per axis."""
+    n = b.rank(x) - 2
+    if isinstance(value, int):
+        return [(value, value)] * n
+    items = tuple(value)
+    if items and all(isinstance(v, (int, np.integer)) for v in items):
+        items = (items,) if n == 1 else tuple((int(v), int(v)) for v in items)
+    pairs = [(int(p[0]), int(p[1])) for p in items]
+    if len(pairs) != n:
+        raise b.fail(f"{what} {value!r} does not give one (before, after) pair for each of the {n} spatial axes")
+    return pairs
+
+
 @LAYERS.register(L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D)
 def zero_padding(b: Builder, layer: Any, xs: list[str]) -> str:
     """ZeroPadding{1,2,3}D(padding): ((before, after), ...) per spatial axis"""
     _channels_last(b)
-    rank = b.rank(xs[0])
-    padding = layer.padding
-    if rank == 3:
-        padding = (tuple(padding) if isinstance(padding, (tuple, list)) else (padding, padding),)
-    pads = ((0, 0), *(tuple(int(v) for v in p) for p in padding), (0, 0))
+    pads = ((0, 0), *_spatial_pairs(b, xs[0], layer.padding, "padding"), (0, 0))
     return b.emit(Op.PAD, xs, A.PadAttrs(pads=pads))
+
+
+@LAYERS.register(L.Cropping1D, L.Cropping2D, L.Cropping3D)
+def cropping(b: Builder, layer: Any, xs: list[str]) -> str:
+    """Cropping{1,2,3}D(cropping): ((before, after), ...) per spatial axis, one slice per cropped axis.
+    A slice rather than a negative pad: every codegen target writes slices already, and the channel
+    analysis treats a slice on a spatial axis as passing channels through."""
+    _channels_last(b)
+    y = xs[0]
+    pairs = _spatial_pairs(b, xs[0], layer.cropping, "cropping")
+    cropped = [i for i, (before, after) in enumerate(pairs) if before or after]
+    for i in cropped:
+        before, after = pairs[i]
+        size = b.value(y).shape[1 + i]
+        if before + after >= size:
+            raise b.fail(f"cropping {before} + {after} rows off spatial axis {i} of size {size} leaves nothing")
+        name = b.source if i == cropped[-1] else f"{b.source}_{_spatial(len(pairs))[i].lower()}"
+        y = b.emit(Op.SLICE, [y], A.SliceAttrs(axis=1 + i, start=before, stop=size - after), name=name)
+    return y if cropped else b.emit(Op.IDENTITY, xs)
 
 
 @LAYERS.register(L.InputLayer)
