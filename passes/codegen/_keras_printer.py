@@ -32,6 +32,7 @@ from asgnas_ir.ir.ops import Op
 from asgnas_ir.naming import Namespace, sanitize
 from asgnas_ir.passes.codegen._layout import Perm, channels_last, identity, inverse, same_memory_order
 from asgnas_ir.passes.codegen._printer import call, lit_exact, registrar, wrap
+from asgnas_ir.passes.codegen._symbols import fixing
 
 Emitter = Callable[["KerasPrinter", NodeBase], None]
 KERAS_EMITTERS: dict[Op, Emitter] = {}
@@ -133,6 +134,12 @@ class KerasPrinter:
         for out, name in zip(node.outputs, names, strict=True):
             self.expr[out] = name
             self.perm[out] = perm if perm is not None else identity(self.rank(out))
+
+    def dims(self, value: str) -> tuple[int | str, ...]:
+        """`value`'s sizes as the generated Keras model has them: the batch symbolic (`keras.Input`
+        leaves it None), every other symbol at the example's size, which the Inputs declare."""
+        fixed = {sym: size for sym, size in self.graph.meta.symbols.items() if sym != "N"}
+        return fixing(self.graph.values[value].symbolic, fixed)
 
     def line(self, node: NodeBase, hint: str, expression: str) -> str:
         """A helper line of `node`'s decomposition, `<output>_<hint> = expression`; returns the name."""

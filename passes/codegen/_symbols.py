@@ -15,7 +15,7 @@ from asgnas_ir.errors import CodegenError
 from asgnas_ir.ir.attrs import SliceAttrs
 from asgnas_ir.ir.graph import Graph
 from asgnas_ir.ir.node import NodeBase
-from asgnas_ir.ir.symbolic import parse
+from asgnas_ir.ir.symbolic import format_terms, parse
 
 SYMBOL_LOCALS = {"N": "batch", "S": "seq_len"}
 
@@ -56,6 +56,25 @@ def render(dim: int | str, local: Callable[[str], str]) -> str:
     return text[2:] if text.startswith("+ ") else "-" + text[2:]
 
 
+def fixing(dims: tuple[int | str, ...], sizes: dict[str, int]) -> tuple[int | str, ...]:
+    """`dims` with the symbols in `sizes` replaced by those sizes (a target that declares them static)."""
+    out: list[int | str] = []
+    for dim in dims:
+        if isinstance(dim, int):
+            out.append(dim)
+            continue
+        terms: dict[tuple[str, ...], int] = {}
+        for monomial, coefficient in parse(dim).items():
+            kept = tuple(sym for sym in monomial if sym not in sizes)
+            for sym in monomial:
+                if sym in sizes:
+                    coefficient *= sizes[sym]
+            terms[kept] = terms.get(kept, 0) + coefficient
+        terms = {m: c for m, c in terms.items() if c}
+        out.append(format_terms(terms) if any(terms.keys() - {()}) else terms.get((), 0))
+    return tuple(out)
+
+
 def reshape_target(graph: Graph, node: NodeBase, local: Callable[[str], str]) -> list[str]:
     """The target sizes of a reshape to `node`'s first output: static sizes as numbers, one symbolic
     size as -1 (the one with the most complex expression, so the others stay plain locals), the rest
@@ -64,7 +83,7 @@ def reshape_target(graph: Graph, node: NodeBase, local: Callable[[str], str]) ->
     symbolic = [i for i, d in enumerate(target) if isinstance(d, str)]
     if not symbolic:
         return [str(d) for d in target]
-    inferred = max(symbolic, key=lambda i: (len(parse(target[i])), len(str(target[i])), -i))  # type: ignore[arg-type]
+    inferred = max(symbolic, key=lambda i: (len(parse(target[i])), len(str(target[i])), i))  # type: ignore[arg-type]
     return ["-1" if i == inferred else render(d, local) for i, d in enumerate(target)]
 
 

@@ -221,6 +221,12 @@ class TorchPrinter:
             if perm is not None:
                 self.perm[out] = perm
 
+    def line(self, node: NodeBase, hint: str, expression: str) -> str:
+        """A helper line of `node`'s decomposition, `<output>_<hint> = expression`; returns the name."""
+        name = self.locals.name(("helper", node.id, hint), f"{node.outputs[0]}_{hint}")
+        self.body.append(f"{name} = {expression}")
+        return name
+
     def alias(self, node: NodeBase, expression: str, perm: Perm | None = None) -> None:
         self.expr[node.outputs[0]] = expression
         if perm is not None:

@@ -48,8 +48,8 @@ def _attention(p: KerasPrinter, node: NodeBase) -> None:
 
 @emits(Op.EXPAND)
 def _expand(p: KerasPrinter, node: NodeBase) -> None:
-    target = p.graph.values[node.outputs[0]].symbolic
-    source = p.graph.values[node.inputs[0]].symbolic
+    target = p.dims(node.outputs[0])
+    source = p.dims(node.inputs[0])
     grown = [d for axis, d in enumerate(target) if isinstance(d, str) and (axis - len(target) + len(source) < 0 or source[axis - len(target) + len(source)] != d)]
     if grown:
         raise CodegenError(

@@ -69,7 +69,7 @@ def _source_order(p: KerasPrinter, value: str) -> str:
 @emits(Op.RESHAPE, Op.FLATTEN)
 def _reshape(p: KerasPrinter, node: NodeBase) -> None:
     x = _source_order(p, node.inputs[0])
-    target = p.graph.values[node.outputs[0]].symbolic
+    target = p.dims(node.outputs[0])
     if sum(isinstance(d, str) for d in target) > 1:
         raise CodegenError(
             f"node '{node.id}' ({node.op.value}, from '{node.source}') reshapes to {list(target)}: more than one size "
@@ -147,6 +147,12 @@ def _softmax(p: KerasPrinter, node: NodeBase) -> None:
 
 @emits(Op.CONSTANT)
 def _constant(p: KerasPrinter, node: NodeBase) -> None:
+    if any(isinstance(d, str) for d in p.dims(node.outputs[0])):
+        raise CodegenError(
+            f"node '{node.id}' (from '{node.source}') is a constant the source builds at the batch size "
+            f"{list(p.dims(node.outputs[0]))}; a Keras functional model cannot read the batch while it is built. "
+            "Use the torch or onnx target."
+        )
     param_name = node.params["value"]
     param = p.graph.params[param_name]
     expression = p.constant(("param", param_name), p.layer_names_hint(param_name), p.array(node, "value"), param.trainable)

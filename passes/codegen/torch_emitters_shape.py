@@ -175,12 +175,22 @@ def _matmul(p: TorchPrinter, node: NodeBase) -> None:
 def _attention(p: TorchPrinter, node: NodeBase) -> None:
     attrs: A.AttentionAttrs = node.attrs  # type: ignore[assignment]
     q, k, v = (p.lx(node, i) for i in range(3))
+    mask = p.lx(node, 3) if len(node.inputs) == 4 else None
+    causal = attrs.causal
+    if mask is not None and causal:
+        # torch refuses an explicit mask with is_causal=True: the causal rule joins the mask instead
+        allowed = p.line(node, "causal", f"torch.ones({q}.shape[-2], {k}.shape[-2], dtype=torch.bool, device={q}.device).tril()")
+        if p.graph.values[node.inputs[3]].dtype == "bool":
+            mask = p.line(node, "mask", f"{mask} & {allowed}")
+        else:
+            mask = p.line(node, "mask", f'{mask}.masked_fill(~{allowed}, float("-inf"))')
+        causal = False
     p.assign(
         node,
         call(
             p.F("scaled_dot_product_attention"), q, k, v,
-            attn_mask=p.lx(node, 3) if len(node.inputs) == 4 else None,
-            is_causal="True" if attrs.causal else None,
+            attn_mask=mask,
+            is_causal="True" if causal else None,
             scale=lit(attrs.scale),
         ),
     )

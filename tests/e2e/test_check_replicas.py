@@ -40,7 +40,7 @@ def test_check_report_has_the_contract_keys() -> None:
     keys = set(report.model_dump())
     assert keys == {
         "ok", "max_abs_diff", "tolerance", "params_full", "params_sub", "flops_full", "flops_sub", "groups",
-        "zeroed", "frontend", "target", "seconds", "max_ref",
+        "zeroed", "frontend", "target", "seconds", "max_ref", "shapes_checked",
     }
     assert set(report.seconds.model_dump()) == {"compile", "space", "subnet", "codegen", "total"}
     assert report.frontend == "fx" and report.target == "torch"

@@ -28,7 +28,8 @@ def test_compile_runs_the_model_on_meta_tensors_only() -> None:
     model = _net()
     seen = _devices_seen(model)
     ai.compile(model, torch.randn(1, 3, 8, 8))
-    assert seen == ["meta", "meta"]
+    # two convs per lowering; compile lowers once more at batch 2 to find the symbolic dims
+    assert seen == ["meta", "meta"] * 2
     assert all(p.device.type == "cpu" for p in model.parameters())  # the model's own tensors are back
 
 

@@ -330,7 +330,7 @@ class ThreeUnsupported(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.erf(self.stem(x))
-        y = torch.cumsum(y, dim=3)
+        y = torch.logcumsumexp(y, dim=3)
         y = torch.erf(y)
         return self.head(self.shuffle(y))
 
@@ -341,9 +341,9 @@ def test_unsupported_ops_are_all_listed_in_one_error_with_locations():
         ai.compile(ThreeUnsupported().eval(), torch.randn(1, 3, 4, 4))
     error = info.value
     ops = {item.op: item.locations for item in error.ops}
-    assert set(ops) == {"torch.erf", "torch.cumsum", "torch.nn.modules.pixelshuffle.PixelShuffle"}
+    assert set(ops) == {"torch.erf", "torch.logcumsumexp", "torch.nn.modules.pixelshuffle.PixelShuffle"}
     assert ops["torch.erf"] == ("fx node 'erf'", "fx node 'erf_1'")
-    assert ops["torch.cumsum"] == ("fx node 'cumsum'",)
+    assert ops["torch.logcumsumexp"] == ("fx node 'logcumsumexp'",)
     assert ops["torch.nn.modules.pixelshuffle.PixelShuffle"] == ("'shuffle'",)
     message = str(error)
     assert "3 op kind(s)" in message
@@ -362,7 +362,7 @@ class OpaqueInTheMiddle(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.mid(torch.relu(self.stem(x)))
-        y = torch.cumsum(torch.erf(y), dim=3)
+        y = torch.logcumsumexp(torch.erf(y), dim=3)
         return self.head(self.shuffle(y))
 
 
@@ -371,12 +371,12 @@ def test_opaque_mode_keeps_unsupported_ops_and_pins_their_channels():
     graph = ai.compile(OpaqueInTheMiddle().eval(), torch.randn(1, 3, 4, 4), on_unsupported="opaque")
     opaque = [n for n in graph.nodes if n.op.value == "opaque"]
     assert sorted(n.attrs.target for n in opaque) == [
-        "torch.cumsum", "torch.erf", "torch.nn.modules.pixelshuffle.PixelShuffle",
+        "torch.erf", "torch.logcumsumexp", "torch.nn.modules.pixelshuffle.PixelShuffle",
     ]
     kinds = {n.attrs.target: n.attrs.kind for n in opaque}
     assert kinds["torch.erf"] == "function" and kinds["torch.nn.modules.pixelshuffle.PixelShuffle"] == "module"
-    cumsum = next(n for n in opaque if n.attrs.target == "torch.cumsum")
-    assert cumsum.attrs.args == [{"$input": 0}] and cumsum.attrs.kwargs == {"dim": 3}
+    logcse = next(n for n in opaque if n.attrs.target == "torch.logcumsumexp")
+    assert logcse.attrs.args == [{"$input": 0}] and logcse.attrs.kwargs == {"dim": 3}
     assert graph.values[next(n for n in opaque if n.attrs.kind == "module").outputs[0]].shape == (1, 2, 8, 8)
 
     deps = ai.run_pass("dependency-graph", graph)
@@ -394,7 +394,7 @@ def test_opaque_mode_keeps_unsupported_ops_and_pins_their_channels():
 def test_opaque_function_nodes_generate_runnable_code(tmp_path):
     """Opaque torch functions are emitted as calls in generated code that reproduce the model's output."""
 
-    model = Sandwich(nn.Conv2d(3, 8, 3, padding=1), Fn(lambda x: torch.cumsum(torch.erf(x), dim=3)), nn.Conv2d(8, 4, 1)).eval()
+    model = Sandwich(nn.Conv2d(3, 8, 3, padding=1), Fn(lambda x: torch.logcumsumexp(torch.erf(x), dim=3)), nn.Conv2d(8, 4, 1)).eval()
     x = torch.randn(1, 3, 4, 4)
     graph = ai.compile(model, x, on_unsupported="opaque")
     with torch.no_grad():

@@ -184,7 +184,7 @@ def test_html_is_one_standalone_page_with_the_svg_and_node_details(unets: ai.Gra
     payload = json.loads(_data_block(page))
     assert set(payload["nodes"]) == {n.id for n in unets.nodes}
     conv = payload["nodes"]["stem_0"]
-    assert conv["op"] == "conv" and conv["source"] == "stem.0" and conv["outputs"][0][1].startswith("f32[1,16,8,8]")
+    assert conv["op"] == "conv" and conv["source"] == "stem.0" and conv["outputs"][0][1].startswith("f32[N,16,8,8]")
     assert ["weight", "stem.0.weight", "16x1x3x3", "stem.0.weight"] in conv["params"]
     space = ai.search_space(unets, mode="both")
     for group in (g for g in space.groups if g.kind == "operator"):
