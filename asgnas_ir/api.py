@@ -327,7 +327,7 @@ def check(
     live = copy.deepcopy(model).eval()
     if not keep_weights:
         rerandomize_(live, seed, inputs)  # BN statistics calibrated on the inputs: see rerandomize_
-    graph = compile(live, inputs, frontend=chosen, on_unsupported=on_unsupported)
+    graph = compile(live, inputs, frontend=frontend, on_unsupported=on_unsupported)
     t_compile = time.perf_counter()
     space, zero, slices = _random_selection(graph, mode, fraction, seed)
     t_space = time.perf_counter()

@@ -56,6 +56,11 @@ class FrontendError(AsgnasError):
     """The model cannot be lowered for a reason other than an unknown op (tracing failed, bad inputs)."""
 
 
+class ExampleInputError(FrontendError):
+    """The example inputs do not fit the model (shape, dtype, type), or the model fails on them:
+    the user's mistake on every lowering path, so `auto` does not try another one."""
+
+
 class PassError(AsgnasError):
     """A pass failed; the message says which pass and which passes ran before it."""
 

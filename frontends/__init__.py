@@ -93,6 +93,12 @@ def _trace_reuse(model: Any) -> contextlib.AbstractContextManager:
 
 
 def _lower_once(model: Any, inputs: tuple, frontend: str, on_unsupported: str) -> Graph:
+    if frontend == "auto" and is_torch_module(model):
+        if not inputs:
+            raise SpecError("compiling a PyTorch model needs example_inputs (a tensor or a tuple of tensors)")
+        from asgnas_ir.frontends.torch_auto import lower_torch_auto
+
+        return lower_torch_auto(model, inputs, on_unsupported)  # fx, else the torch.export/ONNX path
     chosen = detect(model) if frontend == "auto" else frontend
     if chosen == "fx":
         if not is_torch_module(model):

@@ -25,7 +25,11 @@ _CHANNEL_FIRST_OPS = {Op.CONV, Op.CONV_TRANSPOSE, Op.BATCH_NORM, Op.INSTANCE_NOR
 def _reinfer(values: dict[str, Value], params: dict[str, Param], nodes: list[NodeBase], keep: dict[str, Value]) -> None:
     from asgnas_ir.passes.analysis.shape_inference import infer_values
 
-    draft = Graph.model_construct(inputs=list(keep), outputs=[], values=dict(keep), params=params, nodes=nodes)
+    seeds = dict(keep)
+    for node in nodes:  # an opaque op has no shape rule: its outputs keep the types the frontend recorded
+        if node.op is Op.OPAQUE:
+            seeds.update({out: values[out] for out in node.outputs})
+    draft = Graph.model_construct(inputs=list(keep), outputs=[], values=seeds, params=params, nodes=nodes)
     values.update(infer_values(draft))
 
 

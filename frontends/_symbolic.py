@@ -170,10 +170,11 @@ def _fit_dims(
     base: Graph, samples: dict[tuple[int, ...], Graph], symbols: tuple[str, ...], notes: list[str]
 ) -> dict[str, tuple[int | str, ...]] | None:
     result: dict[str, tuple[int | str, ...]] = {}
+    renames = {point: _renamed(base, g) for point, g in samples.items()}
     for name, value in base.values.items():
         dims: list[int | str] = []
         for axis in range(len(value.shape)):
-            seen = {point: g.values[name].shape[axis] for point, g in samples.items()}
+            seen = {point: g.values[renames[point].get(name, name)].shape[axis] for point, g in samples.items()}
             dim = fit(seen, symbols)
             if dim is None:
                 notes.append(
@@ -239,16 +240,28 @@ def _rescale_field(seen: dict[tuple[int, ...], Any], symbols: tuple[str, ...], s
 
 
 def _structure_mismatch(a: Graph, b: Graph) -> str:
-    if len(a.nodes) != len(b.nodes):
+    """Why `b` is not `a` at other sizes ("" when it is): the same ops in the same order reading
+    the same positions. Names may differ (a constant's name from a counter the tracer keeps)."""
+    if len(a.nodes) != len(b.nodes) or len(a.inputs) != len(b.inputs) or len(a.outputs) != len(b.outputs):
         return f"{len(a.nodes)} nodes vs {len(b.nodes)}"
+    names = dict(zip(a.inputs, b.inputs, strict=True))
     for x, y in zip(a.nodes, b.nodes, strict=True):
-        if x.op != y.op or x.inputs != y.inputs or x.outputs != y.outputs:
+        if x.op != y.op or len(x.outputs) != len(y.outputs) or [names.get(i) for i in x.inputs] != list(y.inputs):
             return f"node '{x.id}' ({x.op.value}) vs '{y.id}' ({y.op.value})"
+        names.update(zip(x.outputs, y.outputs, strict=True))
     for name, value in a.values.items():
-        other = b.values.get(name)
+        other = b.values.get(names.get(name, name))
         if other is None or len(other.shape) != len(value.shape):
             return f"value '%{name}'"
     return ""
+
+
+def _renamed(a: Graph, b: Graph) -> dict[str, str]:
+    """`a`'s value names → `b`'s, by position (`b` passed `_structure_mismatch`)."""
+    names = dict(zip(a.inputs, b.inputs, strict=True))
+    for x, y in zip(a.nodes, b.nodes, strict=True):
+        names.update(zip(x.outputs, y.outputs, strict=True))
+    return names
 
 
 def _first_line(exc: BaseException) -> str:

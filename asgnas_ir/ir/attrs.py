@@ -184,6 +184,31 @@ class ReduceAttrs(Attrs):
     keepdim: bool = False
 
 
+class CumsumAttrs(Attrs):
+    """Running sum along `axis`: element i is the sum of elements 0..i."""
+
+    axis: int = Field(ge=0)
+
+
+class ResizeAttrs(Attrs):
+    """Resampling of the axes `axes` (ascending, never the batch axis 0), like torch's `F.interpolate`
+    on the axes after its channel axis.
+
+    `size` is the output size of each resized axis. `scale` holds the scale factors when the source
+    gave them instead of a size: torch then maps output coordinates to input ones by 1 / scale, not
+    by in / out, which differs when in * scale is not a whole number, and generated code passing the
+    factors on resizes inputs of other sizes as the source model does. `mode` is `nearest` (torch's
+    floor rule), `linear` (bi-/trilinear) or `cubic` (torch's bicubic, a = -0.75); `align_corners`
+    as in torch, for linear and cubic only.
+    """
+
+    axes: tuple[int, ...]
+    mode: Literal["nearest", "linear", "cubic"]
+    size: tuple[int, ...]
+    scale: tuple[float, ...] | None = None
+    align_corners: bool = False
+
+
 class PadAttrs(Attrs):
     """Constant/reflect/replicate padding; `pads` has one (before, after) pair per axis."""
 

@@ -124,6 +124,9 @@ class GraphMeta(BaseModel):
     # frontend could not vary the inputs, and then `static_reason` says why (DESIGN §2)
     symbols: dict[str, int] = Field(default_factory=dict)
     static_reason: str = ""
+    # why frontend="auto" did not lower with its first choice (for torch: the fx error that sent it
+    # down the export path, `frontends/torch_auto.py`); None when the first choice served
+    fallback_reason: str | None = None
 
 
 class Graph(BaseModel):

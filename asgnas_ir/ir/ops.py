@@ -39,6 +39,8 @@ class Op(str, Enum):
     NEG = "neg"
     EXP = "exp"
     SQRT = "sqrt"
+    SIN = "sin"
+    COS = "cos"
     POW = "pow"
     IDENTITY = "identity"
     DROPOUT = "dropout"
@@ -64,7 +66,11 @@ class Op(str, Enum):
     ADAPTIVE_MAX_POOL = "adaptive_max_pool"
     MEAN = "mean"
     SUM = "sum"
+    MAX = "max"
     SOFTMAX = "softmax"
+    CUMSUM = "cumsum"
+    # resampling of the spatial axes (nearest, linear, cubic interpolation)
+    RESIZE = "resize"
     # attention: products of two activations and the fused scaled-dot-product form
     MATMUL = "matmul"
     ATTENTION = "attention"
@@ -83,10 +89,11 @@ NORM_OPS = frozenset({Op.BATCH_NORM, Op.LAYER_NORM, Op.GROUP_NORM, Op.INSTANCE_N
 UNARY_OPS = frozenset(
     {
         Op.RELU, Op.LEAKY_RELU, Op.CLAMP, Op.GELU, Op.SILU, Op.SIGMOID, Op.TANH, Op.HARDSWISH,
-        Op.HARDSIGMOID, Op.ELU, Op.SOFTPLUS, Op.MISH, Op.NEG, Op.EXP, Op.SQRT, Op.POW, Op.IDENTITY, Op.DROPOUT,
+        Op.HARDSIGMOID, Op.ELU, Op.SOFTPLUS, Op.MISH, Op.NEG, Op.EXP, Op.SQRT, Op.SIN, Op.COS, Op.POW, Op.IDENTITY, Op.DROPOUT,
         Op.CAST,
     }
 )
 BINARY_OPS = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV})
 JOINT_OPS = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.CONCAT})
 POOL_OPS = frozenset({Op.MAX_POOL, Op.AVG_POOL, Op.ADAPTIVE_AVG_POOL, Op.ADAPTIVE_MAX_POOL})
+RESAMPLE_OPS = frozenset({Op.RESIZE})

@@ -175,21 +175,48 @@ def _infer_attention(ctx: InferCtx) -> list[Value]:
     return [Value(shape=shape, dtype=q.dtype, channel_axis=channel_axis)]
 
 
+def _mask_heads(ctx: CoupleCtx, q: Value) -> np.ndarray | bool | None:
+    """How the mask meets q's head axis: None when it broadcasts over the heads (its labels are pinned:
+    it mixes into every kept head), its head labels when it has one entry per head on its own channel
+    axis, else True (it differs per head but cannot follow a removed one; the heads are pinned)."""
+    mask = ctx.node.inputs[3]
+    m = ctx.graph.values[mask]
+    labels = ctx.labels(mask)
+    aligned = q.channel_axis - (len(q.shape) - len(m.shape))  # type: ignore[operator]
+    if aligned < 0 or m.shape[aligned] == 1:  # type: ignore[operator]
+        ctx.pin(labels, "attention mask")
+        return None
+    if labels is not None and m.channel_axis == aligned:
+        return labels
+    ctx.pin(labels, "attention mask")
+    return True
+
+
 def _couple_attention(ctx: CoupleCtx) -> None:
     node = ctx.node
     q, k, v = (ctx.graph.values[name] for name in node.inputs[:3])
     lq, lk, lv = (ctx.labels(name) for name in node.inputs[:3])
     out = ctx.graph.values[node.outputs[0]]
-    if len(node.inputs) == 4:
-        ctx.pin(ctx.labels(node.inputs[3]), "attention mask")
     batch_axis = q.channel_axis is not None and q.channel_axis < len(q.shape) - 2
+    mask_heads = None
+    if len(node.inputs) == 4:
+        if batch_axis:
+            mask_heads = _mask_heads(ctx, q)
+        else:
+            ctx.pin(ctx.labels(node.inputs[3]), "attention mask")
     zq, zk, zv = (ctx.zeros(name) for name in node.inputs[:3])
     if batch_axis and q.channel_axis == k.channel_axis == v.channel_axis and lq is not None and lk is not None and lv is not None:
         ctx.tie(lq, lk)  # whole heads: q, k and v slices of head h go together
         ctx.tie(lq, lv)
+        if isinstance(mask_heads, np.ndarray):  # a mask of its own per head (a relative position bias)
+            ctx.tie(lq, mask_heads)
+        elif mask_heads:
+            ctx.pin(lq, "attention heads whose mask cannot follow them")
         ctx.set_labels(node.outputs[0], lv)
         ctx.set_zeros(node.outputs[0], zv)  # softmax weights are finite: a zero head of v gives zero
         return
+    if isinstance(mask_heads, np.ndarray):
+        ctx.pin(mask_heads, "attention mask")
     last = len(q.shape) - 1
     result = zeros = None
     if q.channel_axis == last and k.channel_axis == last and lq is not None and lk is not None:

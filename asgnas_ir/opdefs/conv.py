@@ -82,6 +82,18 @@ def _couple_grouped(ctx: CoupleCtx, in_labels: np.ndarray | None, out_labels: np
     ctx.tie(np.repeat(blocks[:, 0], blocks.shape[1] - 1), blocks[:, 1:].ravel())
 
 
+def _elsewhere(ctx: CoupleCtx, channels_last: bool) -> bool:
+    """Whether the IR's channels of the input lie on another axis than the one the conv reads as its
+    channels (CoaT's conv over a stack of feature maps, a conv on a reshaped token grid): the conv then
+    slides over them or sums them with others, so none can be removed; they are pinned."""
+    x = ctx.graph.values[ctx.node.inputs[0]]
+    labels = ctx.labels(ctx.node.inputs[0])
+    if labels is None or x.channel_axis == _channel_axis(len(x.shape), channels_last):
+        return False
+    ctx.pin(labels, "conv reading its channels from another axis than the value's channel axis")
+    return True
+
+
 def _couple_conv(ctx: CoupleCtx) -> None:
     node = ctx.node
     attrs: A.ConvAttrs = node.attrs  # type: ignore[assignment]
@@ -92,7 +104,10 @@ def _couple_conv(ctx: CoupleCtx) -> None:
     ctx.param_slice("weight", o_axis, out_labels, "out")  # type: ignore[arg-type]
     if "bias" in node.params:
         ctx.param_slice("bias", 0, out_labels, "out")
-    if attrs.groups == 1:
+    if _elsewhere(ctx, attrs.channels_last):
+        if attrs.groups > 1:
+            ctx.pin(out_labels, "grouped conv reading its channels from another axis")
+    elif attrs.groups == 1:
         consume(ctx, "weight", i_axis, node.inputs[0])  # type: ignore[arg-type]
     else:
         # a group's input channels meet only its own outputs, removed with them: nothing to require
@@ -162,7 +177,12 @@ def _couple_conv_transpose(ctx: CoupleCtx) -> None:
     out_labels = ctx.fresh(weight.shape[o_axis] * attrs.groups)  # type: ignore[index]
     if "bias" in node.params:
         ctx.param_slice("bias", 0, out_labels, "out")
-    if attrs.groups == 1:
+    if _elsewhere(ctx, attrs.channels_last):
+        if attrs.groups == 1:
+            ctx.param_slice("weight", o_axis, out_labels, "out")  # type: ignore[arg-type]
+        else:
+            ctx.pin(out_labels, "grouped conv reading its channels from another axis")
+    elif attrs.groups == 1:
         consume(ctx, "weight", i_axis, node.inputs[0])  # type: ignore[arg-type]
         ctx.param_slice("weight", o_axis, out_labels, "out")  # type: ignore[arg-type]
     else:

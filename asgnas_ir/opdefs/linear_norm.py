@@ -22,6 +22,7 @@ from asgnas_ir.opdefs._opdef import (
     ResizeCtx,
     axis_letter,
     carry_zeros,
+    channel_axis_for,
     consume,
     has_param,
     out_numel,
@@ -122,6 +123,11 @@ def _norm_flops(node, graph) -> int:  # noqa: ANN001
 
 def _infer_channel_norm(ctx: InferCtx) -> list[Value]:
     [value] = same_as_input(ctx)
+    if value.channel_axis is None and len(value.shape) >= 2:
+        # A reshape that scattered the channels (HaloNet folding its attention blocks back into an
+        # image) leaves none marked; the norm says where its channels are: the layout's channel axis.
+        # Its input carries no channel labels, so nothing here is pruned.
+        value = Value(shape=value.shape, dtype=value.dtype, channel_axis=channel_axis_for(len(value.shape), ctx.graph.meta.layout))
     if value.channel_axis is None:
         ctx.fail(f"{ctx.node.op.value} needs an input with a channel axis, got shape {list(value.shape)}")
     channels = value.shape[value.channel_axis]  # type: ignore[index]

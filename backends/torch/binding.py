@@ -57,7 +57,7 @@ def rerandomize_(model: torch.nn.Module, seed: int = 0, example_inputs: tuple[An
             continue
         leaf = name.rsplit(".", 1)[-1]
         vector_like = sum(1 for d in tensor.shape if d > 1) <= 1
-        if vector_like and (leaf in ("weight", "running_var", "gamma", "scale") or "scale" in leaf or leaf.endswith("var")):
+        if vector_like and (leaf in ("weight", "running_var", "gamma", "scale", "gain") or "scale" in leaf or leaf.endswith("var")):
             values = torch.rand(tensor.shape, generator=generator) + 0.5
         elif vector_like:
             values = torch.randn(tensor.shape, generator=generator) * 0.1

@@ -10,6 +10,14 @@ through it to the torch parameter path.
 Every node a converter emits is checked on the spot: its IR shape rule must give the shape ONNX
 shape inference computed for that ONNX output, so a converter that misreads an op fails at
 lowering, naming the ONNX node.
+
+NOTE: [Folded weights are frozen] A constant the driver folded from initializers (NF-ResNet's
+weight standardisation `batch_norm(conv.weight) * gain`, `alpha * 1` from `addcmul`) is no tensor
+of the source model: `check` cannot zero it in the live model, training cannot move it, and
+`Param.source` names nothing there. It becomes a frozen param (`trainable=False`), so the search
+space slices it with its channels but never zeroes it. Two folds keep their binding instead: an
+exact identity (`x * 1`, `x + 0`, ...) keeps its operand's origin, and a Concat that read a
+weight keeps its pieces (`Const.pieces`), lowered as a run-time concat of the bound weights.
 """
 
 from __future__ import annotations
@@ -53,10 +61,18 @@ class Origin:
 
 @dataclass
 class Const:
-    """A value known at lowering time."""
+    """A value known at lowering time.
+
+    `pieces` is set on a folded Concat that read a weight: the constants it joined along `axis`.
+    Such a constant has no single initializer behind it, but used as a tensor it is lowered as the
+    concatenation of its pieces, each bound to its own initializer (BEiT's qkv bias
+    `cat(q_bias, k_bias, v_bias)`), so the weights stay the model's own and keep their channels.
+    """
 
     array: np.ndarray
     origin: Origin | None = None
+    pieces: tuple[Const, ...] | None = None
+    axis: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,6 +105,8 @@ class Builder(GraphBuilder):
         self.producers: dict[str, onnx.NodeProto] = {}  # ONNX value name -> the node that computes it
         self.env: dict[str, Any] = {}  # ONNX value name -> IR value name | Const | list of IR value names
         self.fused: set[int] = set()  # ids of ONNX nodes a converter already lowered as part of a pattern
+        # outputs of the Expand nodes to the inputs' batch or sequence length (NOTE: [Input-sized expands])
+        self.input_sized: set[str] = set()
         self.current: onnx.NodeProto | None = None
 
     # ---- reading the ONNX node -----------------------------------------------------------------
@@ -181,7 +199,10 @@ class Builder(GraphBuilder):
 
         A constant from an initializer is declared under the initializer's source path (the torch
         parameter path when the model was exported from torch) with the initializer's own array,
-        so the param binds to the live tensor; any other constant is named after `fallback`.
+        so the param binds to the live tensor; any other constant is named after `fallback` and is
+        frozen unless `trainable` says otherwise: it was computed from the model's tensors (a weight
+        standardised in the forward, an exporter's fold), so no tensor of the model holds it and
+        nothing can zero or train it in the model (see NOTE: [Folded weights are frozen]).
         """
         origin = const.origin
         if origin is not None:
@@ -197,13 +218,19 @@ class Builder(GraphBuilder):
         array = np.array(array, order="C", copy=True)  # one private, contiguous copy per param
         dtype = str(array.dtype)
         if trainable is None:
-            trainable = self.trainable.get(source, dtype.startswith("float"))
+            trainable = self.trainable.get(source, dtype.startswith("float")) if origin is not None else False
         self.params[source] = Param(shape=tuple(array.shape), dtype=dtype, source=source, axes=axes, trainable=trainable)
         self.weights[source] = array
         return source
 
     def constant_node(self, const: Const, fallback: str, axes: str | None = None) -> str:
-        """A CONSTANT node for a constant used as a tensor (reshaped when the param's shape differs)."""
+        """A CONSTANT node for a constant used as a tensor (reshaped when the param's shape differs);
+        a folded concatenation of weights is concatenated again, from one CONSTANT per piece."""
+        if const.pieces is not None:
+            from asgnas_ir.ir import attrs as A
+
+            parts = [self.constant_node(piece, f"{fallback}_{i}") for i, piece in enumerate(const.pieces)]
+            return self.emit(Op.CONCAT, parts, A.AxisAttrs(axis=const.axis), name=fallback, check=False)
         name = self.param(const, axes, fallback, trainable=None if const.origin is not None else False)
         out = self.emit(Op.CONSTANT, [], params={"value": name}, name=f"{fallback}_const", check=False)
         shape = tuple(const.array.shape)

@@ -36,6 +36,7 @@ from asgnas_ir.ir.graph import Graph, GraphMeta, Value
 _VIEW_OPS = {"Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Cast", "CastLike", "Expand"}
 _NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
 _DOMAINS = ("", "ai.onnx")
+_RECURRENT = {"LSTM", "GRU", "RNN"}
 
 
 def load_onnx(model: Any) -> onnx.ModelProto:
@@ -198,14 +199,117 @@ def _opset(model: onnx.ModelProto) -> int:
     return 1
 
 
-def _constant_nodes(model: onnx.ModelProto, nodes: list[onnx.NodeProto], types: dict[str, OnnxTensorType]) -> set[int]:
-    """Ids of the nodes the driver folds: their inputs are all known at lowering time."""
+def _shape_flags(node: onnx.NodeProto, flags: dict[str, list[bool]], constants: dict[str, np.ndarray],
+                 types: dict[str, OnnxTensorType], batched: dict[str, set[int]]) -> list[bool] | None:
+    """Which entries of `node`'s (integer vector) output are read off a batch or sequence dim (the
+    axes `batched` names per tensor), for the few ops shape arithmetic goes through; None for any
+    other op or unknown operand."""
+    op = node.op_type
+
+    def entries(name: str) -> list[bool] | None:
+        if name in flags:
+            return flags[name]
+        if name in constants:
+            return [False] * int(np.asarray(constants[name]).size)
+        return None
+
+    if op == "Shape":
+        found = types.get(node.input[0])
+        if node.input[0] in flags:  # the length of a shape vector is a rank
+            return [False]
+        if found is None or found.shape is None:
+            return None
+        axes = batched.get(node.input[0], set())
+        rank = len(found.shape)
+        start = int(next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "start"), 0))
+        stop = next((int(onnx.helper.get_attribute_value(a)) for a in node.attribute if a.name == "end"), rank)
+        return [axis in axes for axis in range(rank)][slice(start, stop)]
+    if op == "Where" and len(node.input) == 3:
+        # TorchScript writes expand(-1 ...) as Where(Equal(shape, -1), ConstantOfShape(...), shape): the
+        # filled branch holds no size, and its length is not known before folding
+        branches = [found for found in (entries(node.input[1]), entries(node.input[2])) if found is not None]
+        if len(branches) == 2 and len(branches[0]) == len(branches[1]):
+            return [a or c for a, c in zip(branches[0], branches[1], strict=True)]
+        return branches[0] if len(branches) == 1 else None
+    first = entries(node.input[0]) if node.input else None
+    if first is None:
+        return None
+    if op in ("Squeeze", "Unsqueeze", "Reshape", "Cast", "Identity", "Flatten"):
+        return first
+    if op == "Gather" and node.input[1] in constants:
+        return [first[int(i)] for i in np.asarray(constants[node.input[1]]).reshape(-1)]
+    if op == "Slice" and all(name in constants for name in node.input[1:3]):
+        begin, stop = (int(np.asarray(constants[name]).reshape(-1)[0]) for name in node.input[1:3])
+        step = int(np.asarray(constants[node.input[4]]).reshape(-1)[0]) if len(node.input) > 4 and node.input[4] in constants else 1
+        return first[slice(begin, stop, step)]
+    if op == "Concat":
+        parts = [entries(name) for name in node.input]
+        return None if any(part is None for part in parts) else [f for part in parts for f in part]  # type: ignore[union-attr]
+    if op in ("Add", "Sub", "Mul", "Div", "Max", "Min") and len(node.input) == 2:
+        second = entries(node.input[1])
+        if second is None or (len(first) != len(second) and 1 not in (len(first), len(second))):
+            return None
+        size = max(len(first), len(second))
+        return [(first[i] if len(first) > 1 else first[0]) or (second[i] if len(second) > 1 else second[0]) for i in range(size)]
+    return None
+
+
+def _batch_sized_expands(model: onnx.ModelProto, nodes: list[onnx.NodeProto], types: dict[str, OnnxTensorType]) -> set[str]:
+    """Outputs of the Expand nodes whose target shape is read off a batch or sequence dim.
+
+    NOTE: [Input-sized expands] An exporter that reads the batch off the input writes ViT's class
+    token broadcast `cls_token.expand(x.shape[0], -1, -1)` as Expand(constant, Concat(Shape(x)[0],
+    ...)). Folded, it would be a constant of the example's batch, which generated code cannot
+    rebuild at another; at a batch of 1 it even vanishes (an expand to the same shape), so the graph
+    would have other nodes at other batches and its dims could not be found symbolic
+    (`frontends/_symbolic.py`). Such an Expand stays an expand node, whatever the example's sizes.
+    Only these: an Expand to a shape read off other dims (an affine-free norm's ones, as many as the
+    channels) is a constant like any other. The entries a shape vector reads off a batch dim are
+    followed through the ops shape arithmetic uses (`_shape_flags`); axis 0 of an activation counts
+    as its batch, and axis 1 of an integer input as its sequence."""
+    if not any(n.op_type == "Expand" for n in nodes):
+        return set()
+    # an activation's axis 0 is its batch; a value computed from weights alone (a Max over an index
+    # buffer, LeViT) has none, whatever its first dim
+    runtime = {i.name for i in graph_inputs(model)}
+    for node in nodes:
+        if any(name in runtime for name in node.input):
+            runtime.update(node.output)
+    batched: dict[str, set[int]] = {name: {0} for name in runtime}
+    for item in graph_inputs(model):
+        ttype = item.type.tensor_type
+        token = len(ttype.shape.dim) >= 2 and ONNX_DTYPES.get(ttype.elem_type, "").startswith(("int", "uint"))
+        batched[item.name] = {0, 1} if token else {0}
+    constants = _small_constants(model.graph)
+    flags: dict[str, list[bool]] = {}
+    sized: set[str] = set()
+    for node in nodes:
+        if node.domain not in _DOMAINS or not node.output:
+            continue
+        if node.op_type == "Expand":
+            target = flags.get(node.input[1]) if len(node.input) > 1 else None
+            if target is not None and any(target):
+                sized.add(node.output[0])
+            continue
+        found = _shape_flags(node, flags, constants, types, batched)
+        if found is not None:
+            flags[node.output[0]] = found
+    return sized
+
+
+def _constant_nodes(
+    model: onnx.ModelProto, nodes: list[onnx.NodeProto], types: dict[str, OnnxTensorType], sized: set[str] | frozenset[str] = frozenset(),
+) -> set[int]:
+    """Ids of the nodes the driver folds: their inputs are all known at lowering time, and they are
+    no Expand to the inputs' batch (`sized`, NOTE: [Input-sized expands])."""
     known = {i.name for i in model.graph.initializer} | {""}
     # a lookup into a float weight table stays an embedding even with constant indices (positions)
     tables = {i.name for i in model.graph.initializer if len(i.dims) == 2 and i.data_type in (1, 10, 11, 16)}
     folded: set[int] = set()
     for node in nodes:
         if node.domain not in _DOMAINS or node.op_type in _NONDETERMINISTIC:
+            continue
+        if node.op_type == "Expand" and node.output[0] in sized:
             continue
         if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
             continue
@@ -253,6 +357,17 @@ def _fold(b: Builder, node: onnx.NodeProto, opset: int) -> list[Const]:
     except Exception as exc:  # noqa: BLE001  (the reference runtime raises many types)
         raise b.fail(f"folding this constant computation failed: {type(exc).__name__}: {exc}") from None
     consts = [Const(np.asarray(r)) for r in results]
+    if op == "Concat" and consts:
+        pieces = tuple(b.get(name) for name in node.input if name)
+        # a concatenation that read a weight stays one, of the bound weights (NOTE: [Folded weights are frozen])
+        if len(pieces) > 1 and any(p.origin is not None or p.pieces is not None for p in pieces) and consts[0].array.dtype.kind == "f":
+            consts[0].pieces = pieces
+            consts[0].axis = int(b.attr(node, "axis")) % max(consts[0].array.ndim, 1)
+        return consts
+    kept = _identity_operand(b, node)
+    if kept is not None and consts and consts[0].array.shape == kept.array.shape and consts[0].array.dtype == kept.array.dtype:
+        consts[0].origin, consts[0].pieces, consts[0].axis = kept.origin, kept.pieces, kept.axis
+        return consts
     first = b.get(node.input[0]) if node.input and node.input[0] else None
     if isinstance(first, Const) and first.origin is not None and consts:
         out = consts[0]
@@ -262,6 +377,84 @@ def _fold(b: Builder, node: onnx.NodeProto, opset: int) -> list[Const]:
             perm = tuple(b.attr(node, "perm", None) or (1, 0))
             out.origin = first.origin if perm == (0, 1) else Origin(first.origin.name, (1, 0))
     return consts
+
+
+def _small_constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    """The values of `Constant` nodes and of initializers that kept their data (see `_skeleton`)."""
+    found: dict[str, np.ndarray] = {}
+    for init in graph.initializer:
+        if int(np.prod(init.dims, dtype=np.int64)) <= _DATA_KEPT:
+            found[init.name] = numpy_helper.to_array(init)
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in _DOMAINS:
+            for a in node.attribute:
+                if a.name in ("value", "value_int", "value_ints"):
+                    value = onnx.helper.get_attribute_value(a)
+                    found[node.output[0]] = numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else np.asarray(value)
+    return found
+
+
+def _split_sequences(model: onnx.ModelProto) -> None:
+    """Rewrite, in place, `SplitToSequence(x, sizes)` read only by `SequenceAt` at constant positions
+    into one `Split` whose outputs those reads become (as `Identity` nodes).
+
+    torch's exporter writes `torch.split(x, [16, 16, 64])` so (LeViT, EfficientFormer-V2, TinyViT
+    attention). ONNX shape inference gives a sequence's elements one shape for all, so pieces of
+    different sizes lose their shapes there and so does everything computed from them; a `Split`
+    keeps one shape per piece."""
+    graph = model.graph
+    constants = _small_constants(graph)
+    readers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            readers[name].append(node)
+    outputs = {o.name for o in graph.output}
+    opset = _opset(model)
+    for node in graph.node:
+        if node.op_type != "SplitToSequence" or node.domain not in _DOMAINS or len(node.input) < 2 or node.input[1] not in constants:
+            continue
+        sizes = [int(v) for v in np.asarray(constants[node.input[1]]).reshape(-1)]
+        sequence = node.output[0]
+        reads = readers[sequence]
+        if np.asarray(constants[node.input[1]]).ndim != 1 or sequence in outputs or not reads or any(
+            r.op_type != "SequenceAt" or r.input[1] not in constants for r in reads
+        ):
+            continue
+        pieces = [f"{sequence}__piece{i}" for i in range(len(sizes))]
+        axis = next((a for a in node.attribute if a.name == "axis"), None)
+        node.op_type = "Split"
+        del node.output[:]
+        node.output.extend(pieces)
+        del node.attribute[:]
+        if axis is not None:
+            node.attribute.append(axis)
+        if opset < 13:  # the sizes were an attribute before opset 13
+            del node.input[1:]
+            node.attribute.append(onnx.helper.make_attribute("split", sizes))
+        for read in reads:
+            position = int(np.asarray(constants[read.input[1]]).reshape(-1)[0]) % len(sizes)
+            read.op_type = "Identity"
+            del read.input[:]
+            read.input.append(pieces[position])
+
+
+_IDENTITY_OPERAND = {"Mul": (1.0, (0, 1)), "Div": (1.0, (0,)), "Add": (0.0, (0, 1)), "Sub": (0.0, (0,))}
+
+
+def _identity_operand(b: Builder, node: onnx.NodeProto) -> Const | None:
+    """The operand of `x * 1`, `1 * x`, `x / 1`, `x + 0`, `0 + x` or `x - 0` (the other a scalar
+    constant), when it is a weight: the result is that weight, whatever values it takes later
+    (`torch.addcmul(beta, alpha, x)` exports `alpha * 1`)."""
+    rule = _IDENTITY_OPERAND.get(node.op_type)
+    if rule is None or len(node.input) != 2:
+        return None
+    neutral, positions = rule
+    for position in positions:
+        kept, other = b.get(node.input[position]), b.get(node.input[1 - position])
+        if (isinstance(kept, Const) and (kept.origin is not None or kept.pieces is not None) and isinstance(other, Const)
+                and other.array.size == 1 and float(np.asarray(other.array).reshape(-1)[0]) == neutral):
+            return kept
+    return None
 
 
 def _typed(array: np.ndarray, name: str) -> onnx.TensorProto:
@@ -348,6 +541,7 @@ def _lower_onnx(
     proto = _fix_inputs(proto, shapes)
     if proto.functions:
         proto = onnx.inliner.inline_local_functions(proto)
+    _split_sequences(proto)
     try:
         proto = onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
     except Exception as exc:  # noqa: BLE001  (inference errors come as several types)
@@ -359,9 +553,11 @@ def _lower_onnx(
     # One list of node objects for the whole lowering: the driver and the converters identify
     # nodes by id(), and protobuf makes a fresh Python wrapper on every access to a repeated field.
     nodes = list(proto.graph.node)
-    folded = _constant_nodes(proto, nodes, types)
+    sized = _batch_sized_expands(proto, nodes, types)
+    folded = _constant_nodes(proto, nodes, types, sized)
     consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
     b = Builder(initializers, types, source_names or {}, opset, consumers, trainable)
+    b.input_sized = sized
     for node in nodes:
         for out in node.output:
             b.producers[out] = node
@@ -396,13 +592,20 @@ def _lower_onnx(
         if not any(types.get(out, OnnxTensorType(None, None)).shape is None for n in nodes if id(n) not in folded for out in n.output if out):
             break
         types.update(_refine_types(proto, nodes, folded, b.env))
-        more = _constant_nodes(proto, nodes, types)
+        more = _constant_nodes(proto, nodes, types, sized)
         if more <= folded:
             break
         folded |= more
     missing = _collect_unsupported(nodes, folded, opset)
     if missing and on_unsupported != "opaque":
-        raise UnsupportedOpError("onnx", [UnsupportedOp(op, tuple(locs)) for op, locs in missing.items()])
+        error = UnsupportedOpError("onnx", [UnsupportedOp(op, tuple(locs)) for op, locs in missing.items()])
+        recurrent = [op for op in missing if op in _RECURRENT]
+        if recurrent:
+            error.args = (
+                f"{error}\n{', '.join(recurrent)}: recurrent layers, which the IR has no op for (it holds feed-forward "
+                "graphs); as opaque nodes they can be analysed (their channels pinned) but not written by codegen.",
+            )
+        raise error
     for node in nodes:
         if id(node) not in folded:  # Shape / CastLike read a tensor's type, not its data
             for i in node.input:

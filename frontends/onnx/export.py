@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -27,22 +29,61 @@ from asgnas_ir.ir.graph import Graph
 OPSET = 20
 
 
-def export_torch(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> onnx.ModelProto:
-    """Export `model` (already in eval mode) to ONNX; falls back to the TorchScript exporter with a warning."""
+def _dynamo_export(model: torch.nn.Module, inputs: tuple, dynamic_shapes: tuple | None = None) -> onnx.ModelProto:
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        # torch.export prints the graph it gave up on to stderr; the reason is in the warning the caller gives
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
-                model, example_inputs, dynamo=True, optimize=False, verbose=False, report=False, opset_version=OPSET,
+                model, inputs, dynamo=True, optimize=False, verbose=False, report=False, opset_version=OPSET,
+                dynamic_shapes=dynamic_shapes,
             )
         return program.model_proto
-    except Exception as dynamo_exc:  # noqa: BLE001  (the exporter raises many types)
-        reason = f"{type(dynamo_exc).__name__}: {str(dynamo_exc).splitlines()[0] if str(dynamo_exc) else ''}"
     finally:
         quiet.setLevel(level)
+
+
+def _batch_dynamic(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> onnx.ModelProto | None:
+    """The export with the batch (axis 0 of every input) left dynamic, or None where it stays fixed.
+
+    A static export writes the example's batch into every shape it computes (ViT's class token
+    expanded to [1, 1, D], reshapes to [1, ...]): lowered at another batch the graph then differs in
+    constants no rule relates, and its dims cannot be found symbolic (`frontends/_symbolic.py`). With
+    a dynamic batch those shapes are computed from the input's, as the model computes them. torch.export
+    fixes every dim of size 1, so a batch of 1 is exported at 2 (the rows repeated)."""
+    if not example_inputs or any(not isinstance(x, torch.Tensor) or x.dim() == 0 for x in example_inputs):
+        return None
+    inputs = tuple(torch.cat([x, x]) if x.shape[0] == 1 else x for x in example_inputs)
+    proto = _dynamo_export(model, inputs, tuple({0: torch.export.Dim.AUTO} for _ in inputs))
+    for item in proto.graph.input:
+        dims = item.type.tensor_type.shape.dim
+        if not dims or not dims[0].HasField("dim_param"):
+            return None  # the model fixes its batch: export it at the example's own shapes
+    return proto
+
+
+def export_torch(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> onnx.ModelProto:
+    """Export `model` (already in eval mode) to ONNX with a dynamic batch where the model allows it,
+    else at the example's shapes; falls back to the TorchScript exporter with a warning."""
+    try:
+        proto = _batch_dynamic(model, example_inputs)
+    except Exception as exc:  # noqa: BLE001  (the exporter raises many types)
+        proto, dynamic_error = None, exc
+    else:
+        dynamic_error = None
+    if proto is not None:
+        return proto
+    root = getattr(dynamic_error, "__cause__", None) or dynamic_error
+    if "DataDependent" in type(root).__name__:
+        reason = _summary(dynamic_error)  # a branch on a tensor's value: the static export stops at it too
+    else:
+        try:
+            return _dynamo_export(model, example_inputs)
+        except Exception as dynamo_exc:  # noqa: BLE001  (the exporter raises many types)
+            reason = _summary(dynamo_exc)
     warnings.warn(
         f"torch.onnx.export(dynamo=True) failed for {type(model).__name__} ({reason}); "
         "falling back to the TorchScript exporter (dynamo=False)",
@@ -50,8 +91,8 @@ def export_torch(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...
     )
     buffer = io.BytesIO()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             torch.onnx.export(
                 model, example_inputs, buffer, dynamo=False, opset_version=OPSET, do_constant_folding=False,
                 training=torch.onnx.TrainingMode.PRESERVE, export_params=True, keep_initializers_as_inputs=False,
@@ -61,7 +102,39 @@ def export_torch(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...
             f"torch.onnx.export cannot export {type(model).__name__}: dynamo: {reason}; "
             f"TorchScript: {type(exc).__name__}: {exc}"
         ) from None
+    _warn_specialised(model, caught)
     return onnx.load_from_string(buffer.getvalue())
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _summary(exc: BaseException) -> str:
+    """The exporter's error in one line: torch.onnx wraps torch.export's error (the cause worth
+    reading, such as a guard on a data-dependent value) in a generic one with terminal colours."""
+    root = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+    lines = [line.strip() for line in _ANSI.sub("", str(root)).splitlines() if line.strip()]
+    return f"{type(root).__name__}: {lines[0] if lines else ''}"[:400]
+
+
+def _warn_specialised(model: torch.nn.Module, caught: list[warnings.WarningMessage]) -> None:
+    """One warning when the TorchScript tracer saw Python read tensor values.
+
+    It records only what they were for the example inputs (`if x.sum() > 0` takes one branch, a loop
+    bound read from a tensor one count), so the exported graph, and everything lowered and generated
+    from it, computes the model only for inputs where they are the same. Its own TracerWarnings say
+    so one line each, deep in torch; this says it once, naming the model."""
+    tracer = [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
+    if not tracer:
+        return
+    first = str(tracer[0].message).splitlines()[0]
+    where = f"{Path(tracer[0].filename).name}:{tracer[0].lineno}"
+    warnings.warn(
+        f"the TorchScript exporter saw {type(model).__name__} read {len(tracer)} tensor value(s) in Python (first at "
+        f"{where}: {first}); the exported graph fixes what they were for the example inputs (a branch taken, a "
+        "loop count), so it is wrong for inputs where they differ",
+        stacklevel=4,
+    )
 
 
 def _flat_tensors(value: object) -> list[torch.Tensor]:
@@ -83,7 +156,6 @@ def _verify_export(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, .
     against the model itself catches that class of bug at compile time, whatever the op.
     """
     import tempfile
-    from pathlib import Path
 
     from asgnas_ir.frontends.onnx.reference import run_checked
     from asgnas_ir.tolerance import tolerance

@@ -49,7 +49,9 @@ def _reshaped_param(b: Builder, const: Const, shape: tuple[int, ...], axes: str,
 
 
 def _bias_param(b: Builder, const: Const | None, out_features: int, fallback: str) -> str | None:
-    if const is None or not _per_feature(tuple(const.array.shape), out_features):
+    # a concatenation of weights (BEiT's `cat(q_bias, k_bias, v_bias)`) is no one param: it stays a
+    # tensor added after the layer, so each piece keeps its own binding (NOTE: [Folded weights are frozen])
+    if const is None or const.pieces is not None or not _per_feature(tuple(const.array.shape), out_features):
         return None
     return _reshaped_param(b, const, (out_features,), "O", fallback)
 

@@ -1,9 +1,9 @@
 """ONNX frontend converters for data movement and reductions (the `asgnas_ir.opdefs.shape_ops` family).
 
 Gather/GatherND (embedding lookups or constant-index slices), Concat, Split, SplitToSequence and
-SequenceAt, Slice, Reshape/Squeeze/Unsqueeze, Flatten, Transpose, Expand, Pad, ReduceMean/ReduceSum
-and Softmax (split by opset at 13). Split out of `ops.py` so each file holds one op family;
-importing this module registers its converters in `OPS`.
+SequenceAt, Slice, Reshape/Squeeze/Unsqueeze, Flatten, Transpose, Expand, Pad, ReduceMean/ReduceSum,
+ReduceL2/ReduceSumSquare (as sums of squares) and Softmax (split by opset at 13). Split out of
+`ops.py` so each file holds one op family; importing this module registers its converters in `OPS`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,18 @@ from asgnas_ir.ir.ops import Op
 _INT_MAX = 2**62
 
 
+def _table_param(b: Builder, data: Const, node: onnx.NodeProto) -> str:
+    """The [num, dim] weight of a lookup into constant 2-d `data`.
+
+    A table read through a transpose (LeViT, TinyViT and EfficientFormer index their
+    `attention_biases` [heads, positions] as `biases[:, idxs]`, which torch exports as GatherND on
+    the transpose) has no param in that layout: the embedding's weight is then a frozen copy of the
+    transposed table (NOTE: [Folded weights are frozen]), since an embedding reads rows only."""
+    if data.origin is not None and data.origin.perm is not None:
+        return b.param(Const(np.ascontiguousarray(data.array)), "VO", f"{node.name}_table")
+    return b.param(data, "VO", f"{node.name}_weight")
+
+
 @OPS.register("Gather")
 def gather(b: Builder, node: onnx.NodeProto) -> str:
     """Gather(data, indices) axis: an embedding lookup (constant 2-d data) or a constant index (slice)"""
@@ -29,7 +41,7 @@ def gather(b: Builder, node: onnx.NodeProto) -> str:
     if data is not None:
         if data.array.ndim != 2 or axis != 0 or b.const(node, 0) is None:
             raise b.fail("Gather of constant data is supported as an embedding lookup (2-d table, axis 0)")
-        weight = b.param(data, "VO", f"{node.name}_weight")
+        weight = _table_param(b, data, node)
         num, dim = data.array.shape
         return b.emit(Op.EMBEDDING, [b.tensor(node, 1)], A.EmbeddingAttrs(num_embeddings=int(num), dim=int(dim)), {"weight": weight})
     x = b.tensor(node, 0)
@@ -56,7 +68,7 @@ def gather_nd(b: Builder, node: onnx.NodeProto) -> str:
     indices = b.const(node, 1)
     if data is None or indices is None or data.array.ndim != 2 or indices.array.shape[-1:] != (1,) or b.attr(node, "batch_dims", 0):
         raise b.fail("GatherND is supported as a table lookup: constant 2-d data, constant [..., 1] indices, batch_dims=0")
-    weight = b.param(data, "VO", f"{node.name}_weight")
+    weight = _table_param(b, data, node)
     rows = b.constant_node(Const(np.ascontiguousarray(indices.array[..., 0]).astype(np.int64)), f"{node.name}_rows")
     num, dim = data.array.shape
     return b.emit(Op.EMBEDDING, [rows], A.EmbeddingAttrs(num_embeddings=int(num), dim=int(dim)), {"weight": weight})
@@ -164,10 +176,11 @@ def transpose(b: Builder, node: onnx.NodeProto) -> str:
 
 @OPS.register("Expand")
 def expand(b: Builder, node: onnx.NodeProto) -> str:
-    """Expand(input, shape): broadcast to the inferred output shape"""
+    """Expand(input, shape): broadcast to the inferred output shape; one to the inputs' batch stays an
+    expand even where it changes nothing at the example's sizes (NOTE: [Input-sized expands])"""
     x = b.tensor(node, 0)
     shape = b.out_shape(node)
-    if b.value(x).shape == shape:
+    if b.value(x).shape == shape and node.output[0] not in b.input_sized:
         return x
     if b.rank(x) < len(shape):
         x = _reshape_to(b, x, (1,) * (len(shape) - b.rank(x)) + b.value(x).shape, name=f"{node.output[0]}_rank")
@@ -199,17 +212,22 @@ def pad(b: Builder, node: onnx.NodeProto) -> str:
     return b.emit(Op.PAD, [x], A.PadAttrs(pads=tuple(pads), mode=_PAD_MODES[mode], value=float(value or 0.0)))  # type: ignore[arg-type]
 
 
+def _reduce_attrs(b: Builder, node: onnx.NodeProto, x: str, since: int) -> A.ReduceAttrs | None:
+    """The axes and keepdim of a Reduce* node (None: `noop_with_empty_axes` with no axes, the identity)."""
+    rank = b.rank(x)
+    axes = b.ints(node, 1, "axes", since)
+    if not axes:
+        if b.attr(node, "noop_with_empty_axes", 0):
+            return None
+        axes = list(range(rank))
+    return A.ReduceAttrs(axes=tuple(sorted({int(a) % rank for a in axes})), keepdim=bool(b.attr(node, "keepdims", 1)))
+
+
 def _reduce(op: Op, since: int):  # noqa: ANN202
     def convert(b: Builder, node: onnx.NodeProto) -> str:
         x = b.tensor(node, 0)
-        rank = b.rank(x)
-        axes = b.ints(node, 1, "axes", since)
-        if not axes:
-            if b.attr(node, "noop_with_empty_axes", 0):
-                return x
-            axes = list(range(rank))
-        keepdim = bool(b.attr(node, "keepdims", 1))
-        return b.emit(op, [x], A.ReduceAttrs(axes=tuple(sorted({int(a) % rank for a in axes})), keepdim=keepdim))
+        attrs = _reduce_attrs(b, node, x, since)
+        return x if attrs is None else b.emit(op, [x], attrs)
 
     convert.__doc__ = f"Reduce(data, axes?) keepdims=1 lowered to {op.value} (axes an input from opset {since})"
     return convert
@@ -217,6 +235,28 @@ def _reduce(op: Op, since: int):  # noqa: ANN202
 
 OPS.add(["ReduceMean"], _reduce(Op.MEAN, 18))
 OPS.add(["ReduceSum"], _reduce(Op.SUM, 13))
+
+
+def _sum_of_squares(b: Builder, node: onnx.NodeProto, root: bool) -> str:
+    x = b.tensor(node, 0)
+    attrs = _reduce_attrs(b, node, x, 18)
+    squares = b.emit(Op.MUL, [x, x], A.BinaryAttrs(), name=f"{node.output[0]}_squares")
+    # with no axes and noop_with_empty_axes, ONNX still squares (and takes the root of) each element
+    total = squares if attrs is None else b.emit(Op.SUM, [squares], attrs, name=f"{node.output[0]}_sum" if root else None)
+    return b.emit(Op.SQRT, [total]) if root else total
+
+
+@OPS.register("ReduceL2")
+def reduce_l2(b: Builder, node: onnx.NodeProto) -> str:
+    """ReduceL2(data, axes?) keepdims=1, noop_with_empty_axes=0 (axes an input from opset 18): the
+    Euclidean norm as sqrt(sum(x * x)), which is how `torch.norm` / `F.normalize` export"""
+    return _sum_of_squares(b, node, root=True)
+
+
+@OPS.register("ReduceSumSquare")
+def reduce_sum_square(b: Builder, node: onnx.NodeProto) -> str:
+    """ReduceSumSquare(data, axes?) keepdims=1, noop_with_empty_axes=0 (axes an input from opset 18): sum(x * x)"""
+    return _sum_of_squares(b, node, root=False)
 
 
 @OPS.register("Softmax")

@@ -122,8 +122,9 @@ class Builder(GraphBuilder):
         # A tied weight is one param. The tensor is kept referenced so its id is never reused.
         source = self._by_tensor.setdefault(id(tensor), (source, tensor))[0]
         if source in self.params:
-            # an embedding table's letters yield to a layer that reads the same weight (tied lm_head)
-            if axes is not None and self.params[source].axes == "VO":
+            # an embedding table's letters yield to a layer that reads the same weight (tied lm_head);
+            # a tensor first read as a plain attribute (`conv.weight.device`) takes the layer's letters
+            if axes is not None and self.params[source].axes in ("VO", None):
                 self.params[source] = self.params[source].model_copy(update={"axes": axes})
             return source
         self.params[source] = Param(

@@ -1,16 +1,19 @@
 """Lower a torch.nn.Module into the IR through torch.fx.
 
 Steps: trace with `torch.fx.symbolic_trace` (model in eval mode, so dropout-style Python branches
-take their inference path); run the traced module once on the example inputs, recording every fx
-node's concrete result (shapes, and the Python ints that `x.size(0)` returns); scan the whole graph
-for ops without a converter and raise one `UnsupportedOpError` listing them all (or keep them as
-opaque nodes); then convert node by node, checking each lowered shape against torch's.
+take their inference path), or, where Python code branches on sizes, again knowing the example's
+shapes (`tracer.py`); run the traced module once on the example inputs, recording every fx node's
+concrete result (shapes, and the Python ints that `x.size(0)` returns); scan the whole graph for ops
+without a converter and raise one `UnsupportedOpError` listing them all (or keep them as opaque
+nodes), input-independent calls excepted, which are folded into constants (`folding.py`); then
+convert node by node, checking each lowered shape against torch's.
 """
 
 from __future__ import annotations
 
 import inspect
 import operator
+import weakref
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,14 +23,16 @@ from typing import Any
 import torch
 import torch.fx
 
-from asgnas_ir.errors import FrontendError, UnsupportedOp, UnsupportedOpError
+from asgnas_ir.errors import ExampleInputError, FrontendError, UnsupportedOp, UnsupportedOpError
 from asgnas_ir.frontends._layout import choose_sequence_layout, read_packed_splits_on_features
-from asgnas_ir.frontends.torch_fx import composite, swin, transformer  # noqa: F401  (register their converters)
+from asgnas_ir.frontends.torch_fx import composite, indexing, recurrent, spatial, swin, transformer  # noqa: F401  (register their converters)
 from asgnas_ir.frontends.torch_fx.builder import Builder, SubmoduleIndex, TensorMeta
+from asgnas_ir.frontends.torch_fx.folding import Folder
 from asgnas_ir.frontends.torch_fx.functions import FUNCTIONS, function_key
 from asgnas_ir.frontends.torch_fx.inputs import check_example_inputs
 from asgnas_ir.frontends.torch_fx.methods import METHODS
 from asgnas_ir.frontends.torch_fx.modules import MODULES
+from asgnas_ir.frontends.torch_fx.tracer import ShapeTracer, WritingTracer
 from asgnas_ir.frontends.torch_fx.writes import WriteLog, bump, may_write, rebind_after_write
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.graph import Graph, GraphMeta
@@ -313,58 +318,14 @@ def _location(node: torch.fx.Node) -> str:
     return f"'{node.target}'" if node.op == "call_module" else f"fx node '{node.name}'"
 
 
-class _Tracer(torch.fx.Tracer):
-    """`torch.fx.Tracer` with a short way for the argument types it lowers most.
-
-    For a Proxy, a plain container or a Python scalar the Tracer's own checks (parameter, buffer,
-    module, named tuple, constant tensor) never apply, but recent torch runs a registry lookup per
-    argument and per base class among them (a third of tracing regnet_y_400mf); the base
-    `TracerBase.create_arg` gives the same result directly. Containers still recurse through here.
-    """
-
-    def create_arg(self, a: Any) -> Any:
-        if type(a) in _PLAIN_ARG_TYPES:
-            return torch.fx.proxy.TracerBase.create_arg(self, a)
-        return super().create_arg(a)
-
-    def proxy(self, node: torch.fx.Node) -> torch.fx.Proxy:
-        return _WritingProxy(node, self)
-
-
-class _WritingProxy(torch.fx.Proxy):
-    """A Proxy that records augmented assignment and item assignment as the in-place calls they are.
-
-    fx's own Proxy has no `__iadd__`, so Python runs `y += t` as `y = y + t`: the graph then
-    says "a new tensor" where torch changes `y` (and every other name for it) in place, and
-    `y[:, :2] = 0` fails to trace. Recorded as `operator.iadd` / `operator.setitem`, the shape run
-    executes the real in-place op and the rebinding (NOTE: [In-place writes as rebinding]) or a
-    clear refusal follows.
-    """
-
-
-def _in_place(op: Any) -> Any:
-    def method(self: torch.fx.Proxy, other: Any) -> torch.fx.Proxy:
-        return self.tracer.create_proxy("call_function", op, (self, other), {})
-
-    return method
-
-
-for _name in ("iadd", "isub", "imul", "itruediv", "ifloordiv", "imod", "ipow", "imatmul", "iand", "ior", "ixor"):
-    setattr(_WritingProxy, f"__{_name}__", _in_place(getattr(operator, _name)))
-
-
-def _setitem(self: torch.fx.Proxy, index: Any, value: Any) -> None:
-    self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
-
-
-_WritingProxy.__setitem__ = _setitem  # type: ignore[method-assign]
-
-
-_PLAIN_ARG_TYPES = {torch.fx.Proxy, _WritingProxy, tuple, list, dict, int, float, bool, str, type(None)}
-
-
-def _trace(model: torch.nn.Module, n_inputs: int) -> tuple[torch.fx.Graph, dict[str, Any]]:
+def _trace(
+    model: torch.nn.Module, n_inputs: int, example_inputs: tuple[Any, ...] = ()
+) -> tuple[torch.fx.Graph, dict[str, Any]]:
     """Trace `model`; forward arguments past the example inputs are fixed to their defaults.
+
+    When plain tracing fails and example inputs are given, the model is traced again knowing their
+    shapes (NOTE: [Specialising on the example's shapes] in `tracer.py`); such a graph is recorded
+    in `_SPECIALISED` with the shapes it holds for.
 
     The graph's targets are paths in `model` itself, which serves as the root for running and
     converting it: wrapping it in a GraphModule (what `symbolic_trace` adds) would generate and
@@ -378,18 +339,37 @@ def _trace(model: torch.nn.Module, n_inputs: int) -> tuple[torch.fx.Graph, dict[
     except (TypeError, ValueError):
         pass
     try:
-        return _Tracer().trace(model, concrete_args=concrete or None), concrete
+        return WritingTracer().trace(model, concrete_args=concrete or None), concrete
     except Exception as exc:  # noqa: BLE001  (fx raises many types; all mean "not traceable")
-        raise FrontendError(
-            f"torch.fx cannot trace {type(model).__name__}: {type(exc).__name__}: {exc}. "
-            "Models with data-dependent control flow need frontend='onnx', or wrap the untraceable "
-            "part in a leaf module."
-        ) from None
+        plain = f"{type(exc).__name__}: {exc}"
+    shaped = ""
+    if example_inputs:
+        try:
+            graph = ShapeTracer(example_inputs, concrete).trace(model, concrete_args=concrete or None)
+            _SPECIALISED[graph] = _shapes(example_inputs)
+            return graph, concrete
+        except Exception as exc:  # noqa: BLE001
+            again = f"{type(exc).__name__}: {exc}"
+            if again != plain:
+                shaped = f"; traced again with the example's shapes known: {again}"
+    raise FrontendError(
+        f"torch.fx cannot trace {type(model).__name__}: {plain}{shaped}. Models whose Python control flow reads "
+        "tensor values need frontend='onnx' (or 'auto'), or wrap the untraceable part in a leaf module."
+    ) from None
+
+
+# Graphs traced knowing the example's shapes, with those shapes: they hold for those inputs only.
+_SPECIALISED: weakref.WeakKeyDictionary[torch.fx.Graph, tuple] = weakref.WeakKeyDictionary()
+
+
+def _shapes(example_inputs: tuple[Any, ...]) -> tuple:
+    return tuple((tuple(t.shape), t.dtype) if isinstance(t, torch.Tensor) else repr(t) for t in example_inputs)
 
 
 # Traces kept for the lowerings of one `ai.compile`: the symbolic-dims pass lowers the model again at
-# other input sizes (frontends/_symbolic.py), and fx's trace does not depend on them.
-_TRACES: ContextVar[dict[tuple[int, int], tuple[torch.fx.Graph, dict[str, Any]]] | None] = ContextVar("fx_traces", default=None)
+# other input sizes (frontends/_symbolic.py), and fx's trace does not depend on them, except a trace
+# that had to know the example's shapes, which is kept per shapes.
+_TRACES: ContextVar[dict[tuple, tuple[torch.fx.Graph, dict[str, Any]]] | None] = ContextVar("fx_traces", default=None)
 
 
 @contextmanager
@@ -402,14 +382,20 @@ def reuse_traces() -> Iterator[None]:
         _TRACES.reset(token)
 
 
-def _cached_trace(model: torch.nn.Module, n_inputs: int) -> tuple[torch.fx.Graph, dict[str, Any]]:
+def _cached_trace(model: torch.nn.Module, example_inputs: tuple[Any, ...]) -> tuple[torch.fx.Graph, dict[str, Any]]:
     cache = _TRACES.get()
     if cache is None:
-        return _trace(model, n_inputs)
-    key = (id(model), n_inputs)
-    if key not in cache:
-        cache[key] = _trace(model, n_inputs)
-    return cache[key]
+        return _trace(model, len(example_inputs), example_inputs)
+    key: tuple = (id(model), len(example_inputs))
+    hit = cache.get(key)
+    if hit is not None and hit[0] not in _SPECIALISED:
+        return hit
+    shaped_key = (*key, _shapes(example_inputs))
+    if shaped_key in cache:
+        return cache[shaped_key]
+    result = _trace(model, len(example_inputs), example_inputs)
+    cache[shaped_key if result[0] in _SPECIALISED else key] = result
+    return result
 
 
 def lower_torch_fx(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], on_unsupported: str = "error") -> Graph:
@@ -423,7 +409,7 @@ def lower_torch_fx(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, .
     try:
         if any(training for _, training in flags):
             model.eval()
-        graph, concrete = _cached_trace(model, len(example_inputs))
+        graph, concrete = _cached_trace(model, example_inputs)
         placeholders = [n for n in graph.nodes if n.op == "placeholder"]
         # fx keeps a placeholder for every specialised argument, carrying the default as its arg.
         specialised = {n: (n.args[0] if n.args else None) for n in placeholders[len(example_inputs) :] if concrete}
@@ -447,12 +433,13 @@ def lower_torch_fx(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, .
                     recorder.run(*run_args)
             except Exception as exc:  # noqa: BLE001
                 shapes = [list(t.shape) for t in example_inputs]
-                raise FrontendError(
+                raise ExampleInputError(
                     f"{type(model).__name__} fails on example inputs of shape {shapes}: {type(exc).__name__}: "
                     f"{_first_part(exc)}. "
                     "Check the input shapes and dtypes (CLI: --input 1,3,224,224 or int64[1,16])."
                 ) from None
-        return _convert(model, graph, recorder.observed, recorder.writes, on_unsupported, specialised)
+        device = next((t.device for t in example_inputs if isinstance(t, torch.Tensor)), torch.device("cpu"))
+        return _convert(model, graph, recorder.observed, recorder.writes, on_unsupported, specialised, device)
     finally:
         restore_training_flags(flags)
 
@@ -470,12 +457,13 @@ def restore_training_flags(flags: list[tuple[torch.nn.Module, bool]]) -> None:
 
 def _convert(
     model: torch.nn.Module, fx_graph: torch.fx.Graph, observed: dict, writes: WriteLog, on_unsupported: str,
-    specialised: dict,
+    specialised: dict, device: torch.device,
 ) -> Graph:
     gm = SubmoduleIndex(model)  # the traced graph's targets are paths in the model itself
+    folder = Folder(gm, fx_graph, observed, lambda n: _converter(gm, n) is not None, specialised, device)
     missing: dict[str, list[str]] = defaultdict(list)
     for node in fx_graph.nodes:
-        if _converter(gm, node) is None:
+        if _converter(gm, node) is None and node not in folder.foldable:
             missing[_op_name(gm, node)].append(_location(node))
     if missing and on_unsupported != "opaque":
         raise UnsupportedOpError("torch.fx", [UnsupportedOp(op, tuple(locs)) for op, locs in missing.items()])
@@ -509,7 +497,9 @@ def _convert(
             outputs = list(flat)
         else:
             converter = _converter(gm, node)
-            if converter is None:
+            if node in folder.foldable:
+                b.env[node] = _convert_or_fold(b, node, converter, folder)
+            elif converter is None:
                 b.env[node] = _lower_opaque(b, gm, node)
             else:
                 b.env[node] = converter(b, node)
@@ -538,6 +528,40 @@ def _convert(
     return graph
 
 
+
+
+def _convert_or_fold(b: Builder, node: torch.fx.Node, converter: Any, folder: Folder) -> Any:
+    """An input-independent node: lowered by its converter where it has one that takes it (an
+    `expand` of a fixed table stays an expand, which follows the batch in generated code), else
+    evaluated and kept as a constant (NOTE in `folding.py`). A converter that refuses leaves nothing
+    behind."""
+    # a call on Python values alone (torch.zeros(b, h, w, device=x.device)) is evaluated where the
+    # model's tensors live, not on the meta device of the shape run
+    reads_tensors = any(b.is_tensor(v) for v in _flat(b.args(node)))
+    if converter is not None and reads_tensors:
+        mark = (len(b.nodes), set(b.values), set(b.params))
+        try:
+            result = converter(b, node)
+            b.check_shape(node, result)
+            return result
+        except FrontendError:
+            del b.nodes[mark[0] :]
+            for name in set(b.values) - mark[1]:
+                del b.values[name]
+            for name in set(b.params) - mark[2]:
+                del b.params[name]
+                b.weights.pop(name, None)
+    result = folder.fold(b, node)
+    b.check_shape(node, result)
+    return result
+
+
+def _flat(value: Any) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return [v for item in value for v in _flat(item)]
+    if isinstance(value, dict):
+        return [v for item in value.values() for v in _flat(item)]
+    return [value]
 
 
 def _lower_get_attr(b: Builder, gm: SubmoduleIndex, node: torch.fx.Node) -> Any:
@@ -574,11 +598,20 @@ def _lower_opaque(b: Builder, gm: SubmoduleIndex, node: torch.fx.Node) -> Any:
 
 
 def _drop_dead_constants(b: Builder, outputs: list[str]) -> None:
-    """Constants whose param a converter folded into a weighted op are left unused; drop them."""
-    used = set(outputs)
-    for node in b.nodes:
-        used.update(node.inputs)
-    kept = [n for n in b.nodes if n.op != Op.CONSTANT or n.outputs[0] in used]
+    """Constants whose param a converter folded into a weighted op are left unused, and so are the
+    values folding computed on the way to another (a folded constant broadcast over the batch is a
+    constant and an expand of it); drop them."""
+    constant = {n.outputs[0] for n in b.nodes if n.op == Op.CONSTANT}
+    constant |= {n.outputs[0] for n in b.nodes if n.op == Op.EXPAND and n.inputs[0] in constant}
+    kept = list(b.nodes)
+    while True:
+        used = set(outputs)
+        for node in kept:
+            used.update(node.inputs)
+        alive = [n for n in kept if n.outputs[0] not in constant or n.outputs[0] in used]
+        if len(alive) == len(kept):
+            break
+        kept = alive
     dropped = {n.outputs[0] for n in b.nodes} - {o for n in kept for o in n.outputs}
     b.nodes[:] = kept
     for name in dropped:

@@ -150,6 +150,8 @@ for _op, _keys in {
 def python_only(b: Builder, node: torch.fx.Node) -> Any:
     """Size arithmetic (`x.size(2) // 2`) and attribute reads (`x.shape`): Python values, no tensor."""
     args, _ = b.args(node)
+    if node.target is getattr and isinstance(args[0], tuple) and hasattr(args[0], "_fields"):
+        return getattr(args[0], args[1])  # `x.max(1).values`: a field of a lowered named tuple
     result = _python_result(b, node)
     if isinstance(result, TensorMeta) or (node.target is not getattr and any(b.is_tensor(a) for a in args)):
         raise b.fail(f"{function_key(node.target)} producing a tensor is not supported")
@@ -210,9 +212,25 @@ FUNCTIONS.add(
         lambda b, c: A.ClampAttrs(min=_scalar(b, c, "min_val", -1.0), max=_scalar(b, c, "max_val", 1.0)),
     ),
 )
+
+
+def _bound(b: Builder, call: dict[str, Any], name: str) -> float | None:
+    """A clamp bound: a Python number, or a one-element buffer (Gemma's clipped linear layers); an
+    infinite bound is no bound."""
+    value = call.get(name)
+    if b.is_tensor(value):
+        producer = next((n for n in b.nodes if value in n.outputs), None)
+        array = b.weights[producer.params["value"]] if producer is not None and producer.op == Op.CONSTANT else None
+        if array is None or array.size != 1:
+            raise b.fail(f"clamp with a tensor {name} is supported for a one-element buffer only")
+        bound = float(array.reshape(()))
+        return None if bound in (float("inf"), float("-inf")) else bound
+    return _scalar(b, call, name, None)
+
+
 FUNCTIONS.add(
     ["torch.clamp", "torch.clip", "torch.clamp_", "torch.clip_"],
-    unary(Op.CLAMP, ("input", "min", "max"), lambda b, c: A.ClampAttrs(min=_scalar(b, c, "min", None), max=_scalar(b, c, "max", None))),
+    unary(Op.CLAMP, ("input", "min", "max"), lambda b, c: A.ClampAttrs(min=_bound(b, c, "min"), max=_bound(b, c, "max"))),
 )
 FUNCTIONS.add(
     [f"{F}.leaky_relu", f"{F}.leaky_relu_"],
@@ -255,11 +273,12 @@ def dropout(b: Builder, node: torch.fx.Node) -> Any:
 
 @FUNCTIONS.register("operator.setitem")
 def setitem(b: Builder, node: torch.fx.Node) -> Any:
-    """tensor[index] = value: a partial write the pure IR cannot express"""
-    raise b.fail(
-        "indexed assignment (tensor[...] = value) writes part of a tensor in place, which the IR cannot express; "
-        "build the result out of place (torch.cat of the kept and the new parts, or torch.where with a mask)"
-    )
+    """tensor[index] = value: a write into a box of slices (step 1) and ints, lowered as the tensor
+    rebuilt around the new box (slices and concats); readers after it are pointed at the result
+    (NOTE: [In-place writes as rebinding]). Any other index is refused."""
+    from asgnas_ir.frontends.torch_fx.indexing import write_box  # imports this module
+
+    return write_box(b, node)
 
 
 @FUNCTIONS.register("torch.fx._symbolic_trace._assert_is_none", "torch._assert", "operator.eq", "operator.ne")
@@ -304,12 +323,25 @@ def _same_dtype(b: Builder, node: torch.fx.Node, x: str, dtype: Any) -> None:
 # ---- data movement -----------------------------------------------------------------------------
 
 
+class Empty:
+    """A slice with no elements (`x[:, :, :0]`: the prefix tokens of a model that has none). The IR has
+    no empty values; `cat` drops it, and any other use is refused as not a tensor."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def __repr__(self) -> str:
+        return f"an empty slice of shape {list(self.shape)}"
+
+
 @FUNCTIONS.register("torch.cat", "torch.concat", "torch.concatenate")
 def cat(b: Builder, node: torch.fx.Node) -> Any:
     """cat(tensors, dim=0)"""
     call = bind(b, node, ("tensors", "dim"))
-    tensors = list(call["tensors"])
+    tensors = [t for t in call["tensors"] if not isinstance(t, Empty)]
     dim = call.get("dim", 0)
+    if not tensors:
+        return Empty(_observed_shape(b, node))
     if len(tensors) == 1:
         return tensors[0]
     return b.emit(Op.CONCAT, tensors, A.AxisAttrs(axis=_axis(b, tensors[0], dim)))
@@ -394,12 +426,17 @@ def reshape(b: Builder, node: torch.fx.Node) -> Any:
 
 def reshape_to_observed(b: Builder, node: torch.fx.Node, x: str) -> Any:
     """squeeze/unsqueeze and friends: a reshape to the shape torch produced."""
-    shape = _observed_shape(b, node)
+    return reshape_to(b, x, _observed_shape(b, node))
+
+
+def reshape_to(b: Builder, x: str, shape: tuple[int, ...], name: str | None = None) -> Any:
+    """`x` reshaped to `shape` (no node when it has that shape already); a leading axis that keeps
+    the input's size is written -1, so it follows the batch."""
     if shape == b.value(x).shape:
         return x
     batch = (-1,) if shape and b.value(x).shape and shape[0] == b.value(x).shape[0] and len(shape) > 1 else ()
     target = batch + shape[1:] if batch else shape
-    return b.emit(Op.RESHAPE, [x], A.ReshapeAttrs(shape=target))
+    return b.emit(Op.RESHAPE, [x], A.ReshapeAttrs(shape=target), name=name)
 
 
 @FUNCTIONS.register("torch.squeeze", "torch.unsqueeze")
@@ -454,6 +491,8 @@ def getitem(b: Builder, node: torch.fx.Node) -> Any:
         size = b.value(x).shape[axis]
         if isinstance(item, slice):
             start, stop, step = item.indices(size)
+            if len(range(start, stop, step)) == 0:
+                return Empty(_observed_shape(b, node))
             if (start, stop, step) != (0, size, 1):
                 if step < 1:
                     raise b.fail("negative-step slicing is not supported")
@@ -464,6 +503,12 @@ def getitem(b: Builder, node: torch.fx.Node) -> Any:
             x = b.emit(Op.SLICE, [x], A.SliceAttrs(axis=axis, start=i, stop=i + 1, step=1))
             reshape_needed = True
             axis += 1
+        elif b.is_tensor(item) or isinstance(item, (list, tuple)):
+            from asgnas_ir.frontends.torch_fx.indexing import index_by_tensor  # imports this module
+
+            if reshape_needed or x != obj:
+                raise b.fail("indexing by a tensor together with ints, None or partial slices is not supported")
+            return index_by_tensor(b, node, x, items)
         else:
             raise b.fail(f"tensor indexing with {type(item).__name__} is not supported (only ints, slices, None, ...)")
     if reshape_needed:
@@ -515,17 +560,52 @@ def avg_pool(b: Builder, node: torch.fx.Node) -> Any:
 def pad(b: Builder, node: torch.fx.Node) -> Any:
     """pad(input, pad, mode='constant', value=None): `pad` lists (before, after) from the last axis backwards"""
     call = bind(b, node, ("input", "pad", "mode", "value"))
-    x = call["input"]
-    flat = list(call["pad"])
+    value = call.get("value")
+    return emit_pad(b, node, call["input"], list(call["pad"]), call.get("mode", "constant"), float(value or 0.0))
+
+
+def emit_pad(b: Builder, node: torch.fx.Node, x: str, flat: list[int], mode: str, value: float) -> str:
+    """torch's padding (`flat` lists (before, after) from the last axis backwards) as a pad node; a
+    negative amount crops that side, a slice before the pad (NASNet's ZeroPad2d((-1, 1, -1, 1)) shifts
+    the image by one pixel)."""
     rank = _rank(b, x)
     pads = [(0, 0)] * rank
     for i in range(len(flat) // 2):
         pads[rank - 1 - i] = (int(flat[2 * i]), int(flat[2 * i + 1]))
     if any(p < 0 for pair in pads for p in pair):
-        raise b.fail("negative padding (cropping) is not supported")
-    mode = call.get("mode", "constant")
-    value = call.get("value")
-    return b.emit(Op.PAD, [x], A.PadAttrs(pads=tuple(pads), mode=mode, value=float(value or 0.0)))
+        if mode != "constant":
+            raise b.fail(f"negative padding (cropping) in mode '{mode}' is not supported")
+        for axis, (before, after) in enumerate(pads):
+            if before < 0 or after < 0:
+                size = b.value(x).shape[axis]
+                start, stop = max(0, -before), size - max(0, -after)
+                x = b.emit(Op.SLICE, [x], A.SliceAttrs(axis=axis, start=start, stop=stop, step=1), name=f"{node.name}_crop{axis}")
+        pads = [(max(0, before), max(0, after)) for before, after in pads]
+        if not any(p for pair in pads for p in pair):
+            return x
+    return b.emit(Op.PAD, [x], A.PadAttrs(pads=tuple(pads), mode=mode, value=value))  # type: ignore[arg-type]
+
+
+def depends_on_inputs(b: Builder, value: str) -> bool:
+    """Whether `value` is computed from a forward input (not from parameters and constants alone)."""
+    producers = {out: n for n in b.nodes for out in n.outputs}
+    stack, seen = [value], set()
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        producer = producers.get(name)
+        if producer is None:
+            return True  # a graph input
+        stack.extend(producer.inputs)
+    return False
+
+
+def is_constant(b: Builder, value: Any) -> bool:
+    """Whether `value` is the output of a `constant` node (a module attribute read in forward)."""
+    producer = next((n for n in b.nodes if value in n.outputs), None)
+    return producer is not None and producer.op == Op.CONSTANT
 
 
 def constant_param(b: Builder, value: Any, axes: str | None) -> str | None:
@@ -559,6 +639,102 @@ def layer_norm(b: Builder, node: torch.fx.Node) -> Any:
     return b.emit(Op.LAYER_NORM, [x], A.LayerNormAttrs(axes=axes, eps=eps), params)
 
 
+def _norm_params(b: Builder, call: dict[str, Any], roles: tuple[str, ...]) -> dict[str, str]:
+    """The per-channel tensors a functional norm reads, as params of the node (axis "C"). A weight
+    without a bias (or a bias without a weight) is left out: the IR's affine norms have both or
+    neither, like nn.BatchNorm/GroupNorm(affine=...), and `_lone_affine` applies it after the node."""
+    lone = ("weight" in roles and "bias" in roles) and ((call.get("weight") is None) != (call.get("bias") is None))
+    params = {}
+    for role in roles:
+        if lone and role in ("weight", "bias"):
+            continue
+        name = constant_param(b, call.get(role), "C")
+        if name is not None:
+            params[role] = name
+    return params
+
+
+def _lone_affine(b: Builder, node: torch.fx.Node, out: str, call: dict[str, Any]) -> str:
+    """A norm's weight without a bias (timm's GroupNorm1 without bias) or bias without a weight, as a
+    product or sum with the [C] tensor laid along the channel axis 1."""
+    weight, bias = call.get("weight"), call.get("bias")
+    if (weight is None) == (bias is None):
+        return out
+    factor = weight if weight is not None else bias
+    if not b.is_tensor(factor):
+        raise b.fail(f"{op_label(node)}: the affine {'weight' if weight is not None else 'bias'} must be a tensor")
+    channels = b.value(factor).shape[0]
+    along = reshape_to(b, factor, (channels,) + (1,) * (_rank(b, out) - 2), name=f"{node.name}_affine")
+    return b.emit(Op.MUL if weight is not None else Op.ADD, [out, along], A.BinaryAttrs())
+
+
+@FUNCTIONS.register(f"{F}.batch_norm")
+def batch_norm(b: Builder, node: torch.fx.Node) -> Any:
+    """batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-05)
+
+    The functional form timm's BatchNormAct2d calls in its forward. In inference (training=False)
+    it reads the running statistics, exactly what the IR's batch_norm node does with the module's
+    buffers as params; `momentum` only steers the statistics update in training, so it is kept as
+    the attribute the generated layer trains with."""
+    names = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
+    call = bind(b, node, names)
+    if call.get("training", False) and not depends_on_inputs(b, call["input"]):
+        raise b.fail(
+            "batch_norm over a tensor computed from parameters only (weight standardisation, as NF-Nets' "
+            "ScaledStdConv2d does) rewrites a layer's weight in forward; the IR holds weights as parameters, so the "
+            "fx frontend cannot lower it. Use frontend='onnx'"
+        )
+    if call.get("training", False):
+        raise b.fail(
+            "batch_norm with training=True normalises by the statistics of the batch, which the IR's batch norm "
+            "(running statistics) does not compute; compile the model in eval mode with its running statistics "
+            "(track_running_stats=True)"
+        )
+    if call.get("running_mean") is None or call.get("running_var") is None:
+        raise b.fail("batch_norm without running_mean and running_var normalises by the batch; this is not supported")
+    params = _norm_params(b, call, ("weight", "bias", "running_mean", "running_var"))
+    momentum = call.get("momentum", 0.1)
+    attrs = A.BatchNormAttrs(
+        eps=_scalar(b, call, "eps", 1e-5), momentum=None if momentum is None else _scalar(b, call, "momentum", 0.1)
+    )
+    return _lone_affine(b, node, _emit_norm(b, node, Op.BATCH_NORM, call, attrs, params), call)
+
+
+@FUNCTIONS.register(f"{F}.instance_norm")
+def instance_norm(b: Builder, node: torch.fx.Node) -> Any:
+    """instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True, momentum=0.1, eps=1e-05)
+
+    With use_input_stats=True (the default, and what nn.InstanceNorm passes unless it tracks running
+    statistics in eval mode) each sample is normalised by its own statistics and the running ones
+    are only updated: they are left out of the node. With use_input_stats=False they are read."""
+    names = ("input", "running_mean", "running_var", "weight", "bias", "use_input_stats", "momentum", "eps")
+    call = bind(b, node, names)
+    roles = ("weight", "bias") if call.get("use_input_stats", True) else ("weight", "bias", "running_mean", "running_var")
+    if not call.get("use_input_stats", True) and (call.get("running_mean") is None or call.get("running_var") is None):
+        raise b.fail("instance_norm with use_input_stats=False needs running_mean and running_var")
+    params = _norm_params(b, call, roles)
+    momentum = call.get("momentum", 0.1)
+    attrs = A.InstanceNormAttrs(
+        eps=_scalar(b, call, "eps", 1e-5), momentum=None if momentum is None else _scalar(b, call, "momentum", 0.1)
+    )
+    return _lone_affine(b, node, _emit_norm(b, node, Op.INSTANCE_NORM, call, attrs, params), call)
+
+
+@FUNCTIONS.register(f"{F}.group_norm")
+def group_norm(b: Builder, node: torch.fx.Node) -> Any:
+    """group_norm(input, num_groups, weight=None, bias=None, eps=1e-05)"""
+    call = bind(b, node, ("input", "num_groups", "weight", "bias", "eps"))
+    params = _norm_params(b, call, ("weight", "bias"))
+    attrs = A.GroupNormAttrs(num_groups=int(call["num_groups"]), eps=_scalar(b, call, "eps", 1e-5))
+    return _lone_affine(b, node, _emit_norm(b, node, Op.GROUP_NORM, call, attrs, params), call)
+
+
+def _emit_norm(b: Builder, node: torch.fx.Node, op: Op, call: dict[str, Any], attrs: A.Attrs, params: dict[str, str]) -> str:
+    """The norm node, named after the fx node unless a lone affine factor follows it (which takes the name)."""
+    lone = (call.get("weight") is None) != (call.get("bias") is None)
+    return b.emit(op, [call["input"]], attrs, params, name=f"{node.name}_normed" if lone else None)
+
+
 @FUNCTIONS.register(f"{F}.linear")
 def linear(b: Builder, node: torch.fx.Node) -> Any:
     """linear(input, weight, bias=None)"""
@@ -567,7 +743,14 @@ def linear(b: Builder, node: torch.fx.Node) -> Any:
     x = _get(args, kwargs, 0, "input")
     require_batched(b, x, "linear")
     params = {"weight": constant_param(b, _get(args, kwargs, 1, "weight"), "OI")}
-    bias = constant_param(b, _get(args, kwargs, 2, "bias"), "O")
+    bias = _get(args, kwargs, 2, "bias")
+    if bias is not None and not is_constant(b, bias):
+        # a bias computed in forward (BEiT's cat of q_bias, zeros and v_bias): added after the layer
+        if not b.is_tensor(bias):
+            raise b.fail("linear: bias must be a tensor")
+        out = b.emit(Op.LINEAR, [x], None, params, name=f"{node.name}_nobias")  # type: ignore[arg-type]
+        return b.emit(Op.ADD, [out, bias], A.BinaryAttrs())
+    bias = constant_param(b, bias, "O")
     if bias is not None:
         params["bias"] = bias
     return b.emit(Op.LINEAR, [x], None, params)  # type: ignore[arg-type]

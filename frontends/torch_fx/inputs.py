@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.fx
 
-from asgnas_ir.errors import FrontendError
+from asgnas_ir.errors import ExampleInputError
 
 
 @dataclass(frozen=True)
@@ -91,14 +91,14 @@ def check_example_inputs(model: torch.nn.Module, gm: torch.nn.Module, arguments:
         if not isinstance(value, torch.Tensor):
             hint = " (torch.from_numpy(array) converts it)" if type(value).__module__ == "numpy" else ""
             kind = type(value).__name__ if type(value).__module__ == "builtins" else f"{type(value).__module__}.{type(value).__name__}"
-            raise FrontendError(f"{where} is a {kind}; pass a torch.Tensor{hint}")
+            raise ExampleInputError(f"{where} is a {kind}; pass a torch.Tensor{hint}")
         for user in node.users:
             if user.op != "call_module" or not user.args or user.args[0] is not node:
                 continue
             rule = expectation(gm.get_submodule(str(user.target)), str(user.target))
             problem = rule.mismatch(value) if rule is not None else None
             if rule is not None and problem is not None:
-                raise FrontendError(
+                raise ExampleInputError(
                     f"{where} does not fit {rule.layer}: it expects {rule.describe()}, but the given tensor is "
                     f"{str(value.dtype).removeprefix('torch.')} {list(value.shape)} ({problem}). "
                     "Pass inputs of the expected shape and dtype (CLI: --input 1,3,224,224 or int64[1,16])."

@@ -76,6 +76,9 @@ def scaled_dot_product_attention(b: Builder, node: torch.fx.Node) -> Any:
     mask = _get(args, kwargs, 3, "attn_mask")
     if _get(args, kwargs, 7, "enable_gqa", False):
         raise b.fail("scaled_dot_product_attention with enable_gqa=True is not supported; repeat the key/value heads first")
+    # Multi-query attention (one key/value head for all query heads) relies on broadcasting: the
+    # IR's attention takes the heads explicitly, so k and v are expanded to the query's head count.
+    k, v = (_broadcast_heads(b, node, t, b.value(q).shape, role) for t, role in ((k, "k"), (v, "v")))
     inputs = [q, k, v]
     if mask is not None:
         if not b.is_tensor(mask) or not b.value(mask).dtype.startswith("float"):
@@ -84,6 +87,16 @@ def scaled_dot_product_attention(b: Builder, node: torch.fx.Node) -> Any:
     scale = _get(args, kwargs, 6, "scale")
     scale = 1.0 / math.sqrt(b.value(q).shape[-1]) if scale is None else float(scale)
     return b.emit(Op.ATTENTION, inputs, A.AttentionAttrs(scale=scale, causal=bool(_get(args, kwargs, 5, "is_causal", False))))
+
+
+def _broadcast_heads(b: Builder, node: torch.fx.Node, t: str, q_shape: tuple[int, ...], role: str) -> str:
+    shape = b.value(t).shape
+    if len(shape) != len(q_shape) or len(shape) < 3:
+        return t
+    target = tuple(qd if d == 1 and qd != 1 and i < len(shape) - 2 else d for i, (d, qd) in enumerate(zip(shape, q_shape, strict=True)))
+    if target == shape:
+        return t
+    return b.emit(Op.EXPAND, [t], A.ExpandAttrs(shape=target), name=f"{node.name}_{role}_heads")
 
 
 @METHODS.register("expand", "expand_as", "broadcast_to")

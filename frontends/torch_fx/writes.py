@@ -122,6 +122,10 @@ def rebind_after_write(b: Any, node: torch.fx.Node, log: WriteLog, order: dict[t
     if not log.tracked:
         raise FrontendError(f"{where}: {op} writes a tensor in place where the frontend could not track aliases; {how}")
     result = log.views.get(node)
+    if node.op == "call_function" and node.target is operator.setitem and len(written) == 1:
+        # `x[box] = v` returns nothing: its lowered value is the whole of `x` after the write
+        result = log.views.get(written[0])
+        log.views[node] = result  # type: ignore[assignment]
     for target in written:
         if target.op == "placeholder":
             raise FrontendError(

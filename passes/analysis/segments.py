@@ -33,7 +33,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 import networkx as nx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from asgnas_ir.ir.graph import Graph
 from asgnas_ir.ir.node import NodeBase
@@ -51,15 +51,13 @@ class Segment(BaseModel):
     is_joint: bool = False
     reads_input: bool = False
     writes_output: bool = False
-    # the segment starts at a node that reads only constants (a class token expanded to the batch):
-    # it needs no input to be alive, so no input reaching it is no broken path
-    from_constants: bool = False
 
 
 class SegmentGraph(BaseModel):
     """The segments of a graph and the edges between them, with the validity rule of the module doc."""
 
     segments: list[Segment]
+    _constant_cache: set[int] | None = PrivateAttr(default=None)
 
     def _graph(self) -> nx.DiGraph:
         g = nx.DiGraph()
@@ -88,7 +86,16 @@ class SegmentGraph(BaseModel):
         outputs = {s.id for s in self.segments if s.writes_output}
         if outputs & removed or not outputs <= forward:
             return False
-        return backward <= forward | {s.id for s in self.segments if s.from_constants}
+        # segments no input reaches even in the whole network compute from constants only (a class
+        # token expanded to the batch, register tokens concatenated to it): they need no input to be
+        # alive, so their lack of one is no broken path
+        return backward <= forward | self._constant_only()
+
+    def _constant_only(self) -> set[int]:
+        if self._constant_cache is None:
+            reached, _ = self.surviving(())
+            self._constant_cache = {s.id for s in self.segments} - reached
+        return self._constant_cache
 
     def dead_after(self, removed: Iterable[int]) -> set[int]:
         """Segments that no longer reach an output once `removed` are gone (dead code)."""
@@ -141,8 +148,6 @@ def build_segments(graph: Graph) -> tuple[SegmentGraph, dict[str, int]]:
             seg = Segment(id=len(segments), nodes=[node.id], is_joint=joint)
             segments.append(seg)
         segment_of[node.id] = seg.id
-        if not data and not extend:
-            seg.from_constants = True
         if any(name in inputs for name in data):
             seg.reads_input = True
         if any(out in outputs for out in node.outputs):

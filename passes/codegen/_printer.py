@@ -21,13 +21,20 @@ def lit(value: object) -> str:
     if isinstance(value, tuple) and value and all(v == value[0] for v in value) and not isinstance(value[0], tuple):
         return lit(value[0])
     if isinstance(value, float):
-        return repr(float(value))
+        return _float(value)
     if isinstance(value, str):
         return f'"{value}"'
     if isinstance(value, (tuple, list)):
         inner = ", ".join(lit_exact(v) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
     return repr(value)
+
+
+def _float(value: float) -> str:
+    """repr, except for the values whose repr is no Python literal (`inf`, `nan`): a max pool's -inf pad."""
+    if value != value or value in (float("inf"), float("-inf")):
+        return f'float("{value}")'
+    return repr(float(value))
 
 
 def lit_exact(value: object) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from asgnas_ir.errors import CodegenError
 from asgnas_ir.ir.attrs import SliceAttrs
 from asgnas_ir.ir.graph import Graph
@@ -18,6 +20,7 @@ from asgnas_ir.ir.node import NodeBase
 from asgnas_ir.ir.symbolic import format_terms, parse
 
 SYMBOL_LOCALS = {"N": "batch", "S": "seq_len"}
+SYMBOLS_ALONE = frozenset(SYMBOL_LOCALS)
 
 
 def dims(graph: Graph, value: str) -> tuple[int | str, ...]:
@@ -91,19 +94,37 @@ def constant_pattern(graph: Graph, node: NodeBase) -> tuple[str, float | int | b
     """How to rebuild a `constant` whose shape is symbolic: ("arange", 0) for 0, 1, 2, ... along its
     one axis, ("full", v) when every entry is v. Anything else was data the source computed at the
     example's size and cannot follow another size."""
-    import numpy as np
-
     array = graph.weights.get(node.params["value"])
     out = graph.values[node.outputs[0]]
     if array is not None and array.ndim == 1 and np.array_equal(array, np.arange(array.shape[0])):
         return "arange", 0
     if array is not None and array.size and np.all(array == array.flat[0]):
         return "full", array.flat[0].item()
+    triangle = _triangle(array, out.symbolic) if array is not None else None
+    if triangle is not None:
+        return "triangle", triangle
+    if array is not None and all(d in SYMBOLS_ALONE or isinstance(d, int) for d in out.symbolic) and all(
+        array.shape[axis] == 1 for axis, d in enumerate(out.symbolic) if isinstance(d, str)
+    ):
+        return "expand", 0  # one row per symbolic axis (the example's batch of 1): stored, then expanded
     raise CodegenError(
         f"node '{node.id}' (from '{node.source}') is a constant of symbolic shape {list(out.symbolic)} whose entries "
         "are neither a range nor one value; generated code cannot rebuild it at another size. Compile with the "
         "example size the model will run at, or make the model compute it from its inputs."
     )
+
+
+def _triangle(array: np.ndarray, dims: tuple[int | str, ...]) -> tuple | None:
+    """(on and below the diagonal, above it) when `array` is a causal mask over its last two axes
+    (both symbolic, every leading axis of size 1): one value on each side of the diagonal."""
+    if array.ndim < 2 or not all(isinstance(d, str) for d in dims[-2:]) or any(d != 1 for d in array.shape[:-2]):
+        return None
+    square = array.reshape(array.shape[-2:])
+    lower = np.tril(np.ones(square.shape, dtype=bool))
+    below, above = square[lower], square[~lower]
+    if not below.size or not above.size or not (np.all(below == below[0]) and np.all(above == above[0])):
+        return None
+    return below[0].item(), above[0].item()
 
 
 def slice_bounds(graph: Graph, node: NodeBase) -> tuple[int, int | None]:

@@ -29,6 +29,7 @@ from asgnas_ir.passes.codegen import (  # noqa: F401  (registration: each family
     keras_emitters_conv,
     keras_emitters_elementwise,
     keras_emitters_linear_norm,
+    keras_emitters_resample,
     keras_emitters_shape,
 )
 from asgnas_ir.passes.codegen._keras_printer import KERAS_EMITTERS, Emitter, KerasPrinter, emits  # noqa: F401

@@ -51,6 +51,8 @@ KERAS_EMITTERS.update(
         Op.TANH: _unary(lambda n, x: f"keras.ops.tanh({x})"),
         Op.EXP: _unary(lambda n, x: f"keras.ops.exp({x})"),
         Op.SQRT: _unary(lambda n, x: f"keras.ops.sqrt({x})"),
+        Op.SIN: _unary(lambda n, x: f"keras.ops.sin({x})"),
+        Op.COS: _unary(lambda n, x: f"keras.ops.cos({x})"),
         Op.NEG: _unary(lambda n, x: f"keras.ops.negative({x})"),
         Op.POW: _unary(lambda n, x: f"keras.ops.power({x}, {lit(float(n.attrs.exponent))})"),
         Op.SILU: _unary(lambda n, x: f"keras.ops.silu({x})"),

@@ -41,6 +41,7 @@ from asgnas_ir.passes.codegen import (  # noqa: F401  (registration: each family
     onnx_emitters_conv,
     onnx_emitters_elementwise,
     onnx_emitters_linear_norm,
+    onnx_emitters_resample,
     onnx_emitters_shape,
 )
 from asgnas_ir.passes.codegen._onnx_printer import (  # noqa: F401  (re-exported: imported from here)

@@ -31,6 +31,8 @@ ONNX_EMITTERS.update(
         Op.TANH: _simple("Tanh"),
         Op.EXP: _simple("Exp"),
         Op.SQRT: _simple("Sqrt"),
+        Op.SIN: _simple("Sin"),
+        Op.COS: _simple("Cos"),
         Op.NEG: _simple("Neg"),
         Op.HARDSWISH: _simple("HardSwish"),
         Op.HARDSIGMOID: _simple("HardSigmoid", alpha=1.0 / 6.0, beta=0.5),  # torch: relu6(x + 3) / 6

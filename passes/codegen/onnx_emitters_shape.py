@@ -94,6 +94,21 @@ def _constant(p: OnnxPrinter, node: NodeBase) -> None:
     # built by the source at the input's size (torch.arange(x.size(1))): rebuilt at the call's
     kind, fill = constant_pattern(p.graph, node)
     dtype = np.dtype(out.dtype)
+    if kind == "expand":  # one stored row per symbolic axis, broadcast to the call's size
+        ones = [1 if isinstance(d, int) else d for d in out.symbolic]
+        # the stored row under its own name: the node's output may share the param's name
+        row = p.const(node, "row", p.graph.weights[node.params["value"]])
+        p.out(node, "Expand", [row, p.sizes(node, "shape", ones)])
+        return
+    if kind == "triangle":  # a causal mask: Trilu keeps the lower triangle of `below`, adds `above` on top
+        below, above = fill  # type: ignore[misc]
+        dims = list(out.symbolic)
+        shape = p.sizes(node, "shape", dims)
+        ones = p.op(node, "Expand", [p.const(node, "one", np.ones([1] * len(dims), dtype)), shape], "ones")
+        lower = p.op(node, "Trilu", [ones], "lower", upper=0)
+        mask = p.op(node, "Cast", [lower], "lower_bool", to=_onnx_type(np.dtype(bool)))
+        p.out(node, "Where", [mask, p.const(node, "below", below, dtype), p.const(node, "above", above, dtype)])
+        return
     if kind == "arange":
         limit = p.op(node, "Squeeze", [p.sizes(node, "length", list(out.symbolic))], "limit")
         p.out(node, "Range", [p.const(node, "start", 0, dtype), p.op(node, "Cast", [limit], "limit_cast", to=_onnx_type(dtype)),

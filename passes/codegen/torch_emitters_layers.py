@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from asgnas_ir.errors import CodegenError
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.node import NodeBase
 from asgnas_ir.ir.ops import Op
@@ -136,7 +137,8 @@ def _linear(p: TorchPrinter, node: NodeBase) -> None:
 
 
 def _channels(p: TorchPrinter, node: NodeBase) -> int:
-    value = p.graph.values[node.inputs[0]]
+    """A norm's channel count: its output's channel axis (a norm marks it where its input has none)."""
+    value = p.graph.values[node.outputs[0]]
     return value.shape[value.channel_axis]  # type: ignore[index]
 
 
@@ -258,6 +260,8 @@ EMITTERS.update(
         Op.TANH: _unary(lambda p, n, x: f"torch.tanh({x})"),
         Op.EXP: _unary(lambda p, n, x: f"torch.exp({x})"),
         Op.SQRT: _unary(lambda p, n, x: f"torch.sqrt({x})"),
+        Op.SIN: _unary(lambda p, n, x: f"torch.sin({x})"),
+        Op.COS: _unary(lambda p, n, x: f"torch.cos({x})"),
         Op.NEG: _unary(lambda p, n, x: f"-{x}"),
         Op.POW: _unary(lambda p, n, x: f"torch.pow({x}, {lit(n.attrs.exponent)})"),
         Op.SILU: _unary(lambda p, n, x: call(p.F("silu"), x)),
@@ -316,3 +320,48 @@ def _operand(p: TorchPrinter, value: str, rank: int, perm: Perm) -> str:
 def _cast(p: TorchPrinter, node: NodeBase) -> None:
     """A dtype policy's rounding (Keras mixed precision): an explicit `.to`, exact in torch as in Keras."""
     p.assign(node, f"{p.x(node)}.to(torch.{node.attrs.dtype})", p.perm.get(node.inputs[0]))  # type: ignore[attr-defined]
+
+
+@emits(Op.MAX)
+def _max(p: TorchPrinter, node: NodeBase) -> None:
+    """`x.amax(dim=...)`, with the axes as the input is held (a channels-last graph holds some permuted)."""
+    attrs: A.ReduceAttrs = node.attrs  # type: ignore[assignment]
+    value = node.inputs[0]
+    held = p.held(value)
+    axes = tuple(sorted(p.axis(value, a) for a in attrs.axes))
+    dim = str(axes[0]) if len(axes) == 1 else lit_exact(axes)
+    keep = ", keepdim=True" if attrs.keepdim else ""
+    kept = [a for a in held if a not in attrs.axes]
+    out_perm = held if attrs.keepdim else tuple(sorted(kept).index(a) for a in kept)
+    p.assign(node, f"{p.x(node)}.amax(dim={dim}{keep})", out_perm)
+
+
+@emits(Op.CUMSUM)
+def _cumsum(p: TorchPrinter, node: NodeBase) -> None:
+    value = node.inputs[0]
+    p.assign(node, f"torch.cumsum({p.x(node)}, dim={p.axis(value, node.attrs.axis)})", p.perm.get(value))  # type: ignore[attr-defined]
+
+
+# the IR's resize modes as torch's F.interpolate modes, by the number of resized axes
+_INTERPOLATE_MODES = {"nearest": {1: "nearest", 2: "nearest", 3: "nearest"}, "linear": {1: "linear", 2: "bilinear", 3: "trilinear"},
+                      "cubic": {2: "bicubic"}}
+
+
+@emits(Op.RESIZE)
+def _resize(p: TorchPrinter, node: NodeBase) -> None:
+    """F.interpolate with the source's scale factors where it gave them (then generated code resizes an
+    input of any size as the source does), else with the output size. F.interpolate resizes every axis
+    after the second, so the input is held with the resized axes last (for a torch graph: as it is)."""
+    attrs: A.ResizeAttrs = node.attrs  # type: ignore[assignment]
+    value = node.inputs[0]
+    rank = len(p.shape(value))
+    mode = _INTERPOLATE_MODES[attrs.mode].get(len(attrs.axes))
+    kept = tuple(a for a in range(rank) if a not in attrs.axes)
+    if mode is None or len(kept) != 2:
+        what = f"{attrs.mode} interpolation over {len(attrs.axes)} axes" if mode is None else f"a resize of axes {attrs.axes} of a rank-{rank} value"
+        raise CodegenError(f"node '{node.id}' (resize, from '{node.source}'): torch's F.interpolate has no {what}")
+    perm = kept + tuple(attrs.axes)
+    x = p.view(value, perm)
+    by = {"scale_factor": lit(attrs.scale)} if attrs.scale is not None else {"size": lit(attrs.size)}
+    corners = None if attrs.mode == "nearest" else lit(attrs.align_corners)
+    p.assign(node, call(p.F("interpolate"), x, **by, mode=lit(mode), align_corners=corners), None if perm == identity(rank) else perm)

@@ -209,7 +209,8 @@ def _expand(p: TorchPrinter, node: NodeBase) -> None:
 def _constant(p: TorchPrinter, node: NodeBase) -> None:
     param_name = node.params["value"]
     param = p.graph.params[param_name]
-    if p.graph.values[node.outputs[0]].dims is not None:
+    sized = p.graph.values[node.outputs[0]].dims is not None
+    if sized and constant_pattern(p.graph, node)[0] != "expand":
         _sized_constant(p, node)
         return
     key = (param_name,)
@@ -224,6 +225,11 @@ def _constant(p: TorchPrinter, node: NodeBase) -> None:
         else:
             p.init.append(f'self.register_buffer("{name}", torch.empty({shape}))')
         p.weights[name] = p._to_layout(param, param_name, None)
+    if sized:  # computed by the source from a batch of 1, the same for every row: expanded to the call's
+        out = node.outputs[0]
+        sizes = ", ".join(p.dim(out, a) if isinstance(d, str) else "-1" for a, d in enumerate(p.graph.values[out].symbolic))
+        p.assign(node, f"self.{p._layer_of[key]}.expand({sizes})")
+        return
     p.alias(node, f"self.{p._layer_of[key]}")
 
 
@@ -237,6 +243,12 @@ def _sized_constant(p: TorchPrinter, node: NodeBase) -> None:
     device = f"device={p.expr[p.graph.inputs[0]]}.device"
     if kind == "arange":
         p.assign(node, f"torch.arange({sizes}, dtype=torch.{dtype}, {device})")
+    elif kind == "triangle":  # a causal mask: one value on and below the diagonal, another above
+        below, above = fill  # type: ignore[misc]
+        rows, cols = (p.dim(out, a) for a in range(len(p.shape(out)) - 2, len(p.shape(out))))
+        lead = "" if len(p.shape(out)) == 2 else f".reshape({', '.join(['1'] * (len(p.shape(out)) - 2))}, {rows}, {cols})"
+        p.assign(node, f"torch.where(torch.ones({rows}, {cols}, dtype=torch.bool, {device}).tril(), {lit(below)}, {lit(above)})"
+                       f".to(torch.{dtype}){lead}")
     else:
         p.assign(node, f"torch.full(({sizes},), {fill!r}, dtype=torch.{dtype}, {device})")
 

@@ -128,3 +128,22 @@ def test_torchvision_vit_and_swin_compiled_at_batch_1_run_at_batch_3(target: str
             expected = model(x3)
         with tempfile.TemporaryDirectory() as folder:
             assert_outputs_match(_generated_at(graph, target, folder, x3), expected)
+
+
+class _BatchSizedPositions(torch.nn.Module):
+    """A position code built in forward from a batch-sized tensor (XCiT, EdgeNeXt do this with a mask)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        positions = torch.ones(x.shape[0], 4, 4).cumsum(1)[:, :, 0]
+        return self.fc(x + positions)
+
+
+@pytest.mark.parametrize("target", ["torch", "onnx"])
+def test_a_constant_built_at_the_batch_size_follows_it(target: str) -> None:
+    report = ai.check(_BatchSizedPositions().eval(), torch.randn(1, 4), target=target)
+    assert report.ok, report.reason
+    assert report.shapes_checked == [[[1, 4]], [[2, 4]]]

@@ -27,9 +27,9 @@ def test_check_passes_in_prune_mode(name: str) -> None:
 def test_check_passes_for_other_random_selections(name: str, seed: int) -> None:
     """Equivalence holds for other random group selections and fractions, not one lucky draw."""
     replica = REPLICAS[name]
-    # up to 3/4 of the groups: at 0.9, four of these five networks came out dead (every output the same
+    # up to 3/5 of the groups: at 0.9, four of these five networks came out dead (every output the same
     # for any input), which check reports as a degenerate selection since it would prove nothing
-    report = ai.check(replica.build(), example_inputs(replica, seed), fraction=0.25 * seed, seed=seed)
+    report = ai.check(replica.build(), example_inputs(replica, seed), fraction=0.2 * seed, seed=seed)
     assert report.ok, report
 
 

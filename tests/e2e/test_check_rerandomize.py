@@ -110,7 +110,8 @@ def test_torch_random_statistics_alone_lose_the_input() -> None:
     live = deep_se_net()
     rerandomize_(live, 0)
     with torch.no_grad():
-        assert _relative_variation(live(x).numpy(), live(other).numpy()) < 1e-4
+        # a few ten-thousandths of change for a wholly different input, against > 0.1 once calibrated
+        assert _relative_variation(live(x).numpy(), live(other).numpy()) < 1e-3
 
 
 def test_torch_calibrated_rerandomization_keeps_the_input() -> None:

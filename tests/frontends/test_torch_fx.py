@@ -294,7 +294,7 @@ class DataDependent(nn.Module):
 def test_untraceable_model_is_a_frontend_error():
     """A forward with data-dependent control flow raises FrontendError naming the model and a remedy."""
     with pytest.raises(ai.FrontendError, match=r"torch.fx cannot trace DataDependent.*frontend='onnx'"):
-        ai.compile(DataDependent().eval(), torch.randn(1, 3, 2, 2))
+        ai.compile(DataDependent().eval(), torch.randn(1, 3, 2, 2), frontend="fx")  # auto would export it
 
 
 class WithOptionalArg(nn.Module):
@@ -338,7 +338,7 @@ class ThreeUnsupported(nn.Module):
 def test_unsupported_ops_are_all_listed_in_one_error_with_locations():
     """Every unsupported function and module is listed once in one UnsupportedOpError, with where it occurs."""
     with pytest.raises(ai.UnsupportedOpError) as info:
-        ai.compile(ThreeUnsupported().eval(), torch.randn(1, 3, 4, 4))
+        ai.compile(ThreeUnsupported().eval(), torch.randn(1, 3, 4, 4), frontend="fx")
     error = info.value
     ops = {item.op: item.locations for item in error.ops}
     assert set(ops) == {"torch.erf", "torch.logcumsumexp", "torch.nn.modules.pixelshuffle.PixelShuffle"}

@@ -153,7 +153,7 @@ class InplaceViewWrite(_Seeded):
 
 
 class SetItemWrite(_Seeded):
-    """Refused: `y[:, :2] = 0` is recorded as `operator.setitem`."""
+    """`y[:, :2] = 0` is recorded as `operator.setitem`: lowered as y rebuilt around the written box."""
 
     def __init__(self) -> None:
         super().__init__()
