@@ -51,11 +51,24 @@ def _expand(p: KerasPrinter, node: NodeBase) -> None:
     target = p.dims(node.outputs[0])
     source = p.dims(node.inputs[0])
     grown = [d for axis, d in enumerate(target) if isinstance(d, str) and (axis - len(target) + len(source) < 0 or source[axis - len(target) + len(source)] != d)]
-    if grown:
+    if grown and (grown != ["N"] or target[0] != "N"):
         raise CodegenError(
             f"node '{node.id}' (expand, from '{node.source}') broadcasts to the symbolic size(s) {grown}, which a Keras "
             "functional model cannot read while it is being built; use the torch or onnx target"
         )
+    if grown:
+        # to the batch (a class token): a functional model cannot read the batch size, but it can add a zero
+        # of shape (N, 1, ..., 1) computed from the first input, which broadcasts every row into place
+        x = p.logical(node.inputs[0])
+        first = p.graph.inputs[0]
+        rest = tuple(range(1, len(p.shape(first))))
+        zeros = f"keras.ops.zeros_like({p.expr[first]})"
+        if rest:
+            zeros = f"keras.ops.sum({zeros}, axis={lit_exact(rest)})"
+        column = p.line(node, "batch_zeros", f"keras.ops.cast(keras.ops.reshape({zeros}, {lit_exact((-1,) + (1,) * (len(target) - 1))}), {x}.dtype)")
+        ones = tuple(1 if isinstance(d, str) else d for d in target)
+        p.assign(node, f"{x} + {column} + keras.ops.zeros({lit_exact(ones)}, dtype={x}.dtype)")
+        return
     if target != tuple(p.shape(node.outputs[0])):
         # the symbolic axes are the input's own: grow the others by adding zeros of size 1 on those
         ones = tuple(1 if isinstance(d, str) else d for d in target)

@@ -52,7 +52,8 @@ def _reshape(p: TorchPrinter, node: NodeBase) -> None:
     attrs: A.ReshapeAttrs = node.attrs  # type: ignore[assignment]
     del attrs  # the target is the output's (symbolic) shape, which the attrs hold at the example's sizes
     x = _source_order(p, node.inputs[0])
-    p.assign(node, f"{x}.reshape({', '.join(reshape_target(p.graph, node, p.symbol))})")
+    target = reshape_target(p.graph, node, p.symbol)
+    p.assign(node, f"{x}.reshape({', '.join(target)})" if target else f"{x}.reshape(())")  # () : to a 0-d scalar
 
 
 @emits(Op.FLATTEN)
