@@ -18,6 +18,7 @@ import torch
 import torch.fx
 
 from asgnas_ir.frontends.torch_fx.builder import Builder
+from asgnas_ir.frontends.torch_fx.composite import roll_axis
 from asgnas_ir.frontends.torch_fx.functions import FUNCTIONS, constant_param
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.ops import Op
@@ -27,17 +28,6 @@ _SWIN = "torchvision.models.swin_transformer"
 
 def _layer_path(b: Builder, param: str) -> str:
     return b.params[param].source.rsplit(".", 1)[0]
-
-
-def _roll(b: Builder, x: str, shift: int, axis: int, name: str) -> str:
-    """torch.roll along one axis as two slices and a concat: out[i] = x[(i - shift) mod n]."""
-    size = b.value(x).shape[axis]
-    shift %= size
-    if shift == 0:
-        return x
-    tail = b.emit(Op.SLICE, [x], A.SliceAttrs(axis=axis, start=size - shift, stop=size, step=1), name=f"{name}_tail")
-    head = b.emit(Op.SLICE, [x], A.SliceAttrs(axis=axis, start=0, stop=size - shift, step=1), name=f"{name}_head")
-    return b.emit(Op.CONCAT, [tail, head], A.AxisAttrs(axis=axis), name=name)
 
 
 def _shift_mask(pad_h: int, pad_w: int, window: list[int], shift: list[int]) -> torch.Tensor:
@@ -114,8 +104,8 @@ def shifted_window_attention(b: Builder, node: torch.fx.Node) -> Any:
     shift = [0 if window[0] >= pad_h else shift[0], 0 if window[1] >= pad_w else shift[1]]
     shifted = sum(shift) > 0
     if shifted:
-        x = _roll(b, x, -shift[0], 1, f"{base}_roll_h")
-        x = _roll(b, x, -shift[1], 2, f"{base}_roll_w")
+        x = roll_axis(b, x, -shift[0], 1, f"{base}_roll_h")
+        x = roll_axis(b, x, -shift[1], 2, f"{base}_roll_w")
 
     windows = (pad_h // window[0]) * (pad_w // window[1])
     tokens = window[0] * window[1]
@@ -160,8 +150,8 @@ def shifted_window_attention(b: Builder, node: torch.fx.Node) -> Any:
     x = b.emit(Op.PERMUTE, [x], A.PermuteAttrs(perm=(0, 1, 3, 2, 4, 5)))
     x = b.emit(Op.RESHAPE, [x], A.ReshapeAttrs(shape=(batch, pad_h, pad_w, channels)), name=f"{base}_unwindowed")
     if shifted:
-        x = _roll(b, x, shift[0], 1, f"{base}_unroll_h")
-        x = _roll(b, x, shift[1], 2, f"{base}_unroll_w")
+        x = roll_axis(b, x, shift[0], 1, f"{base}_unroll_h")
+        x = roll_axis(b, x, shift[1], 2, f"{base}_unroll_w")
     if pad_r or pad_b:
         x = b.emit(Op.SLICE, [x], A.SliceAttrs(axis=1, start=0, stop=height, step=1))
         x = b.emit(Op.SLICE, [x], A.SliceAttrs(axis=2, start=0, stop=width, step=1))
