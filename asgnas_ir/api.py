@@ -165,13 +165,7 @@ def _random_valid(space: SearchSpace, fraction: float, seed: int) -> list[int]:
     """Greedy random selection that keeps `space.is_valid` true after every accepted group."""
     rng = np.random.default_rng(seed)
     target = _target_count(fraction, len(space.groups))
-    chosen: list[int] = []
-    for gid in rng.permutation(len(space.groups)).tolist():
-        if len(chosen) >= target:
-            break
-        if space.is_valid([*chosen, gid]):
-            chosen.append(gid)
-    return sorted(chosen)
+    return sorted(space.greedy_valid(rng.permutation(len(space.groups)).tolist(), target))
 
 
 CHECK_TARGETS = ("torch", "keras", "onnx")
@@ -201,16 +195,18 @@ def _run_generated(target: str, folder: Path, inputs: tuple) -> list[np.ndarray]
 
 def _run_generated_unchecked(target: str, folder: Path, inputs: tuple) -> list[np.ndarray]:
     if target == "onnx":
+        from asgnas_ir.frontends.onnx.reference import as_arrays
         from asgnas_ir.testing import run_onnx
 
-        return run_onnx(folder / "model.onnx", [x.detach().cpu().numpy() for x in inputs])
+        return run_onnx(folder / "model.onnx", list(as_arrays(inputs)))
     if target == "keras":
         from asgnas_ir.testing import run_keras
 
         return run_keras(folder, list(inputs))
-    from asgnas_ir.backends.torch.binding import run_model
+    from asgnas_ir.backends.torch.binding import device_of, run_model
 
-    return run_model(load_generated(folder), inputs)
+    # on the inputs' device: a model on CUDA is checked against generated code running on CUDA
+    return run_model(load_generated(folder, device_of(inputs)), inputs)
 
 
 class CheckSeconds(BaseModel):

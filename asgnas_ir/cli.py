@@ -220,8 +220,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from asgnas_ir.backends.torch.trainer import TrainConfig, run_training
 
     config = TrainConfig.from_file(args.config)
-    if args.out:
-        config = config.model_copy(update={"out": args.out})
+    overrides = {name: value for name, value in (("out", args.out), ("device", args.device), ("amp", args.amp),
+                                                 ("dataset", args.dataset)) if value is not None}
+    if overrides:
+        try:  # validated again: an override must obey the same rules as the file
+            config = TrainConfig.model_validate({**config.model_dump(exclude_unset=True), **overrides})
+        except ValueError as exc:
+            raise SpecError(f"config file '{args.config}' with the command line's options is not a valid training config:\n{exc}") from None
     report = run_training(config, resume=args.resume)
     return EXIT_OK if report["equivalent"] else EXIT_CHECK_FAILED
 
@@ -310,6 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", metavar="CONFIG", help="JSON file with TrainConfig fields (see docs/training.md)")
     p.add_argument("--out", default=None, metavar="DIR", help="override the config's output folder")
     p.add_argument("--resume", action="store_true", help="continue from the last epoch checkpoint in the output folder")
+    p.add_argument(
+        "--device", default=None, metavar="auto|cpu|cuda", help="where to train (overrides the config's device; auto: cuda when "
+        "available, else cpu; cuda:N picks a GPU)",
+    )
+    p.add_argument("--amp", default=None, choices=["bf16", "fp16", "off"], help="mixed precision (overrides the config's amp)")
+    p.add_argument(
+        "--dataset", default=None, metavar="SPEC", help="your data instead of digits: package.module:attr or path/file.py:attr "
+        "(a torch Dataset or DataLoader, or a callable returning one or a (train, validation) pair) or an image folder",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("search", help="search sub-networks of a super-network: gold, ag or random (writes the front as JSON + PNG)")

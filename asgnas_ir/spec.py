@@ -86,6 +86,19 @@ def _import_target(module_part: str) -> Any:
         raise SpecError(f"SPEC module '{module_part}' does not import: {type(exc).__name__}: {exc}") from None
 
 
+def resolve_attribute(spec: str) -> Any:
+    """The object `package.module:attr` or `path/file.py:attr` names (`attr` may be dotted), not called."""
+    module_part, _, attr = spec.rpartition(":")
+    if not module_part or not attr:
+        raise SpecError(f"SPEC '{spec}' must be package.module:attr or path/file.py:attr")
+    target: Any = _import_target(module_part)
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise SpecError(f"SPEC '{spec}': '{module_part}' has no attribute '{attr}'")
+        target = getattr(target, part)
+    return target
+
+
 def load_model(spec: str, kwargs: dict[str, Any] | None = None) -> Any:
     """The model a SPEC names (see the module docstring)."""
     kwargs = kwargs or {}
@@ -95,13 +108,8 @@ def load_model(spec: str, kwargs: dict[str, Any] | None = None) -> Any:
         return spec
     if ":" not in spec:
         raise SpecError(f"SPEC '{spec}' must be package.module:attr, path/file.py:attr, or a .onnx/.keras file")
-    module_part, _, attr = spec.rpartition(":")
-    module = _import_target(module_part)
-    target: Any = module
-    for part in attr.split("."):
-        if not hasattr(target, part):
-            raise SpecError(f"SPEC '{spec}': '{module_part}' has no attribute '{attr}'")
-        target = getattr(target, part)
+    attr = spec.rpartition(":")[2]
+    target = resolve_attribute(spec)
     if callable(target) and not _is_model_instance(target):
         try:
             return target(**kwargs)

@@ -9,10 +9,20 @@ from asgnas_ir.ir.graph import Graph
 from asgnas_ir.spec import import_file
 
 
-def load_generated(folder: str | Path) -> Any:
-    """The model that `folder/model.py` (written by codegen-torch) builds, with its weights, in eval mode."""
+def load_generated(folder: str | Path, device: Any = None) -> Any:
+    """The model that `folder/model.py` (written by codegen-torch) builds, with its weights, in eval mode,
+    on `device` (None: torch's default device, where `load()` alone would put it).
+
+    With a device, the module is built inside `torch.device(device)`: its parameters are created where
+    they will live (no CPU copy of a large model first), whatever default device the caller set."""
+    import torch
+
     folder = Path(folder)
-    return import_file(folder / "model.py", "asgnas_generated").load(folder / "weights.safetensors")
+    module = import_file(folder / "model.py", "asgnas_generated")
+    if device is None:
+        return module.load(folder / "weights.safetensors")
+    with torch.device(device):
+        return module.load(folder / "weights.safetensors")
 
 
 def emit_and_load(graph: Graph, folder: str | Path) -> Any:
@@ -25,17 +35,20 @@ def emit_and_load(graph: Graph, folder: str | Path) -> Any:
 
 def run_torch(model_or_folder: Any, inputs: Any) -> list[Any]:
     """Outputs (a list of numpy arrays) of a generated PyTorch model, or of the one in a codegen-torch
-    folder, on `inputs` (numpy arrays or torch tensors, in the order of the model's inputs), without
-    autograd."""
+    folder (loaded on the device of the first input tensor), on `inputs` (numpy arrays or torch
+    tensors, in the order of the model's inputs), without autograd."""
     import numpy as np
     import torch
 
-    from asgnas_ir.backends.torch.binding import run_model
+    from asgnas_ir.backends.torch.binding import device_of, run_model
 
-    model = load_generated(model_or_folder) if isinstance(model_or_folder, (str, Path)) else model_or_folder
     if isinstance(inputs, np.ndarray) or hasattr(inputs, "numpy"):
         inputs = [inputs]
     tensors = tuple(x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x)) for x in inputs)
+    if isinstance(model_or_folder, (str, Path)):
+        model = load_generated(model_or_folder, device_of(tensors))
+    else:
+        model = model_or_folder
     with torch.no_grad():
         return run_model(model, tensors)
 

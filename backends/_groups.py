@@ -83,8 +83,18 @@ def bind_groups(
                 position[id(variable)] = len(variables)
                 variables.append(variable)
             parts.setdefault(position[id(variable)], []).append(entries(shape, s.axis, s.indices))
-        per_group.append({i: np.unique(np.concatenate(chunks)) for i, chunks in parts.items()})
+        per_group.append({i: _sorted_unique(chunks) for i, chunks in parts.items()})
     return variables, per_group
+
+
+def _sorted_unique(chunks: list[np.ndarray]) -> np.ndarray:
+    """The sorted distinct values of `chunks` (one slice's positions are already sorted and distinct)."""
+    if len(chunks) == 1 and (len(chunks[0]) < 2 or bool((np.diff(chunks[0]) > 0).all())):
+        return chunks[0]
+    values = np.sort(np.concatenate(chunks), kind="stable")
+    keep = np.ones(len(values), bool)
+    keep[1:] = values[1:] != values[:-1]
+    return values[keep]
 
 
 def group_lines(
@@ -94,7 +104,7 @@ def group_lines(
 
     A group is a union of slices, and a slice is whole lines of one axis. When a group touches each
     variable along one axis only, its lines are disjoint and its sums are sums of per-line sums, which
-    dense reductions compute without touching a sparse index (`backends.torch._lines`).
+    two sparse products over chunks of the flat buffer compute (`backends.torch._flat`).
 
     Args:
         space: the search space.
@@ -174,42 +184,6 @@ def check_options(owner: str, **options: Any) -> None:
         ok, bound = rules[name]
         if not ok(value):
             raise AsgnasError(f"{owner}: {name} must be {bound}, got {value}")
-
-
-def host_scores(dot: list[float], xx: list[float], gg: list[float], l1: list[float], sizes: list[float]) -> list[float]:
-    """`reference.redundancy_scores` from per-group ⟨x,g⟩, ‖x‖², ‖g‖², ‖x‖₁ and sizes (Python floats)."""
-    cos = [d / math.sqrt(a * b) if a * b > 0 else 0.0 for d, a, b in zip(dot, xx, gg, strict=True)]
-    inv = [1.0 / ((s1 / n if n else 0.0) + MAGNITUDE_EPS) for s1, n in zip(l1, sizes, strict=True)]
-    cos_norm, inv_norm = math.sqrt(sum(c * c for c in cos)) or 1.0, math.sqrt(sum(i * i for i in inv)) or 1.0
-    return [0.5 * c / cos_norm + 0.5 * i / inv_norm for c, i in zip(cos, inv, strict=True)]
-
-
-def host_lambda(dot: list[float], norm: list[float], gg: list[float], lmbda: float, amplify: float, hat: float) -> list[float]:
-    """`reference.select_lambda` (Python floats; ⟨x,g⟩ < 0 implies ‖x‖ > 0)."""
-    lams = []
-    for d, n, q in zip(dot, norm, gg, strict=True):
-        if d < 0:
-            lo, hi = -d / n, -q * n / d
-            chosen = min(max(amplify * lo, lmbda), lmbda * hat)
-            lams.append(0.5 * (lo + hi) if chosen >= hi else chosen)
-        else:
-            lams.append(lmbda)
-    return lams
-
-
-def host_auto_lambda(dot: list[float], xx: list[float], gg: list[float], start: list[float], lr: float, period: int) -> list[float]:
-    """`reference.auto_lambda` (Python floats)."""
-    lams = []
-    for d, q, r, s0 in zip(dot, xx, gg, start, strict=True):
-        if q <= 0 or lr <= 0:
-            lams.append(0.0)
-            continue
-        a = math.sqrt(q)
-        radial = d / a
-        shrink = s0 / period if period > 0 else math.inf
-        rest = (a - shrink) ** 2 - lr * lr * max(r - radial * radial, 0.0) if a > shrink else 0.0
-        lams.append(max((a - math.sqrt(max(rest, 0.0))) / lr - radial, 0.0))
-    return lams
 
 
 def not_zero_warning(owner: str, groups: Sequence[int], norms: Sequence[float], start: Sequence[float], steps_since: int | None) -> str | None:

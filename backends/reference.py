@@ -14,8 +14,12 @@ inverse *mean absolute value* `1/(mean|x_g| + 1e-6)`, which does not depend on t
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from asgnas_ir.passes.analysis.search_space import SearchSpace
 
 _MAGNITUDE_EPS = 1e-6
 
@@ -52,7 +56,9 @@ def redundancy_scores(xs: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> 
     return 0.5 * _unit(cos) + 0.5 * _unit(inv)
 
 
-def select_redundant(scores: Sequence[float] | np.ndarray, k: int, is_valid: Callable[[list[int]], bool]) -> list[int]:
+def select_redundant(
+    scores: Sequence[float] | np.ndarray, k: int, is_valid: Callable[[list[int]], bool] | SearchSpace
+) -> list[int]:
     """H2SPG step 2: the `k` redundant groups, most redundant first, that keep the network valid.
 
     Walk the groups by descending score (ties: lower id first) and accept g only if
@@ -62,14 +68,26 @@ def select_redundant(scores: Sequence[float] | np.ndarray, k: int, is_valid: Cal
     Args:
         scores: one redundancy score per group id.
         k: how many groups to accept.
-        is_valid: says whether removing exactly these group ids leaves a working network.
+        is_valid: the search space, or a callable saying whether removing exactly these group ids
+            leaves a working network. A space (or its bound `is_valid`) takes the incremental path
+            (`SearchSpace.greedy_valid`): the same groups in well under a second on a
+            37,000-group space, where a call per candidate takes a minute.
 
     Returns:
         The accepted group ids in acceptance order.
     """
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    from asgnas_ir.passes.analysis.search_space import SearchSpace
+
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable").tolist()
+    space = is_valid if isinstance(is_valid, SearchSpace) else None
+    bound_to = getattr(is_valid, "__self__", None)
+    if isinstance(bound_to, SearchSpace) and getattr(is_valid, "__func__", None) is SearchSpace.is_valid:
+        space = bound_to  # `space.is_valid` passed as a callable: same answers, so the same fast walk
+    if space is not None:
+        return space.greedy_valid(order, k)
+    assert callable(is_valid)
     accepted: list[int] = []
-    for gid in order.tolist():
+    for gid in order:
         if len(accepted) >= k:
             break
         if is_valid([*accepted, gid]):
@@ -189,7 +207,8 @@ def half_space_step(x: np.ndarray, grad: np.ndarray, lr: float, lam: float, eps:
 
 
 def group_half_space_step(
-    x: np.ndarray, grad: np.ndarray, groups: Sequence[np.ndarray], lr: float, lams: np.ndarray, eps: float
+    x: np.ndarray, grad: np.ndarray, groups: Sequence[np.ndarray], lr: float, lams: np.ndarray, eps: float,
+    own_step: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`half_space_step` on one flat vector for redundant groups that may share entries.
 
@@ -200,13 +219,18 @@ def group_half_space_step(
     Entries outside every group are returned unchanged. With disjoint groups this is exactly
     `half_space_step` per group.
 
+    With `own_step` the test of group g looks at its own penalised step x_g - lr·(grad_g + λ_g·x_g/‖x_g‖)
+    instead of x̃_g (the torch optimizer's rule: it leaves out the other groups' pull on shared entries,
+    so it is known from g's own sums; see NOTE: [Choices the digest leaves open] in `backends.torch.optim`).
+
     Args:
         x: flat variables.
-        grad: flat gradient.
+        grad: flat gradient (or the base optimizer's direction).
         groups: indices into `x` of each redundant group (distinct within a group).
         lr: step size.
         lams: λ_g per group.
         eps: projection threshold.
+        own_step: test each group on its own penalised step.
 
     Returns:
         (new flat values, bool array: which groups were projected to zero).
@@ -222,9 +246,11 @@ def group_half_space_step(
         members[idx] = True
     new = x64.copy()
     new[members] = x64[members] - lr * (g64[members] + coef[members] * x64[members])
-    projected = np.array(
-        [norm == 0 or float(new[idx] @ x64[idx]) < eps * norm**2 for idx, norm in zip(groups, norms, strict=True)], bool
-    )
+    if own_step:
+        inner = [norm**2 - lr * (float(g64[idx] @ x64[idx]) + lam * norm) for idx, lam, norm in zip(groups, lams, norms, strict=True)]
+    else:
+        inner = [float(new[idx] @ x64[idx]) for idx in groups]
+    projected = np.array([norm == 0 or v < eps * norm**2 for v, norm in zip(inner, norms, strict=True)], bool)
     for idx, zero in zip(groups, projected, strict=True):
         if zero:
             new[idx] = 0.0

@@ -3,11 +3,12 @@ errors, and the report's plot and summary table, shared by the torch and the Ker
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from asgnas_ir.backends.data import DataName
 from asgnas_ir.config_file import load_config
@@ -20,7 +21,26 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     supernet: str = Field("super_resnet", description="a name in asgnas_ir.examples.supernets.SUPERNETS or a SPEC")
+    model_kwargs: dict[str, Any] | None = Field(
+        None, description="keyword arguments for the supernet (a named one or a callable SPEC); None: num_classes and "
+        "in_channels, read from the data",
+    )
     data: DataName = Field("digits", description="digits (8x8) or digits_hard (16x16, distorted; see asgnas_ir.backends.data)")
+    dataset: str | None = Field(
+        None, description="the user's data instead of `data`: a dataset SPEC (package.module:attr or path/file.py:attr "
+        "naming a torch Dataset or DataLoader, or a callable returning one or a (train, validation) pair) or a folder "
+        "of images (one subfolder per class); see asgnas_ir.backends.torch.datasets",
+    )
+    dataset_kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for a callable dataset SPEC")
+    num_classes: int | None = Field(None, ge=1, description="classes of a dataset SPEC; None: read from the data set")
+    image_size: int | None = Field(
+        None, ge=1, description="an image folder's images are resized and centre-cropped to this size; None: to the first image's size",
+    )
+    workers: int = Field(0, ge=0, description="DataLoader worker processes for a dataset SPEC (0: load in the main process)")
+    device: str = Field("auto", description="auto (cuda when available, else cpu), cpu, cuda or cuda:N")
+    amp: Literal["off", "bf16", "fp16"] = Field(
+        "off", description="mixed precision: torch.autocast in bfloat16 or float16 (float16 with a GradScaler); off: float32",
+    )
     mode: Literal["prune", "erase", "both"] = "erase"
     optimizer: Literal["h2spg", "hesso"] = "h2spg"
     epochs: int = Field(30, ge=1)
@@ -45,6 +65,23 @@ class TrainConfig(BaseModel):
     test_fraction: float = Field(0.25, gt=0, lt=1)
     baseline: bool = True
     out: str = "demo-out"
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", value):
+            raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, not '{value}'")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source_of_data(self) -> TrainConfig:
+        if self.dataset is not None and "data" in self.model_fields_set:
+            raise ValueError(
+                f"give either data ('{self.data}', a bundled data set) or dataset ('{self.dataset}', your own), not both"
+            )
+        if self.dataset is None and (self.dataset_kwargs or self.num_classes or self.image_size or self.workers):
+            raise ValueError("dataset_kwargs, num_classes, image_size and workers apply to a dataset SPEC; set dataset too")
+        return self
 
     @model_validator(mode="after")
     def _groups_reach_zero_in_time(self) -> TrainConfig:
@@ -161,7 +198,9 @@ def print_summary(console: Any, report: dict[str, Any], out: Path) -> None:
 
     full, sub = report["super_network"], report["sub_network"]
     table = Table(title=f"{report['config']['supernet']}: removed {len(report['zero_groups'])} of {report['groups']} groups")
-    for column in ("", "test accuracy", "params", "FLOPs", "CPU latency (64 images)"):
+    device = str(report.get("device", "cpu"))  # the Keras job reports none: it times on the CPU
+    where = "CPU" if device == "cpu" else device
+    for column in ("", "test accuracy", "params", "FLOPs", f"{where} latency (64 inputs)"):
         table.add_column(column, justify="left" if not column else "right")
     if "baseline_sgd" in report:
         table.add_row("super-network, plain SGD", f"{report['baseline_sgd']['test_accuracy']:.2f}%", f"{full['params']:,}", f"{full['flops']:,}", "")
@@ -174,4 +213,6 @@ def print_summary(console: Any, report: dict[str, Any], out: Path) -> None:
         f"FLOPs -{report['flops_reduction']:.0%}; sub- vs super-network logits on the test set: {same} "
         f"(max |Δ| {report['max_abs_logit_diff']:.1e}, max |logit| {report['max_ref']:.2g}); predictions {predictions}."
     )
+    if report.get("train_samples_per_second"):
+        console.print(f"Training throughput: {report['train_samples_per_second']:,.0f} samples/s on {device} (amp {report.get('amp', 'off')}).")
     console.print(f"Wrote {out}/model.py, weights.safetensors, report.json, accuracy_flops.png")

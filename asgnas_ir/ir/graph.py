@@ -168,9 +168,15 @@ class Graph(BaseModel):
 
     def update_weights(self, model: Any) -> None:
         """Copy the live model's current values into `weights` (e.g. after training), by param source.
+        The model may live on any device and in any dtype (values are read back to the host).
+
+        A constant the frontend computed while lowering (position ids folded from `torch.arange`, a
+        causal mask, a selection matrix) has no tensor in the model: it keeps its compile-time value,
+        since it depends on sizes only and training cannot change it.
 
         Raises:
-            IRValidationError: a param's source is missing from the model or has another shape.
+            IRValidationError: a param's source is missing from the model (and is not such a constant)
+                or has another shape.
         """
         from asgnas_ir.errors import IRValidationError
         from asgnas_ir.frontends import is_torch_module
@@ -178,12 +184,18 @@ class Graph(BaseModel):
         if not is_torch_module(model):
             raise IRValidationError(f"update_weights needs the model this graph was compiled from, got {type(model).__name__}")
         from asgnas_ir.backends.torch.binding import live_tensors
+        from asgnas_ir.ir.ops import Op
         from asgnas_ir.ir.weights import tensor_array
 
         tensors = live_tensors(model)
+        read_by_others = {p for node in self.nodes if node.op != Op.CONSTANT for p in node.params.values()}
+        computed = {p for node in self.nodes if node.op == Op.CONSTANT for p in node.params.values()} - read_by_others
         weights = {}
         for name, param in self.params.items():
             tensor = tensors.get(param.source)
+            if tensor is None and name in computed and not param.trainable and name in self.weights:
+                weights[name] = self.weights[name]
+                continue
             if tensor is None:
                 raise IRValidationError(f"param '@{name}': the model has no parameter or buffer '{param.source}'")
             if tuple(tensor.shape) != tuple(param.shape):

@@ -110,10 +110,11 @@ class ArchitectureSpace:
                     break
             # Putting groups back one at a time can overshoot (a late one may make earlier ones
             # unnecessary): remove again, least wanted first, each one the network does without.
-            for i in reversed(restored[:-1]):
-                keep[i] = False
-                if not self.is_valid(keep):
-                    keep[i] = True
+            again = self.space.greedy_valid(
+                [self.group_ids[i] for i in reversed(restored[:-1])], removed=self.zero_groups(keep)
+            )
+            for gid in again:
+                keep[self._position[gid]] = False
         return self.canonical(keep)
 
     def random(self, rng: np.random.Generator, keep_probability: float | None = None) -> np.ndarray:

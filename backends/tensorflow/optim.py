@@ -264,7 +264,7 @@ class H2SPG(keras.optimizers.Optimizer):
         return without_nested(np.flatnonzero(l1 == 0).tolist(), b.inside)
 
     def _select_host(self, scores: Any) -> tuple[np.ndarray, np.ndarray]:
-        order = select_redundant(np.asarray(scores, np.float64), self._k, self.space.is_valid)
+        order = select_redundant(np.asarray(scores, np.float64), self._k, self.space)
         mask = np.zeros(len(self.space.groups))
         mask[order] = 1.0
         return np.array(order + [-1] * (self._k - len(order)), np.int64), mask

@@ -22,6 +22,20 @@ def live_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def device_of(values: Iterable[Any], default: str | torch.device = "cpu") -> torch.device:
+    """The device of the first tensor among `values` (`default` when there is none): where the tensors
+    that code makes to go with them (masks, indices, a generated model) must be created."""
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            return value.device
+    return torch.device(default)
+
+
+def model_device(model: torch.nn.Module, default: str | torch.device = "cpu") -> torch.device:
+    """The device of `model`'s first parameter or buffer (`default` for a model with neither)."""
+    return device_of(live_tensors(model).values(), default)
+
+
 @torch.no_grad()
 def zero_slices_(model: torch.nn.Module, graph: Graph, slices: Iterable[Slice]) -> None:
     """Set the given slices to zero in the live model, in place (running statistics excepted)."""
@@ -31,7 +45,7 @@ def zero_slices_(model: torch.nn.Module, graph: Graph, slices: Iterable[Slice]) 
         tensor = tensors.get(source)
         if tensor is None:
             raise AsgnasError(f"param '{param}' (source '{source}') is not a parameter or buffer of {type(model).__name__}")
-        tensor.index_fill_(axis, torch.as_tensor(indices, dtype=torch.long), 0)
+        tensor.index_fill_(axis, torch.as_tensor(indices, dtype=torch.long, device=tensor.device), 0)
 
 
 @torch.no_grad()
@@ -51,22 +65,30 @@ def rerandomize_(model: torch.nn.Module, seed: int = 0, example_inputs: tuple[An
     restores what BN does in a trained network (unit-spread activations per channel) while the random
     gamma/beta still make the channels differ.
     """
-    generator = torch.Generator().manual_seed(seed)
+    # drawn on the host and moved: the same seed gives the same weights on every device (a CUDA
+    # generator's stream differs from the CPU one) and in every dtype (drawn in float32, then rounded)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
     for name, tensor in sorted(live_tensors(model).items()):
         if not tensor.is_floating_point():
             continue
         leaf = name.rsplit(".", 1)[-1]
         vector_like = sum(1 for d in tensor.shape if d > 1) <= 1
         if vector_like and (leaf in ("weight", "running_var", "gamma", "scale", "gain") or "scale" in leaf or leaf.endswith("var")):
-            values = torch.rand(tensor.shape, generator=generator) + 0.5
+            values = torch.rand(tensor.shape, generator=generator, device="cpu") + 0.5
         elif vector_like:
-            values = torch.randn(tensor.shape, generator=generator) * 0.1
+            values = torch.randn(tensor.shape, generator=generator, device="cpu") * 0.1
         else:
             fan_in = int(np.prod(tensor.shape[1:])) or 1
-            values = torch.randn(tensor.shape, generator=generator) * (2.0 / fan_in) ** 0.5
-        tensor.copy_(values.to(tensor.dtype))
+            values = torch.randn(tensor.shape, generator=generator, device="cpu") * (2.0 / fan_in) ** 0.5
+        tensor.copy_(values.to(device=tensor.device, dtype=tensor.dtype))
     if example_inputs is not None:
         calibrate_batch_norms_(model, example_inputs, seed)
+
+
+def _wide(device: torch.device) -> torch.dtype:
+    """The dtype moments are summed in on `device`: float64, or float32 where the device has no float64
+    (Apple's MPS), which still holds a bfloat16 or float16 activation's moments exactly enough."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 # How many inputs a calibration pass normalises over: the example and redraws like it (see
@@ -84,13 +106,14 @@ def calibration_batch(example_inputs: tuple[Any, ...], seed: int = 0, size: int 
         return None
     if len({int(x.shape[0]) for x in tensors}) != 1:
         return None
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device="cpu").manual_seed(seed)  # host draws: the same batch on every device
     batch = []
     for x in tensors:
         if x.is_floating_point() and x.numel():
-            spread = float(x.double().std(unbiased=False))
-            centre = float(x.double().mean())
-            draws = torch.randn((size - 1, *x.shape), generator=generator, dtype=torch.float64)
+            host = x.detach().cpu().double()  # two scalars: read on the host (MPS has no float64)
+            spread = float(host.std(unbiased=False))
+            centre = float(host.mean())
+            draws = torch.randn((size - 1, *x.shape), generator=generator, dtype=torch.float64, device="cpu")
             draws = centre + spread * draws if spread > 0 else draws
             redrawn = draws.reshape(-1, *x.shape[1:]).to(dtype=x.dtype, device=x.device)
         else:
@@ -140,14 +163,14 @@ def calibrate_batch_norms_(model: torch.nn.Module, example_inputs: tuple[Any, ..
         if id(module) in done or not args or not isinstance(args[0], torch.Tensor) or args[0].dim() < 2:
             return
         done.add(id(module))
-        x = args[0].detach().to(torch.float64)
+        x = args[0].detach().to(_wide(args[0].device))
         axes = [d for d in range(x.dim()) if d != 1]
         if x.numel() // max(x.shape[1], 1) <= 1:
             return
         mean = x.mean(dim=axes)
         var = x.var(dim=axes, unbiased=False)
         running_mean, running_var = module.running_mean, module.running_var
-        var = torch.where(var > 0, var, running_var.to(torch.float64))
+        var = torch.where(var > 0, var, running_var.to(var.dtype))
         running_mean.copy_(mean.to(running_mean.dtype))
         running_var.copy_(var.to(running_var.dtype))
 

@@ -82,14 +82,18 @@ def search_split(settings: EvaluatorSettings, seed: int) -> tuple[Split, np.ndar
 
 
 def train_epochs(model: nn.Module, split: Split, settings: EvaluatorSettings, seed: int) -> None:
-    """Plain SGD over the training part; the data order of epoch e depends on (seed, e) only."""
-    x_all, y_all = torch.from_numpy(split.x_train), torch.from_numpy(split.y_train)
+    """Plain SGD over the training part, on the model's device; the data order of epoch e depends on
+    (seed, e) only."""
+    from asgnas_ir.backends.torch.binding import model_device
+
+    device = model_device(model)
+    x_all, y_all = torch.from_numpy(split.x_train).to(device), torch.from_numpy(split.y_train).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     steps = math.ceil(len(x_all) / settings.batch_size)
     model.train()
     for epoch in range(settings.epochs):
-        order = torch.randperm(len(x_all), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        order = torch.randperm(len(x_all), generator=torch.Generator(device="cpu").manual_seed(seed * 100_003 + epoch)).to(device)
         for step in range(steps):
             index = order[step * settings.batch_size : (step + 1) * settings.batch_size]
             optimizer.zero_grad(set_to_none=True)
@@ -99,10 +103,13 @@ def train_epochs(model: nn.Module, split: Split, settings: EvaluatorSettings, se
 
 
 def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
-    """Accuracy in %; a diverged model (NaN logits) scores what its argmax gives, never an error."""
+    """Accuracy in % (computed on the model's device); a diverged model (NaN logits) scores what its
+    argmax gives, never an error."""
+    from asgnas_ir.backends.torch.binding import model_device
+
     model.eval()
     with torch.no_grad():
-        predictions = model(torch.from_numpy(x)).argmax(1).numpy()
+        predictions = model(torch.from_numpy(x).to(model_device(model))).argmax(1).cpu().numpy()
     return float((predictions == y).mean() * 100)
 
 

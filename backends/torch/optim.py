@@ -3,33 +3,19 @@
 H2SPG (digest §1.2): (1) `warmup_steps` base steps (SGD with momentum, or Adam) while keeping an
 exponential average of each group's redundancy score; (2) once, walk the groups from most redundant
 down and accept one only if the network stays valid with it and all accepted ones removed, until
-K = ⌊target_group_sparsity · groups⌋; (3) base step everywhere else, and on the accepted groups
-x̃ = x - lr·(d + λ_g·x/‖x_g‖) with the half-space projection x_g ← 0 when ⟨x̃_g, x_g⟩ < ε‖x_g‖²
-(d: the raw gradient with SGD, Adam's step direction m̂/(√v̂ + eps) with Adam). By default λ_g is
-chosen every step so that the group is projected within `shrink_period` steps (NOTE: [Automatic λ]).
+K = ⌊target_group_sparsity · groups⌋ (`SearchSpace.greedy_valid`: incremental, well under a second
+for 37k groups); (3) the base step everywhere, and on the accepted groups x̃ = x - lr·(d + λ_g·x/‖x_g‖)
+with the half-space projection x_g ← 0 when ⟨x̃_g, x_g⟩ < ε‖x_g‖², d the base optimizer's direction
+(SGD's momentum direction, weight decay included, or Adam's m̂/(√v̂ + eps)). By default λ_g is chosen
+every step so that the group is projected within `shrink_period` steps (NOTE: [Automatic λ]).
 `finalize()` projects the accepted groups to exactly zero, warning (`GroupsNotZeroWarning`) about any
 that training left far from zero. HESSO shrinks them linearly instead.
 The group math is `asgnas_ir.backends.reference` (numpy); tests hold this file to it.
 
-NOTE: [Group membership matrix] A group is a set of entries of a few tensors (whole tensors, rows,
-input columns). At construction every group's entries become one row of a sparse CSR matrix
-M (groups × entries of the concatenated tensors). Per step the tensors are concatenated once and
-every per-group sum is one sparse-dense product M @ [x·g, x², g², |x|]; the way back (group →
-entry) is one 1-D `index_select` per "layer" (an entry in two groups, a conv's row and its input
-column, sits in two layers; disjoint groups have one). A fixed handful of ops
-whatever the number of groups, tensors or channels, no Python loop over them in `step()`, and the
-kernels stay vectorised on large models. Scores are computed during warm-up only; after selection
-only the tensors of the redundant groups are read, and when each of those tensors lies wholly in
-one group (erase mode) the update is three multi-tensor ops on the tensors themselves. On models of
-`_lines_min_entries` or more entries whose groups are unions of whole rows/columns (the usual case),
-the per-entry index is replaced by dense per-tensor reductions (`_lines.py`, NOTE: [Lines instead of
-a membership matrix]; ResNet-18 prune step 14× → 7-8× SGD, warm-up 9.6× → 5.8×, BENCHMARKS.md); the
-matrix is then built only for `zero_groups`, `finalize` and HESSO's bookkeeping.
-
-NOTE: [Per-group scalars on the host] λ, the projection test and the scores are a few numbers per
-group. On an accelerator they stay tensors (no host sync). On CPU with few groups they are plain
-Python floats: after a forward/backward every torch or numpy kernel not run recently costs ~10 µs
-(cold caches), so twenty tiny tensor ops cost more than the whole SGD step of a small model.
+Every step is a fixed sequence of whole-buffer ops over the parameters re-stored in one flat buffer,
+whatever the number of tensors and groups (NOTE: [A step in a constant number of kernels] in `_flat.py`):
+after selection H2SPG's step dispatches 28 ATen ops with SGD (SGD's own foreach step: 5), HESSO's 10,
+a scored warm-up step 27, and nothing in `step()` waits for the device except the selection itself.
 
 NOTE: [Automatic λ] The digest's λ (DHSPG: 1e-3 for SGD, clipped to [λ, 10λ]) is an absolute
 penalty: its pull lr·λ per step is the same for a conv row of norm 0.1 and a whole layer of norm 5,
@@ -44,15 +30,19 @@ group at the latest `shrink_period` steps after selection, with SGD or Adam and 
 scheduler) is. An explicit `lmbda` restores DHSPG's rule.
 
 NOTE: [Choices the digest leaves open]
-- With SGD, redundant groups take the *raw* gradient (no momentum, no weight decay), as does λ's
-  rule; DHSPG uses its momentum direction. Their momentum entries are never used again. With Adam
-  they take Adam's own step (its moments keep updating), since a raw gradient step of size lr is
-  out of scale with what Adam does to every other weight.
+- The redundant groups step along the base optimizer's direction d, as DHSPG does with its momentum:
+  one direction for every entry is what lets the whole update be one pass over the buffer. (Until
+  issue 16 they took the raw gradient; the automatic λ adapts to either, BENCHMARKS.md `optimizer_quality`.)
 - An entry in several redundant groups (prune mode: a conv's rows and its input columns) takes
-  the subgradient of f + Σ λ_g‖x_g‖ and is zero as soon as any of its groups is projected
-  (`reference.group_half_space_step`); a redundant group wins over a kept group sharing an entry.
+  the subgradient of f + Σ λ_g‖x_g‖ and is zero as soon as any of its groups is projected; each
+  group's half-space test looks at its own penalised step (x_g - lr(d_g + λ_g x_g/‖x_g‖)), which is
+  `reference.group_half_space_step` without the other groups' pull on the shared entries (that pull
+  only shrinks the group faster, so the test errs towards keeping it one more step).
 - DHSPG stops penalising once the target sparsity is reached; here the set is fixed at selection
   and penalised until it is zero, and zero groups stay zero.
+- Gradients stay allocated between steps (`zero_grad` zeroes them in one op): parameters in the flat
+  buffer always have a gradient, zero when a parameter took no part in the loss, so momentum keeps
+  moving them as it would with `zero_grad(set_to_none=False)`.
 
 NOTE: [Ranks] Under torch.distributed (DDP) the selection and the per-step projection decisions are
 rank 0's, broadcast; the space and the scores are checked to agree (`distributed.py`, docs/distributed.md).
@@ -76,9 +66,6 @@ from asgnas_ir.backends._groups import (
     bind_groups,
     check_options,
     group_lines,
-    host_auto_lambda,
-    host_lambda,
-    host_scores,
     not_zero_warning,
     num_selected,
     operators_holding,
@@ -86,23 +73,22 @@ from asgnas_ir.backends._groups import (
     without_nested,
 )
 from asgnas_ir.backends.reference import hesso_ratio, select_redundant
-from asgnas_ir.backends.torch._groups import (
-    _auto_lambda,
-    _GroupIndex,
-    _lambda,
-    _reciprocal,
-    _resolve,
-    _scores,
-)
-from asgnas_ir.backends.torch._lines import _LineIndex
+from asgnas_ir.backends.torch._flat import FlatParams, GroupMap, build_group_map
+from asgnas_ir.backends.torch._groups import _lambda, _resolve, _scores
 from asgnas_ir.backends.torch.binding import live_tensors
 from asgnas_ir.backends.torch.distributed import RankSync, space_fingerprint, unwrap
 from asgnas_ir.errors import AsgnasError
 from asgnas_ir.passes.analysis.search_space import SearchSpace
 
+__all__ = ["H2SPG", "HESSO", "GroupsNotZeroWarning"]
+
 
 class H2SPG(torch.optim.Optimizer):
     """Hierarchical half-space projected gradient over the groups of `space`.
+
+    Constructing it re-stores the model's parameters as views of one flat buffer (their values,
+    shapes, `state_dict` keys and identities are unchanged), so build it after moving the model to
+    its device and dtype; a later `model.to(...)` is noticed and the buffer rebuilt at the next step.
 
     Args:
         model: the live model whose parameters `space.param_sources` names, or its
@@ -121,7 +107,8 @@ class H2SPG(torch.optim.Optimizer):
             (`reference.select_lambda`) with `lmbda_amplify` and `hat_lmbda_coeff`; it zeroes nothing
             unless λ suits the groups' norms and lr (the ones at selection are in `start_norms`).
         shrink_period: steps from selection to zero for the automatic λ (and HESSO's shrink).
-        foreach: use torch's multi-tensor base step (also on CPU, where torch.optim.SGD defaults to a loop).
+        score_every: score the groups on every n-th step of the scored warm-up window (1: every step).
+        foreach: torch's multi-tensor step for parameters outside the flat buffer (another dtype or device).
         sync_group: the ranks training this model together. "auto": the default process group when
             torch.distributed is initialised (else none); None: no syncing; or a ProcessGroup. With a
             group, construction, `step`, `finalize` before selection and `load_state_dict` are
@@ -153,6 +140,7 @@ class H2SPG(torch.optim.Optimizer):
         nesterov: bool = False,
         betas: tuple[float, float] = (0.9, 0.999),
         adam_eps: float = 1e-8,
+        score_every: int = 1,
         foreach: bool = True,
         sync_group: Any = "auto",
     ) -> None:
@@ -164,6 +152,8 @@ class H2SPG(torch.optim.Optimizer):
         )
         if shrink_period < 0:
             raise AsgnasError(f"{type(self).__name__}: shrink_period must be ≥ 0, got {shrink_period}")
+        if score_every < 1:
+            raise AsgnasError(f"{type(self).__name__}: score_every must be ≥ 1, got {score_every}")
         if lmbda is None and epsilon <= 0 and type(self)._uses_projection:
             raise AsgnasError(
                 f"{type(self).__name__}: epsilon must be > 0 with the automatic λ (lmbda=None): the half-space "
@@ -178,25 +168,28 @@ class H2SPG(torch.optim.Optimizer):
         self.target_group_sparsity = target_group_sparsity
         self.warmup_steps, self.ema, self.epsilon = warmup_steps, ema, epsilon
         self.lmbda, self.lmbda_amplify, self.hat_lmbda_coeff = lmbda, lmbda_amplify, hat_lmbda_coeff
-        self.shrink_period = shrink_period
+        self.shrink_period, self.score_every = shrink_period, score_every
         self.base, self.foreach = base, foreach
-        self._tensors, self._entries, self._lines = self._bind(model, space)
-        self._all_index: _GroupIndex | None = None
-        self._all_lines = self._line_index(list(range(len(space.groups))))
-        self._sizes = torch.tensor([sum(len(e) for e in group.values()) for group in self._entries], dtype=torch.float64)
-        self._inside = operators_holding(space, self._entries)
-        self._red: _GroupIndex | None = None
-        self._red_lines: _LineIndex | None = None
-        self._flat_sgd: bool = False
-        self._momentum: torch.Tensor | None = None
+        self._model = model
+        self._searched, self._lines = self._bind(model, space)
+        self._entries_cache: list[dict[int, np.ndarray]] | None = None
+        self._inside_cache: dict[int, list[int]] | None = None
         self._score_window = score_window(ema)
-        self._base_params: list[torch.Tensor] = list(params)
         self._steps = 0
+        self._adam_steps = 0
         self._selected_at: int | None = None
-        self._ema = torch.zeros(len(space.groups), dtype=torch.float64)
         self.redundant_groups: list[int] = []
         self.start_norms: list[float] = []  # ‖x_g‖ of each sorted redundant group at selection
-        self._start: torch.Tensor | None = None
+        self._flat: FlatParams | None = None
+        self._map: GroupMap | None = None
+        self._red: GroupMap | None = None
+        self._shrink: torch.Tensor | None = None  # per redundant group, ‖x_g at selection‖ / shrink_period
+        self._ones: torch.Tensor | None = None
+        self._buffers: dict[str, Any] | None = None
+        self._scratch_views: tuple[Any, torch.Tensor, torch.Tensor] | None = None
+        self._moments: dict[str, torch.Tensor] = {}
+        self._layout()
+        self._ema = torch.zeros(len(space.groups), dtype=self._sum_dtype, device=self._device)
         self._sync = RankSync.resolve(sync_group, type(self).__name__)
         if self._sync is not None:
             self._sync.same_everywhere(
@@ -206,48 +199,127 @@ class H2SPG(torch.optim.Optimizer):
             )
 
     @staticmethod
-    def _bind(model: torch.nn.Module, space: SearchSpace) -> tuple[list[torch.Tensor], list[dict[int, np.ndarray]], list[Any]]:
-        """Unique live tensors of the non-stat slices and, per group, its entries in each (by position)
-        and its lines (`group_lines`)."""
+    def _bind(model: torch.nn.Module, space: SearchSpace) -> tuple[list[torch.Tensor], list[Any]]:
+        """Unique live tensors of the non-stat slices and, per group, its lines (`group_lines`)."""
         live = live_tensors(model)
-        tensors, entries = bind_groups(space, lambda param, source: _resolve(model, live, param, source), lambda t: t.shape)
+        tensors: list[torch.Tensor] = []
+        position: dict[int, int] = {}
+        for group in space.groups:
+            for s in group.slices:
+                if s.kind != "stat":
+                    source = space.param_sources.get(s.param, s.param)
+                    tensor = _resolve(model, live, s.param, source)
+                    shape, top = tuple(tensor.shape), max(s.indices, default=-1)
+                    if shape and (s.axis >= len(shape) or top >= shape[s.axis]):
+                        raise AsgnasError(
+                            f"search-space param '{s.param}' (source '{source}') has shape {shape} in the model, "
+                            f"too small for index {top} on axis {s.axis}; was the space built from another model?"
+                        )
+                    if id(tensor) not in position:
+                        position[id(tensor)] = len(tensors)
+                        tensors.append(tensor)
         if len({t.device for t in tensors}) > 1:
             raise AsgnasError("the search space's params lie on several devices; move the model to one device first")
-        position = {id(t): i for i, t in enumerate(tensors)}
         lines = group_lines(space, lambda param, source: position[id(_resolve(model, live, param, source))], lambda i: tensors[i].shape)
-        return tensors, entries, lines
-
-    # Below this many entries the membership matrix's fixed handful of ops beats per-tensor reductions.
-    _lines_min_entries = 1 << 20
-
-    def _line_index(self, ids: list[int]) -> _LineIndex | None:
-        """The `_LineIndex` of groups `ids` when they are unions of lines and the model is large enough."""
-        tensors = {i for gid in ids for i in self._entries[gid]}
-        if not ids or sum(self._tensors[i].numel() for i in tensors) < self._lines_min_entries:
-            return None
-        return _LineIndex.build(self._tensors, [self._lines[gid] for gid in ids])
+        return tensors, lines
 
     @property
-    def _all(self) -> _GroupIndex:
-        """The membership matrix of every group (built on first use: the line index serves the warm-up)."""
-        if self._all_index is None:
-            self._all_index = self._index(list(range(len(self.space.groups))), self._tensors)
-        return self._all_index
+    def _entries(self) -> list[dict[int, np.ndarray]]:
+        """Per group, its flat entries in each searched tensor (`bind_groups`; checks that every slice fits)."""
+        if self._entries_cache is None:
+            live = live_tensors(self._model)
+            position = {id(t): i for i, t in enumerate(self._searched)}
+            tensors, entries = bind_groups(self.space, lambda p, src: _resolve(self._model, live, p, src), lambda t: t.shape)
+            order = [position[id(t)] for t in tensors]
+            self._entries_cache = [{order[i]: e for i, e in group.items()} for group in entries]
+        return self._entries_cache
 
-    def _lines_on_device(self, lines: _LineIndex | None, ids: list[int]) -> _LineIndex | None:
-        """`lines`, rebuilt if the model moved to another device since it was built."""
-        if lines is not None and lines.plans and lines.plans[0].tensor.device != lines.member.device:
-            lines = _LineIndex.build(self._tensors, [self._lines[gid] for gid in ids])
-        return lines
+    @property
+    def _inside(self) -> dict[int, list[int]]:
+        if self._inside_cache is None:
+            both = any(g.kind == "operator" for g in self.space.groups) and any(g.kind == "channel" for g in self.space.groups)
+            self._inside_cache = operators_holding(self.space, self._entries) if both else {}
+        return self._inside_cache
 
-    def _index(self, ids: list[int], tensors: list[torch.Tensor]) -> _GroupIndex:
-        """The `_GroupIndex` of groups `ids` over `tensors` (which hold all their entries)."""
-        offsets = dict(zip((id(t) for t in tensors), np.cumsum([0] + [t.numel() for t in tensors]).tolist(), strict=False))
-        entries = []
-        for gid in ids:
-            parts = [e + offsets[id(self._tensors[i])] for i, e in sorted(self._entries[gid].items())]
-            entries.append(np.concatenate(parts) if parts else np.zeros(0, np.int64))
-        return _GroupIndex(tensors, entries)
+    # --- layout -------------------------------------------------------------------------------------------
+
+    def _layout(self) -> None:
+        """(Re)build the flat buffer over the current parameters, the group maps and the moment buffers."""
+        params = self.param_groups[0]["params"]
+        kept_state = {id(p): dict(self.state[p]) for p in params if p in self.state}
+        first = self._searched[0] if self._searched else (params[0] if params else None)
+        dtype = first.dtype if first is not None else torch.float32
+        self._device = first.device if first is not None else torch.device("cpu")
+        in_flat = [p for p in params if p.dtype == dtype and p.device == self._device]
+        flat_ids = {id(p) for p in in_flat}
+        frozen = [t for t in self._searched if id(t) not in flat_ids]
+        if any(t.dtype != dtype or t.device != self._device for t in frozen):
+            raise AsgnasError(
+                f"{type(self).__name__}: the search space's tensors have several dtypes or devices "
+                f"({sorted({str(t.dtype) for t in self._searched})}); convert the model to one dtype first"
+            )
+        self._others = [p for p in params if id(p) not in flat_ids]
+        self._trainable = len(in_flat)
+        self._frozen_from = None
+        self._flat = FlatParams(in_flat + frozen, trainable=len(in_flat)) if in_flat or frozen else None
+        if self._flat is not None and frozen:
+            self._frozen_from = self._flat.offsets[len(in_flat)]
+        self._sum_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+        if self._flat is not None:
+            index = {id(t): i for i, t in enumerate(self._flat.params)}
+            positions = [index[id(t)] for t in self._searched]
+            self._positions = positions
+            self._map = self._build_map()
+        self._moments = {}
+        if self._flat is not None and kept_state:
+            self._restore_moments(kept_state)
+        if self.selected:
+            self._build_redundant()
+            self._set_start(self.start_norms)
+        if hasattr(self, "_ema") and self._ema.device != self._device:
+            self._ema = self._ema.to(self._device)
+
+    def _build_map(self) -> GroupMap:
+        assert self._flat is not None
+        return build_group_map(self._flat, self._positions, self._lines, lambda: self._entries, self._sum_dtype).to(self._device, self._sum_dtype)
+
+    def _full_map(self) -> GroupMap | None:
+        """The map of every group: kept through warm-up, rebuilt on demand after selection (the step needs only
+        the redundant groups' map, and the full one's stage-two matrix would be held for nothing)."""
+        if self._map is None and self._flat is not None:
+            return self._build_map()
+        return self._map
+
+    def _ensure_layout(self) -> None:
+        if self._flat is not None and not self._flat.attached():
+            self._layout()
+
+    def _moment(self, name: str) -> torch.Tensor:
+        """The flat moment buffer `name` (created zero), its per-parameter views in `self.state` (state_dict)."""
+        buffer = self._moments.get(name)
+        if buffer is None:
+            assert self._flat is not None
+            buffer = self._moments[name] = torch.zeros_like(self._flat.x)
+            for p, view in zip(self._flat.params[: self._trainable], self._flat.views_of(buffer), strict=False):
+                self.state[p][name] = view
+        return buffer
+
+    def _restore_moments(self, kept: dict[int, dict[str, Any]]) -> None:
+        """Copy per-parameter moments (loaded, or from before a rebuild) into fresh flat buffers."""
+        assert self._flat is not None
+        params = self._flat.params[: self._trainable]
+        for name in ("momentum_buffer", "exp_avg", "exp_avg_sq"):
+            found = [(p, kept[id(p)][name]) for p in params if name in kept.get(id(p), {})]
+            if not found:
+                continue
+            views = dict(zip((id(p) for p in params), self._flat.views_of(self._moment(name)), strict=False))
+            with torch.no_grad():
+                torch._foreach_copy_([views[id(p)] for p, _ in found], [v.to(self._device) for _, v in found])
+        steps = [float(s["step"]) for s in kept.values() if "step" in s]
+        if steps:
+            self._adam_steps = int(max(steps))
+
+    # --- public ---------------------------------------------------------------------------------------------
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Only the model's own group (torch adds it at construction); the group math assumes one."""
@@ -263,7 +335,41 @@ class H2SPG(torch.optim.Optimizer):
     @property
     def scores(self) -> np.ndarray:
         """The averaged redundancy score of every group (frozen at selection)."""
-        return self._ema.detach().cpu().numpy().copy()
+        return self._ema.detach().to(torch.float64).cpu().numpy().copy()
+
+    def memory_bytes(self) -> dict[str, int]:
+        """Bytes the optimizer holds beyond SGD's momentum ("index": the group maps' sparse matrices and kept
+        stages; "per_group": the per-group vectors) and the parameters' bytes. The flat buffers replace the
+        parameters' and gradients' own storage and add nothing; the step's scratch row is the gradient buffer
+        with SGD's momentum or Adam (else one more row of the buffer's size, not counted here)."""
+        held: dict[int, int] = {}
+        for group_map in (self._map, self._red):
+            if group_map is not None:
+                for t in group_map.held_tensors:  # the maps share R1 and one array of ones: count each storage once
+                    storage = t.untyped_storage()
+                    held[storage.data_ptr()] = storage.nbytes()
+        per_group = [self._ema, *(t for t in (self._buffers or {}).values() if isinstance(t, torch.Tensor) and t._base is None)]
+        params = sum(p.numel() * p.element_size() for p in self.param_groups[0]["params"])
+        return {
+            "index": sum(held.values()),
+            "per_group": sum(t.numel() * t.element_size() for t in per_group),
+            "params": params,
+        }
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zero every gradient in one op. The flat buffer's gradients stay allocated whatever `set_to_none`
+        says (autograd then accumulates into them in place); others follow `set_to_none`."""
+        if self._flat is not None:
+            self._flat.grads.zero_()
+            for p, view in zip(self._flat.params[: self._trainable], self._flat.grad_views, strict=False):
+                if p.grad is not view:
+                    p.grad = view
+        for p in self._others:
+            if p.grad is not None:
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.detach_().zero_()
 
     @torch.no_grad()
     def zero_groups(self) -> list[int]:
@@ -272,10 +378,12 @@ class H2SPG(torch.optim.Optimizer):
         In `both` mode a channel group lying wholly inside a zero operator group is zero too; it is
         left out, since removing the operator removes it (and listing every channel of a layer is refused).
         """
-        index = self._all
-        if not index.groups:
+        self._ensure_layout()
+        group_map = self._full_map()
+        if group_map is None or not group_map.groups:
             return []
-        l1 = index.matrix @ index.flat()[0].abs().unsqueeze(1)
+        assert self._flat is not None
+        l1 = group_map.group_sums(self._flat.x.abs().to(self._sum_dtype).unsqueeze(1))
         return without_nested(torch.nonzero(l1.squeeze(1) == 0).flatten().tolist(), self._inside)
 
     @torch.no_grad()
@@ -291,16 +399,16 @@ class H2SPG(torch.optim.Optimizer):
         Returns:
             The redundant group ids, sorted.
         """
+        self._ensure_layout()
         since = None if self._selected_at is None else self._steps - self._selected_at
         if not self.selected:
             self._select()
-        red = self._red
-        if red is not None:
+        if self._red is not None:
             message = not_zero_warning(type(self).__name__, sorted(self.redundant_groups), self._redundant_norms(), self.start_norms, since)
             if message is not None:
                 warnings.warn(message, GroupsNotZeroWarning, stacklevel=3)  # the caller, past torch.no_grad's wrapper
-            x = red.flat()[0]
-            red.write(torch.zeros_like(x) if red.covers_all else x.masked_fill(red.member, 0))
+            assert self._flat is not None
+            self._flat.x.masked_fill_(self._members() > 0, 0)
         return sorted(self.redundant_groups)
 
     @torch.no_grad()
@@ -310,245 +418,148 @@ class H2SPG(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self._ensure_layout()
+        if self._flat is not None:
+            try:
+                self._flat.gather_grads()
+            except TypeError as error:
+                raise AsgnasError(f"{type(self).__name__} does not support sparse gradients") from error
         if not self.selected:
-            if self.space.groups and self._steps >= self.warmup_steps - self._score_window:
+            window = self._steps >= self.warmup_steps - self._score_window
+            last = self._steps == self.warmup_steps - 1
+            if self.space.groups and window and (last or (self.warmup_steps - 1 - self._steps) % self.score_every == 0):
                 self._update_scores()
             if self._steps >= self.warmup_steps:  # warmup_steps == 0: select before the first update
                 self._select()
-        if self.selected:
-            self._sparsify_step()
-        else:
-            self._base_step()
+        if self._flat is not None:
+            direction = self._direction()
+            self._update(direction)
+        self._others_step()
         self._steps += 1
         if not self.selected and self._steps >= self.warmup_steps:
             self._select()
         return loss
 
-    def _update_scores(self) -> None:
-        self._all_lines = lines = self._lines_on_device(self._all_lines, list(range(len(self.space.groups))))
-        if lines is not None:
-            dot, xx, gg, l1 = lines.group_sums(lines.line_sums(l1=True))
-            scores = _scores(dot, xx, gg, l1, self._sizes.to(dot.device))
-        else:
-            index = self._all
-            xg = index.flat(grads=True)
-            dot, xx, gg, l1 = index.group_sums(index.products(xg[0], xg[1]))
-            if index.host:
-                scores = torch.tensor(host_scores(dot, xx, gg, l1, index.sizes_list), dtype=torch.float64)
-            else:
-                scores = _scores(dot, xx, gg, l1, index.sizes)
-        if self._ema.device != scores.device:
-            self._ema = self._ema.to(scores.device)
-        self._ema.mul_(self.ema).add_(scores, alpha=1.0 - self.ema)
+    # --- the step -----------------------------------------------------------------------------------------
 
-    def _select(self) -> None:
-        k = num_selected(self.target_group_sparsity, len(self.space.groups))
-        if self._sync is None:
-            self.redundant_groups = select_redundant(self.scores, k, self.space.is_valid)
-        else:  # every rank keeps rank 0's scores; rank 0 alone walks the validity checks
-            self._ema = self._sync.scores(self._ema)
-            mine = select_redundant(self.scores, k, self.space.is_valid) if self._sync.rank == 0 else None
-            self.redundant_groups = self._sync.choice(mine, k)
-        self._selected_at = self._steps
-        self._build_redundant()
-        self._set_start(self._redundant_norms())
-
-    _skip_full_tensors = True  # a tensor wholly in redundant groups takes no base step
-    _uses_projection = True  # H2SPG zeroes groups by the half-space test (HESSO: by its shrink)
-
-    def _redundant_norms(self) -> list[float]:
-        """‖x_g‖ of each redundant group, in sorted id order."""
-        red = self._red
-        if red is None:
-            return []
-        x = red.flat()[0]
-        xx = red.group_sums((x * x).unsqueeze(0))
-        return [math.sqrt(v) for v in (xx[0] if red.host else xx[0].tolist())]
-
-    def _set_start(self, norms: list[float]) -> None:
-        self.start_norms = [float(n) for n in norms]
-        device = self._red.device if self._red is not None else torch.device("cpu")
-        self._start = torch.tensor(self.start_norms, dtype=torch.float64, device=device)
-
-    def _penalties(self, dot: Any, xx: Any, gg: Any, lr: float, host: bool) -> Any:
-        """λ_g of the redundant groups from their ⟨x,d⟩, ‖x‖², ‖d‖² (host: Python lists, else float64 tensors)."""
-        if self.lmbda is not None:
-            rule = (self.lmbda, self.lmbda_amplify, self.hat_lmbda_coeff)
-            if host:
-                return host_lambda(dot, [math.sqrt(v) for v in xx], gg, *rule)
-            return _lambda(dot, xx.sqrt(), gg, *rule)
-        if host:
-            return host_auto_lambda(dot, xx, gg, self.start_norms, lr, self.shrink_period)
-        assert self._start is not None
-        if self._start.device != dot.device:
-            self._start = self._start.to(dot.device)
-        return _auto_lambda(dot, xx, gg, self._start, lr, self.shrink_period)
-
-    def _build_redundant(self) -> None:
-        ids = sorted(self.redundant_groups)
-        params = self.param_groups[0]["params"]
-        if not ids:
-            self._red, self._red_lines, self._base_params = None, None, list(params)
-            return
-        used = sorted({i for gid in ids for i in self._entries[gid]})
-        tensors = [self._tensors[i] for i in used]
-        red = self._red = self._index(ids, tensors)
-        # whole tensors, one group each (erase mode): the multi-tensor update is cheaper still; with Adam the
-        # half-space step starts from Adam's step of every tensor (`_adam_direction`), through the matrix
-        lines = self._red_lines = self._line_index(ids) if red.tensor_group is None and not self._adam_half_space else None
-        if lines is not None:
-            self._flat_sgd, self._momentum = False, None
-            skip = {id(t) for t in lines.full} if self._skip_full_tensors else set()
-            self._base_params = [p for p in params if id(p) not in skip]
-            return
-        param_ids = {id(p) for p in params}
-        # NOTE: the SGD step of every tensor the redundant groups touch runs on the concatenation,
-        # merged with the half-space step, its momentum buffers viewing one flat buffer
-        self._flat_sgd = (
-            self._skip_full_tensors and self.base == "sgd" and red.tensor_group is None
-            and all(id(t) in param_ids for t in red.tensors)
-        )
-        take_base = not self._skip_full_tensors or self._adam_half_space
-        skip = set() if take_base else {id(t) for t in (red.tensors if self._flat_sgd else red.full)}
-        self._base_params = [p for p in params if id(p) not in skip]
-        self._momentum = None
-        if self._flat_sgd and self.param_groups[0]["momentum"]:
-            self._momentum = torch.cat([
-                self.state[t].get("momentum_buffer", torch.zeros_like(t)).reshape(-1) for t in red.tensors
-            ])
-            for t, chunk in zip(red.tensors, self._momentum.split(red.numels), strict=True):
-                self.state[t]["momentum_buffer"] = chunk.view(t.shape)
-
-    @property
-    def _adam_half_space(self) -> bool:
-        return self.base == "adam" and self._uses_projection
-
-    def _adam_direction(self, red: _GroupIndex, lr: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Adam's step on every parameter, then (x before it, d, x after it) over the redundant tensors,
-        d = (before - after)/lr: Adam's own direction, moments and weight decay included (zero when lr is 0)."""
-        buffer = red.flat()
-        before = buffer[0].clone()
-        self._base_step()
-        after = red.flat()[0].clone()
-        if lr > 0:
-            torch.sub(before, after, out=buffer[1]).div_(lr)
-        else:
-            buffer[1].zero_()
-        buffer[0].copy_(before)
-        return buffer[0], buffer[1], after
-
-    def _flat_sgd_step(self, x: torch.Tensor, g: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """torch.optim.SGD's update of the concatenated tensors (a missing gradient counts as zero)."""
+    def _direction(self) -> torch.Tensor:
+        """The base optimizer's direction d over the flat buffer (the update is x ← x - lr·d)."""
+        assert self._flat is not None
         group = self.param_groups[0]
-        direction = g.add(x, alpha=group["weight_decay"]) if group["weight_decay"] else g
-        if group["momentum"]:
-            if self._momentum is None:  # momentum switched on after selection
-                self._build_redundant()
-            assert self._momentum is not None
-            self._momentum.mul_(group["momentum"]).add_(direction)
-            direction = direction.add(self._momentum, alpha=group["momentum"]) if group["nesterov"] else self._momentum
-        return torch.add(x, direction, alpha=-group["lr"], out=out) if out is not None else torch.add(x, direction, alpha=-group["lr"])
+        x, g = self._flat.x, self._flat.grads
+        if group["weight_decay"]:
+            g = torch.add(g, x, alpha=group["weight_decay"])
+            if self._frozen_from is not None:
+                g[self._frozen_from :].zero_()
+        if self.base == "adam":
+            beta1, beta2 = group["betas"]
+            self._adam_steps += 1
+            m, v = self._moment("exp_avg"), self._moment("exp_avg_sq")
+            m.lerp_(g, 1 - beta1)
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            denominator = v.sqrt().div_(math.sqrt(1 - beta2**self._adam_steps)).add_(group["eps"])
+            return torch.div(m, denominator).div_(1 - beta1**self._adam_steps)
+        if not group["momentum"]:
+            return g
+        fresh = "momentum_buffer" not in self._moments
+        buffer = self._moment("momentum_buffer")
+        if fresh:  # torch's SGD starts its buffer at the first gradient
+            buffer.copy_(g)
+        else:  # buffer ← momentum·buffer + g, one op (elementwise, so writing over an input is safe)
+            torch.add(g, buffer, alpha=group["momentum"], out=buffer)
+        return torch.add(g, buffer, alpha=group["momentum"]) if group["nesterov"] else buffer
 
-    def _sparsify_step(self) -> None:
-        red = self._red
-        if red is None:
-            self._base_step()
+    def _update(self, direction: torch.Tensor) -> None:
+        """x ← x - lr·d, and on the redundant groups the penalised step with its half-space projection.
+
+        Every per-entry quantity passes through one flat scratch row (the gradient buffer once the
+        direction no longer needs it), so nothing of the model's size is allocated in the step."""
+        assert self._flat is not None
+        lr = self.param_groups[0]["lr"]
+        x = self._flat.x
+        if self._red is None or lr <= 0 or not self._uses_projection:
+            x.add_(direction, alpha=-lr)
+            if self._red is not None:
+                self._shrink_step(direction)
             return
-        if self._red_lines is not None:
-            self._lines_step()
-            return
-        lr, eps = self.param_groups[0]["lr"], self.epsilon
-        after: torch.Tensor | None = None
-        if self._adam_half_space:
-            x, g, after = self._adam_direction(red, lr)
-        else:
-            xg = red.flat(grads=True)
-            x, g = xg[0], xg[1]
-        dot, xx, gg = red.group_sums(red.products(x, g, 3))
-        lam = self._penalties(dot, xx, gg, lr, red.host)
-        if red.host:
-            norm = [math.sqrt(v) for v in xx]
-            coef = [lm / n if n > 0 else 0.0 for lm, n in zip(lam, norm, strict=True)]
+        b = self._group_buffers()
+        scratch, chunks = self._scratch(direction)
+        for (left, right), column, bias in zip(((x, direction), (x, x), (direction, direction)), b["sum_columns"], (None, b["tiny"], None), strict=True):
+            torch.mul(left, right, out=scratch)
+            self._red.column_sum(chunks, column, bias)
+        self._group_step(b, lr)
+        values = b["values"] if self._sync is None else self._sync.from_root(b["values"])
+        self._red.entries_of(values, 0, chunks)
+        x.addcmul_(x, scratch, value=-1)
+        x.add_(direction, alpha=-lr)
+        self._red.entries_of(values, 1, chunks)
+        x.masked_fill_(scratch > 0, 0)
+
+    def _scratch(self, direction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A flat row for per-entry values and its (total/W, W) view. The gradient buffer, when the direction
+        is not the gradient itself and has the sums' dtype (SGD with momentum, Adam): so `p.grad` holds scratch
+        values after `step()` (`zero_grad` clears them); otherwise a kept buffer."""
+        assert self._flat is not None and self._red is not None
+        grads = self._flat.grads
+        target = grads if direction is not grads and grads.dtype == self._sum_dtype else None
+        key = (id(target), self._red.chunk)
+        if self._scratch_views is None or self._scratch_views[0] != key:
+            if target is None:
+                target = torch.zeros(self._flat.total, dtype=self._sum_dtype, device=self._device)
+            self._scratch_views = (key, target, target.view(-1, self._red.chunk))
+        return self._scratch_views[1], self._scratch_views[2]
+
+    def _group_buffers(self) -> dict[str, Any]:
+        """Kept per-redundant-group buffers (sums, values and their columns, constants), so that the group
+        math writes with `out=` and takes no views: each view is an ATen op too."""
+        if self._buffers is None:
+            assert self._red is not None
+            count, options = self._red.groups, {"dtype": self._sum_dtype, "device": self._device}
+            sums, values = torch.zeros(count, 3, **options), torch.zeros(count, 2, **options)
+            tiny = torch.full((count, 1), torch.finfo(self._sum_dtype).tiny, **options)  # a zero group's ‖x‖² stays finite to divide by
+            dot, xx, dd = sums.unbind(1)
+            shrink, dropped = values.unbind(1)
+            self._buffers = {
+                "sums": sums, "tiny": tiny, "dot": dot, "xx": xx, "dd": dd, "values": values, "shrink": shrink,
+                "dropped": dropped, "ones": torch.ones(count, **options), "zeros": torch.zeros(count, **options),
+                "sum_columns": [sums[:, i : i + 1] for i in range(3)],
+            }
+        return self._buffers
+
+    def _group_step(self, b: dict[str, Any], lr: float) -> None:
+        """Per redundant group (k, dropped) into `b["values"]`: the step is x ← x·(1 - k) - lr·d, or 0 when dropped.
+
+        From ⟨x,d⟩, ‖x‖² (+ the smallest normal float), ‖d‖² per group: k = lr·λ/‖x‖ and the half-space
+        test, written with ratios to ‖x‖² so that eleven ops serve every group. With the automatic λ
+        (`reference.auto_lambda`): r = ρ/‖x‖ = √(u² - lr²‖d‖²/‖x‖² + (lr·q)²), u = (1 - s/‖x‖)₊,
+        q = ⟨x,d⟩/‖x‖²; then ⟨x̃,x⟩/‖x‖² = min(r, 1 - lr·q) =: m and k = 1 - lr·q - m. A zero group gets
+        m = 0 (dropped) and finite values (its ‖d‖²/‖x‖² may overflow to inf: r is then 0)."""
+        dot, xx, dd = b["dot"], b["xx"], b["dd"]
+        if self.lmbda is None:
+            assert self._shrink is not None
+            keep_ratio, m = auto_step(dot, xx, dd, self._shrink, lr, b["ones"], b["zeros"])
         else:
             norm = xx.sqrt()
-            coef = lam * _reciprocal(norm)
-        if not red.overlap:
-            # disjoint groups: ⟨x̃_g, x_g⟩ = ‖x‖² - lr(⟨x,g⟩ + λ‖x‖), so the projection is known before the step
-            if red.host:
-                keep = [v > 0 and v - lr * (d + lm * n) >= eps * v for v, d, lm, n in zip(xx, dot, lam, norm, strict=True)]
-                if self._sync is not None:
-                    keep = self._sync.flags(keep)
-                scale = [1.0 - lr * c if k else 0.0 for c, k in zip(coef, keep, strict=True)]
-                if red.tensor_group is not None and after is None:
-                    self._whole_tensor_step(red, red.tensor_group, keep, scale, lr)
-                    return
-                shift: Any = [-lr if k else 0.0 for k in keep]
-            else:
-                kept = ((xx - lr * (dot + lam * norm) >= eps * xx) & (xx > 0)).to(xx.dtype)
-                if self._sync is not None:
-                    kept = self._sync.from_root(kept)
-                scale, shift = kept * (1.0 - lr * coef), kept * -lr
-            new = torch.addcmul(red.to_entries(scale) * x, red.to_entries(shift), g)
-        else:
-            # x - lr·(g + c·x), in place in work rows (the same float operations, reordered exactly)
-            work = red.work(4)
-            new = red.to_entries(coef, out=work[0]).mul_(x).add_(g).mul_(-lr).add_(x)
-            inner = red.group_sums(torch.mul(new, x, out=work[1]).unsqueeze(0))[0]
-            if red.host:
-                dropped: Any = [1.0 if v <= 0 or i < eps * v else 0.0 for i, v in zip(inner, xx, strict=True)]
-            else:
-                dropped = ((inner < eps * xx) | (xx == 0)).to(xx.dtype)
-            if self._sync is not None:
-                dropped = self._sync.from_root(dropped) if not red.host else [float(f) for f in self._sync.flags([d > 0 for d in dropped])]
-            new.masked_fill_(red.to_entries(dropped, out=work[1]) > 0, 0.0)
-        if after is not None:  # Adam has stepped every tensor already; its step stands off the groups
-            red.write(new if red.covers_all else torch.where(red.member, new, after))
-            return
-        if self._flat_sgd:
-            sgd = self._flat_sgd_step(x, g, out=red.work(4)[2] if red.overlap else None)
-            red.write(torch.where(red.member, new, sgd, out=sgd) if red.overlap else torch.where(red.member, new, sgd))
-            self._base_step()
-            return
-        self._base_step()
-        if not red.covers_all:
-            new = torch.where(red.member, new, red.flat()[0])
-        red.write(new)
+            lam = _lambda(dot, norm, dd, self.lmbda, self.lmbda_amplify, self.hat_lmbda_coeff)
+            keep_ratio = torch.rsub(dot.div(xx), 1, alpha=lr)
+            m = keep_ratio - lam.mul_(lr).div_(norm)
+        torch.sub(keep_ratio, m, out=b["shrink"])
+        torch.le(m, self.epsilon, out=b["dropped"])
 
-    def _lines_step(self) -> None:
-        """The half-space step through the line index (NOTE: [Lines instead of a membership matrix] in `_lines.py`):
-        the projection decisions first, from per-group sums, then one write of every redundant tensor."""
-        lines = self._red_lines = self._lines_on_device(self._red_lines, sorted(self.redundant_groups))
-        assert lines is not None
-        lr, eps = self.param_groups[0]["lr"], self.epsilon
-        line_rows = lines.line_sums()
-        dot, xx, gg = lines.group_sums(line_rows)
-        coef = self._penalties(dot, xx, gg, lr, host=False) * _reciprocal(xx.sqrt())
-        line_coef = lines.to_lines(coef)
-        # ⟨x̃_g, x_g⟩ = ‖x_g‖² - lr·⟨x_g, grad_g⟩ - lr·Σ_{e∈g} c_e·x_e²
-        inner = xx - lr * dot - lr * lines.inner_terms(line_rows[1], line_coef)
-        dropped = ((inner < eps * xx) | (xx == 0)).to(torch.float64)
-        if self._sync is not None:
-            dropped = self._sync.from_root(dropped)
-        new = lines.half_space_values(line_coef, lines.to_lines(dropped) > 0, lr)
-        self._base_step()
-        lines.write(new)
+    def _shrink_step(self, direction: torch.Tensor) -> None:
+        """HESSO: the redundant groups' entries times hesso_ratio (0 once the shrink is over)."""
 
-    def _whole_tensor_step(self, red: _GroupIndex, groups: list[int], keep: list[bool], scale: list[float], lr: float) -> None:
-        """The disjoint-group update when every tensor lies in one group: x ← scale_g·x - lr·grad, or 0."""
-        kept = [i for i, gid in enumerate(groups) if keep[gid]]
-        dropped = [t for i, t in enumerate(red.tensors) if not keep[groups[i]]]
-        with_grad = [i for i in kept if red.tensors[i].grad is not None]
-        if kept:
-            torch._foreach_mul_([red.tensors[i] for i in kept], [scale[groups[i]] for i in kept])
-        if with_grad:
-            torch._foreach_add_([red.tensors[i] for i in with_grad], [red.tensors[i].grad for i in with_grad], alpha=-lr)
-        if dropped:
-            torch._foreach_zero_(dropped)
-        self._base_step()
+    def _members(self) -> torch.Tensor:
+        """Per entry of the flat buffer, how many redundant groups hold it."""
+        assert self._red is not None
+        if self._ones is None or self._ones.device != self._device:
+            self._ones = torch.ones(self._red.groups, 1, dtype=self._sum_dtype, device=self._device)
+        return self._red.to_entries(self._ones).squeeze(1)
 
-    def _base_step(self) -> None:
+    def _others_step(self) -> None:
+        """torch's own step for parameters outside the flat buffer (another dtype or device than the groups')."""
         group = self.param_groups[0]
-        params = [p for p in self._base_params if p.grad is not None]
+        params = [p for p in self._others if p.grad is not None]
         if not params:
             return
         grads = [p.grad for p in params]
@@ -575,13 +586,67 @@ class H2SPG(torch.optim.Optimizer):
             eps=group["eps"], maximize=False,
         )
 
+    # --- scores and selection -------------------------------------------------------------------------------
+
+    def _update_scores(self) -> None:
+        assert self._flat is not None and self._map is not None
+        x, g = self._flat.x, self._flat.grads
+        if x.dtype != self._sum_dtype:
+            x, g = x.to(self._sum_dtype), g.to(self._sum_dtype)
+        dot, xx, gg, l1 = self._map.group_sums(torch.stack([x * g, x * x, g * g, x.abs()], 1)).unbind(1)
+        scores = _scores(dot, xx, gg, l1, self._map.inverse_sizes)
+        self._ema.mul_(self.ema).add_(scores, alpha=0.5 * (1.0 - self.ema))
+
+    def _select(self) -> None:
+        k = num_selected(self.target_group_sparsity, len(self.space.groups))
+        if self._sync is None:
+            self.redundant_groups = select_redundant(self.scores, k, self.space)
+        else:  # every rank keeps rank 0's scores; rank 0 alone walks the validity checks
+            self._ema = self._sync.scores(self._ema)
+            mine = select_redundant(self.scores, k, self.space) if self._sync.rank == 0 else None
+            self.redundant_groups = self._sync.choice(mine, k)
+        self._selected_at = self._steps
+        self._build_redundant()
+        self._set_start(self._redundant_norms())
+        if self._red is not None:
+            self._red.drop_stages()
+
+    _uses_projection = True  # H2SPG zeroes groups by the half-space test (HESSO: by its shrink)
+
+    def _build_redundant(self) -> None:
+        ids = sorted(self.redundant_groups)
+        full = self._full_map()
+        self._red = full.subset(ids) if ids and full is not None else None
+        self._map = None  # shares R1 with the redundant map; its own part is rebuilt if `zero_groups` asks
+        self._ones, self._buffers, self._scratch_views = None, None, None
+
+    @torch.no_grad()
+    def _redundant_norms(self) -> list[float]:
+        """‖x_g‖ of each redundant group, in sorted id order."""
+        if self._red is None:
+            return []
+        assert self._flat is not None
+        x = self._flat.x.to(self._sum_dtype)
+        return self._red.group_sums((x * x).unsqueeze(1)).squeeze(1).sqrt().tolist()
+
+    def _set_start(self, norms: list[float]) -> None:
+        self.start_norms = [float(n) for n in norms]
+        period = self.shrink_period
+        shrink = [n / period if period > 0 else math.inf for n in self.start_norms]
+        self._shrink = torch.tensor(shrink, dtype=self._sum_dtype, device=self._device)
+
+    # --- checkpoints ----------------------------------------------------------------------------------------
+
     def state_dict(self) -> dict[str, Any]:
         """The torch optimizer state plus phase, step count, averaged scores and the redundant set."""
+        if self.base == "adam" and self._flat is not None and "exp_avg" in self._moments:
+            for p in self._flat.params[: self._trainable]:
+                self.state[p]["step"] = torch.tensor(float(self._adam_steps))
         state = super().state_dict()
         state["h2spg"] = {
             "steps": self._steps,
             "selected_at": self._selected_at,
-            "scores": self._ema.detach().cpu().clone(),
+            "scores": self._ema.detach().to(torch.float64).cpu().clone(),
             "redundant_groups": list(self.redundant_groups),
             "start_norms": list(self.start_norms),
             "num_groups": len(self.space.groups),
@@ -599,9 +664,15 @@ class H2SPG(torch.optim.Optimizer):
                 f"the checkpoint has {extra['num_groups']} groups but this search space has {len(self.space.groups)}; "
                 "build the space from the same model and mode"
             )
+        self._ensure_layout()
         super().load_state_dict(state_dict)
+        # torch put fresh tensors in `self.state`; the flat moment buffers take their values, the state their views
+        loaded = {id(p): dict(self.state[p]) for p in self.param_groups[0]["params"] if p in self.state}
+        self._moments = {}
+        if self._flat is not None:
+            self._restore_moments(loaded)
         self._steps, self._selected_at = int(extra["steps"]), extra["selected_at"]
-        self._ema = torch.as_tensor(extra["scores"], dtype=torch.float64).clone()
+        self._ema = torch.as_tensor(extra["scores"]).to(dtype=self._sum_dtype, device=self._device).clone()
         self.redundant_groups = [int(g) for g in extra["redundant_groups"]]
         if self._sync is not None:
             chosen = np.asarray(sorted(self.redundant_groups), np.int64).tobytes()
@@ -616,8 +687,26 @@ class H2SPG(torch.optim.Optimizer):
             start = extra.get("start_norms")
             self._set_start(list(start) if start is not None and len(start) == len(self.redundant_groups) else self._redundant_norms())
         else:
-            self._red, self._red_lines, self._flat_sgd = None, None, False
-            self._base_params = list(self.param_groups[0]["params"])
+            self._red = None
+
+
+def auto_step(
+    dot: torch.Tensor, xx: torch.Tensor, dd: torch.Tensor, shrink: torch.Tensor, lr: float, ones: torch.Tensor, zeros: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1 - lr·q, m) per group for the automatic λ (`reference.auto_lambda`), q = ⟨x,d⟩/‖x‖²:
+    m = ⟨x̃,x⟩/‖x‖² = min(r, 1 - lr·q) with r = ρ/‖x‖, and lr·λ/‖x‖ = (1 - lr·q) - m.
+
+    `xx` must be > 0 (a zero group's plus the smallest normal float: its values stay finite, m = 0);
+    `shrink` is ‖x at selection‖/period. Nine ATen ops: `_foreach_addcmul` forms 1 - s/‖x‖, lr·q,
+    -lr²‖d‖²/‖x‖² and 1 - lr·q in one."""
+    rsqrt = torch.rsqrt(xx)
+    inverse = torch.mul(rsqrt, rsqrt)
+    u, lq, nlp, keep_ratio = torch._foreach_addcmul(
+        [ones, zeros, zeros, ones], [shrink, dot, dd, dot], [rsqrt, inverse, inverse, inverse], [-1.0, lr, -lr * lr, -lr],
+    )
+    u.relu_()
+    radial = torch.addcmul(nlp, lq, lq).addcmul_(u, u).relu_().sqrt_()
+    return keep_ratio, torch.minimum(radial, keep_ratio)
 
 
 class HESSO(H2SPG):
@@ -635,39 +724,20 @@ class HESSO(H2SPG):
     def __init__(self, model: torch.nn.Module, space: SearchSpace, *args: Any, shrink_period: int = 100, **kwargs: Any) -> None:
         super().__init__(model, space, *args, shrink_period=shrink_period, **kwargs)
 
-    _skip_full_tensors = False  # HESSO steps every parameter
     _uses_projection = False
 
-    def _sparsify_step(self) -> None:
-        self._base_step()
-        red = self._red
-        if red is None or self._selected_at is None:
+    def _shrink_step(self, direction: torch.Tensor) -> None:
+        if self._selected_at is None:
             return
         ratio = hesso_ratio(self._steps + 1 - self._selected_at, 0, self.shrink_period)
         if ratio == 1.0:
             return
-        if red.covers_all:
-            torch._foreach_mul_([t.detach() for t in red.tensors], ratio)
-            return
-        if self._red_lines is not None:
-            self._red_lines = self._lines_on_device(self._red_lines, sorted(self.redundant_groups))
-            assert self._red_lines is not None
-            self._red_lines.scale_members(ratio)
-            return
-        # Tensor by tensor, in place: temporaries the size of one tensor are recycled by the
-        # allocator, where ones the size of the whole model were fresh, page-faulting memory each step.
-        for tensor, member in zip(red.tensors, self._member_masks(red), strict=True):
-            if member is None:
-                tensor.mul_(ratio)
-            elif member is not False:
-                tensor.copy_(torch.where(member, tensor * ratio, tensor))
-
-    def _member_masks(self, red: _GroupIndex) -> list[Any]:
-        """Per tensor of `red`, its redundant entries as a mask (None: the whole tensor; False: none).
-        Rebuilt when the index is re-placed (the model moved device)."""
-        if getattr(self, "_masks_key", None) is not red.member:
-            masks: list[Any] = []
-            for tensor, member in zip(red.tensors, red.member.split(red.numels), strict=True):
-                masks.append(None if bool(member.all()) else member.view(tensor.shape) if bool(member.any()) else False)
-            self._masks_key, self._masks = red.member, masks
-        return self._masks
+        assert self._flat is not None and self._red is not None
+        if self._ones is None:
+            self._ones = torch.ones(self._red.groups, 1, dtype=self._sum_dtype, device=self._device)
+        scratch, chunks = self._scratch(direction)
+        self._red.entries_of(self._ones, 0, chunks)
+        if ratio == 0.0:
+            self._flat.x.masked_fill_(scratch > 0, 0)
+        else:  # an entry in two redundant groups is scaled once
+            self._flat.x.addcmul_(self._flat.x, scratch.clamp_(max=1), value=ratio - 1)

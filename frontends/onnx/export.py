@@ -147,6 +147,17 @@ def _flat_tensors(value: object) -> list[torch.Tensor]:
     return []
 
 
+def host_array(tensor: torch.Tensor) -> np.ndarray:
+    """`tensor` as a numpy array on the host, its dtype kept: a bfloat16 tensor becomes an ml_dtypes
+    bfloat16 array (the type onnx and onnxruntime use for it), where `.numpy()` refuses the dtype."""
+    tensor = tensor.detach().cpu()
+    if tensor.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return tensor.numpy()
+
+
 def _verify_export(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], proto: onnx.ModelProto) -> None:
     """Refuse an export that does not compute what the model computes on the example inputs.
 
@@ -167,7 +178,7 @@ def _verify_export(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, .
         path = Path(tmp) / "exported.onnx"
         onnx.save(proto, str(path))
         try:
-            actual = run_checked(path, [x.detach().cpu().numpy() for x in example_inputs], f"the ONNX export of {type(model).__name__}")
+            actual = run_checked(path, [host_array(x) for x in example_inputs], f"the ONNX export of {type(model).__name__}")
         except AsgnasError:
             # onnxruntime refuses some valid exports (ConvTranspose with output_padding >= stride): they
             # cannot be cross-checked here, and `check` still compares the generated code with torch
@@ -199,7 +210,7 @@ def source_names(model: torch.nn.Module, proto: onnx.ModelProto) -> dict[str, st
     tensors.update(dict(model.named_parameters(remove_duplicate=False)))
     by_content: dict[tuple, str] = {}
     for path, tensor in tensors.items():
-        array = tensor.detach().cpu().numpy()
+        array = host_array(tensor)
         by_content.setdefault((array.shape, str(array.dtype), array.tobytes()), path)
     mapping: dict[str, str] = {}
     for init in proto.graph.initializer:

@@ -78,8 +78,16 @@ def with_weights(model: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
 
 
 def as_arrays(inputs: Any) -> tuple[np.ndarray, ...]:
-    """Example inputs (numpy arrays or torch tensors) as numpy arrays."""
-    return tuple(np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x) for x in inputs)
+    """Example inputs (numpy arrays or torch tensors on any device) as numpy arrays."""
+
+    def host(x: Any) -> np.ndarray:
+        if hasattr(x, "detach"):  # a torch tensor: torch is loaded, so is the exporter's helper
+            from asgnas_ir.frontends.onnx.export import host_array
+
+            return host_array(x)
+        return np.asarray(x)
+
+    return tuple(host(x) for x in inputs)
 
 
 def run_checked(path: Any, inputs: list[np.ndarray], what: str) -> list[np.ndarray]:

@@ -70,8 +70,9 @@ def index_by_tensor(b: Builder, node: torch.fx.Node, x: str, items: list[Any]) -
     if size * flat.size > _ONE_HOT_LIMIT:
         raise b.fail(f"indexing axis {axis} (size {size}) by {flat.size} indices needs too large a selection matrix")
     dtype = b.value(x).dtype
-    selection = torch.zeros(size, flat.size, dtype=getattr(torch, dtype))
-    selection[torch.from_numpy(flat), torch.arange(flat.size)] = 1
+    # an IR constant: host data whatever device the model is on (the graph keeps numpy weights)
+    selection = torch.zeros(size, flat.size, dtype=getattr(torch, dtype), device="cpu")
+    selection[torch.from_numpy(flat), torch.arange(flat.size, device="cpu")] = 1
     param = b.add_param(_part(b, node, "selection"), selection, None, trainable=False)
     one_hot = b.emit(Op.CONSTANT, [], params={"value": param}, name=_part(b, node, "selection"))
     rank = len(shape)
@@ -163,7 +164,7 @@ def write_box(b: Builder, node: torch.fx.Node) -> str:
         if b.value(block).shape != box_shape:
             block = b.emit(Op.EXPAND, [block], A.ExpandAttrs(shape=box_shape), name=_part(b, node, "filled"))
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        fill = torch.full(box_shape, float(value), dtype=getattr(torch, b.value(x).dtype))
+        fill = torch.full(box_shape, float(value), dtype=getattr(torch, b.value(x).dtype), device="cpu")
         param = b.add_param(_part(b, node, "fill"), fill, None, trainable=False)
         block = b.emit(Op.CONSTANT, [], params={"value": param}, name=_part(b, node, "fill"))
     else:

@@ -32,7 +32,7 @@ def _layer_path(b: Builder, param: str) -> str:
 
 def _shift_mask(pad_h: int, pad_w: int, window: list[int], shift: list[int]) -> torch.Tensor:
     """The additive mask that keeps shifted windows from attending across the wrapped border."""
-    regions = torch.zeros(pad_h, pad_w)
+    regions = torch.zeros(pad_h, pad_w, device="cpu")  # an IR constant: host data, whatever the model's device
     count = 0
     for h in ((0, -window[0]), (-window[0], -shift[0]), (-shift[0], None)):
         for w in ((0, -window[1]), (-window[1], -shift[1]), (-shift[1], None)):

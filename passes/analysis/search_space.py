@@ -39,6 +39,7 @@ from asgnas_ir.passes.analysis.segments import (
     segment_params,
     segment_zero_invariant,
 )
+from asgnas_ir.passes.analysis.validity import GreedyValidity
 
 Mode = Literal["prune", "erase", "both"]
 MODES = ("prune", "erase", "both")
@@ -87,6 +88,16 @@ class SearchSpace(BaseModel):
         if any(cover and ids.issuperset(cover) for cover in self.value_covers):
             return False
         return self._emptied_by_concats(ids, removed_segments) is None
+
+    def greedy_valid(self, order: Iterable[int], k: int | None = None, removed: Iterable[int] = ()) -> list[int]:
+        """The greedy valid selection along `order`: each group is accepted when `is_valid(removed +
+        accepted + [g])` holds, skipped (not retried) otherwise, until `k` are accepted (no limit when
+        None). Returns the accepted ids in acceptance order, `removed` (a valid set) not included.
+
+        Same result as calling `is_valid` per candidate, from an incremental state (`validity`):
+        O(covers of g) per channel group, one reachability pass per operator group.
+        """
+        return GreedyValidity(self, removed).select(order, k)
 
     def _emptied_by_concats(self, ids: set[int], removed_segments: set[int]) -> list[int] | None:
         """The channel groups of a surviving value that the selection empties once the channels its

@@ -32,7 +32,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-import networkx as nx
 from pydantic import BaseModel, Field, PrivateAttr
 
 from asgnas_ir.ir.graph import Graph
@@ -58,38 +57,56 @@ class SegmentGraph(BaseModel):
 
     segments: list[Segment]
     _constant_cache: set[int] | None = PrivateAttr(default=None)
+    _adjacency: tuple[dict[int, list[int]], dict[int, list[int]]] | None = PrivateAttr(default=None)
 
-    def _graph(self) -> nx.DiGraph:
-        g = nx.DiGraph()
-        g.add_nodes_from(s.id for s in self.segments)
-        g.add_edges_from((s.id, t) for s in self.segments for t in s.successors)
-        return g
+    def _edges(self) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+        """(successors, predecessors) by segment id. Every selector asks for reachability once per
+        candidate, so the lists are built once rather than a graph object per question."""
+        adjacency = getattr(self, "_adjacency", None)  # also missing on a graph unpickled from before the cache
+        if adjacency is None:
+            succ: dict[int, list[int]] = defaultdict(list)
+            pred: dict[int, list[int]] = defaultdict(list)
+            for s in self.segments:
+                for t in dict.fromkeys(s.successors):
+                    succ[s.id].append(t)
+                    pred[t].append(s.id)
+            adjacency = self._adjacency = (dict(succ), dict(pred))
+        return adjacency
+
+    @staticmethod
+    def _reach(starts: list[int], edges: dict[int, list[int]], removed: set[int]) -> set[int]:
+        seen = set(starts)
+        stack = list(starts)
+        while stack:
+            for t in edges.get(stack.pop(), ()):
+                if t not in seen and t not in removed:
+                    seen.add(t)
+                    stack.append(t)
+        return seen
 
     def surviving(self, removed: Iterable[int]) -> tuple[set[int], set[int]]:
         """(reachable from an input, reaching an output) once `removed` segments are gone."""
         removed = set(removed)
-        g = self._graph()
-        g.remove_nodes_from(removed)
+        succ, pred = self._edges()
         sources = [s.id for s in self.segments if s.reads_input and s.id not in removed]
         sinks = [s.id for s in self.segments if s.writes_output and s.id not in removed]
-        forward: set[int] = set(sources)
-        for s in sources:
-            forward |= nx.descendants(g, s)
-        backward: set[int] = set(sinks)
-        for s in sinks:
-            backward |= nx.ancestors(g, s)
-        return forward, backward
+        return self._reach(sources, succ, removed), self._reach(sinks, pred, removed)
 
     def is_valid(self, removed: Iterable[int]) -> bool:
+        return self.removal_state(removed)[0]
+
+    def removal_state(self, removed: Iterable[int]) -> tuple[bool, set[int]]:
+        """(`is_valid(removed)`, the segments still reaching an output): one reachability pass for
+        callers that need both (the concat rule counts the others as gone)."""
         removed = set(removed)
         forward, backward = self.surviving(removed)
         outputs = {s.id for s in self.segments if s.writes_output}
         if outputs & removed or not outputs <= forward:
-            return False
+            return False, backward
         # segments no input reaches even in the whole network compute from constants only (a class
         # token expanded to the batch, register tokens concatenated to it): they need no input to be
         # alive, so their lack of one is no broken path
-        return backward <= forward | self._constant_only()
+        return backward <= forward | self._constant_only(), backward
 
     def _constant_only(self) -> set[int]:
         if self._constant_cache is None:

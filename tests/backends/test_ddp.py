@@ -33,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 import asgnas_ir as ai
 from asgnas_ir.backends.data import load_digits_split
+from asgnas_ir.backends.torch import _flat
 from asgnas_ir.backends.torch import distributed as tdist
 from asgnas_ir.backends.torch.optim import H2SPG, HESSO
 from asgnas_ir.errors import AsgnasError, DistributedStateError
@@ -283,7 +284,8 @@ def _fit(opt: torch.optim.Optimizer, model: nn.Module, steps: int = 12) -> dict[
 def test_synced_optimizer_in_a_world_of_one_equals_the_unsynced_one(
     gloo_world_of_one: None, cls: type, lines: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(H2SPG, "_lines_min_entries", 0 if lines else 1 << 62)  # line index (large models) or matrix
+    if not lines:  # the fallback map over entries, or (default) the two-stage map over chunks
+        monkeypatch.setattr(_flat, "CHUNK_WIDTHS", ())
     options = {**OPTIONS, "warmup_steps": 3, "lmbda": 5.0}
     model, space = _small()
     synced = cls(DistributedDataParallel(model), space, **options)
@@ -307,7 +309,7 @@ def test_wrapper_paths_bind_to_the_inner_module(gloo_world_of_one: None) -> None
     model, space = _small()
     for wrapper in (DistributedDataParallel(model), nn.DataParallel(model)):
         assert tdist.unwrap(wrapper) is model
-        assert {id(t) for t in H2SPG(wrapper, space)._tensors} == {id(t) for t in H2SPG(model, space)._tensors}
+        assert {id(t) for t in H2SPG(wrapper, space)._searched} == {id(t) for t in H2SPG(model, space)._searched}
 
 
 def test_ranks_that_disagree_fail_with_the_rank_and_the_remedy() -> None:

@@ -17,7 +17,7 @@ from torch import nn
 
 import asgnas_ir as ai
 from asgnas_ir.backends import reference as ref
-from asgnas_ir.backends.torch import GroupsNotZeroWarning, optim
+from asgnas_ir.backends.torch import GroupsNotZeroWarning, _flat, optim
 from asgnas_ir.backends.torch.optim import H2SPG, HESSO
 from asgnas_ir.errors import AsgnasError
 from asgnas_ir.testing import load_generated
@@ -94,6 +94,19 @@ def _set_grads(models: list[nn.Module], generator: torch.Generator) -> None:
             p.grad = grad.clone()
 
 
+def _use(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """"lines": the two-stage map over W-wide chunks (what every line-structured space gets); "entries": the
+    fallback, one membership row per group over the entries (spaces that are not unions of lines)."""
+    if path == "entries":
+        monkeypatch.setattr(_flat, "CHUNK_WIDTHS", ())
+
+
+def _twin_direction(twin: nn.Module, layout: _Layout, opt: torch.optim.Optimizer) -> np.ndarray:
+    """torch.optim.SGD's step direction of the twin's last step (its momentum buffer), flat in `layout`'s order."""
+    params = dict(twin.named_parameters())
+    return np.concatenate([opt.state[params[s]]["momentum_buffer"].reshape(-1).double().numpy() for s in layout.sources])
+
+
 def _train_step(model: nn.Module, opt: torch.optim.Optimizer, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
     opt.zero_grad(set_to_none=True)
     F.cross_entropy(model(batch[0]), batch[1]).backward()
@@ -106,27 +119,23 @@ def _batches(n: int, seed: int = 0, size: int = 8) -> list[tuple[torch.Tensor, t
 
 
 @pytest.mark.parametrize(
-    ("name", "mode", "host", "lines"),
+    ("name", "mode", "path"),
     [
-        ("resnet", "erase", True, False),  # whole tensors, one group each: multi-tensor update
-        ("resnet", "prune", True, False),  # rows and columns, groups sharing entries
-        ("concat", "erase", True, False),  # disjoint groups holding part of a tensor
-        ("resnet", "erase", False, False),  # per-group scalars as tensors (the accelerator path)
-        ("resnet", "prune", False, False),
-        ("resnet", "prune", True, True),  # per-tensor line reductions (what large models use)
-        ("concat", "erase", True, True),
-        ("resnet", "erase", True, True),  # line-reduced scores, then the multi-tensor update
+        ("resnet", "erase", "lines"),  # whole tensors, one group each
+        ("resnet", "prune", "lines"),  # rows and columns, groups sharing entries
+        ("concat", "erase", "lines"),  # disjoint groups holding part of a tensor (the next conv's input columns)
+        ("resnet", "erase", "entries"),
+        ("resnet", "prune", "entries"),
+        ("concat", "erase", "entries"),
     ],
 )
 @pytest.mark.parametrize("lmbda", [1e-2, None], ids=["dhspg_lambda", "auto_lambda"])
 def test_scores_selection_and_half_space_step_match_reference(
-    name: str, mode: str, host: bool, lines: bool, lmbda: float | None, monkeypatch: pytest.MonkeyPatch
+    name: str, mode: str, path: str, lmbda: float | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Warm-up scores (EMA), the selection and the sparsifying step equal the numpy reference, kept entries equal SGD
-    (λ by DHSPG's rule, or the automatic one from the norms at selection)."""
-    if not host:
-        monkeypatch.setattr(optim._GroupIndex, "host_max", -1)
-    monkeypatch.setattr(H2SPG, "_lines_min_entries", 0 if lines else 1 << 62)
+    """Warm-up scores (EMA), the selection and the sparsifying step equal the numpy reference along SGD's direction,
+    kept entries equal SGD (λ by DHSPG's rule, or the automatic one from the norms at selection)."""
+    _use(path, monkeypatch)
     model, space = _resnet(mode, name)
     twin = copy.deepcopy(model)
     lr, eps, omega, warmup, target, period = 0.1, 0.5, 0.5, 3, 0.5 if name == "resnet" else 2 / 3, 7
@@ -149,8 +158,7 @@ def test_scores_selection_and_half_space_step_match_reference(
     k = math.floor(target * len(space.groups) + 1e-9)
     assert opt.redundant_groups == ref.select_redundant(ema, k, space.is_valid)
     assert len(opt.redundant_groups) == k
-    assert (opt._all_lines is not None) == lines  # the path under test is the one taken
-    assert (opt._red_lines is not None) == (lines and (name, mode) != ("resnet", "erase"))
+    assert (opt._red.r2 is not None) == (path == "lines")  # the path under test is the one taken
 
     red = [layout.groups[gid] for gid in sorted(opt.redundant_groups)]
     start = np.array([np.linalg.norm(layout.flat()[i]) for i in red])
@@ -170,7 +178,10 @@ def test_scores_selection_and_half_space_step_match_reference(
                 grad = layout.params[src].grad.view(-1)
                 grad[inside] = 15 * x_t[lo + inside]
                 twin_layout.params[src].grad.view(-1)[inside] = grad[inside]
-        x, g = layout.flat(), layout.flat(grads=True)
+        x = layout.flat()
+        opt.step()
+        sgd.step()
+        g = _twin_direction(twin, twin_layout, sgd)  # the redundant groups step along SGD's direction too
         dot = np.array([x[i] @ g[i] for i in red])
         norm = np.array([np.linalg.norm(x[i]) for i in red])
         gg = np.array([g[i] @ g[i] for i in red])
@@ -178,9 +189,7 @@ def test_scores_selection_and_half_space_step_match_reference(
             lams = ref.auto_lambda(dot, norm**2, gg, start, lr, period)
         else:
             lams = ref.select_lambda(dot, norm, gg, lmbda)
-        expected, projected = ref.group_half_space_step(x, g, red, lr, lams, eps)
-        opt.step()
-        sgd.step()
+        expected, projected = ref.group_half_space_step(x, g, red, lr, lams, eps, own_step=True)
         np.testing.assert_allclose(layout.flat()[member], expected[member], rtol=0, atol=1e-6)
         np.testing.assert_allclose(layout.flat()[~member], twin_layout.flat()[~member], rtol=0, atol=1e-6)
         for name, p in model.named_parameters():
@@ -224,7 +233,7 @@ def test_reference_half_space_step_agrees_with_group_form() -> None:
 
 
 def test_auto_lambda_matches_reference_and_shrinks_by_one_period_step() -> None:
-    """The host and tensor forms equal `reference.auto_lambda`, and its step leaves each group at most
+    """`optim.auto_step` equals `reference.auto_lambda` (as lr·λ/‖x‖ and the half-space ratio), and its step leaves each group at most
     ‖x at selection‖/period shorter (or projects it), whatever the direction's radial and sideways parts."""
     rng = np.random.default_rng(3)
     lr, period, eps = 0.05, 10, 0.5
@@ -236,10 +245,15 @@ def test_auto_lambda_matches_reference_and_shrinks_by_one_period_step() -> None:
     xx = np.array([x @ x for x in xs])
     gg = np.array([d @ d for d in ds])
     expected = ref.auto_lambda(dot, xx, gg, starts, lr, period)
-    host = optim.host_auto_lambda(dot.tolist(), xx.tolist(), gg.tolist(), starts.tolist(), lr, period)
-    tensor = optim._auto_lambda(*(torch.as_tensor(v) for v in (dot, xx, gg, starts)), lr, period)
-    np.testing.assert_allclose(host, expected, rtol=1e-12, atol=0)
-    np.testing.assert_allclose(tensor.numpy(), expected, rtol=1e-12, atol=0)
+    tiny = torch.finfo(torch.float64).tiny
+    t = {k: torch.as_tensor(v) for k, v in {"dot": dot, "xx": xx + tiny, "dd": gg, "shrink": starts / period}.items()}
+    keep_ratio, m = optim.auto_step(t["dot"], t["xx"], t["dd"], t["shrink"], lr, torch.ones(6, dtype=torch.float64), torch.zeros(6, dtype=torch.float64))
+    live = xx > 0
+    np.testing.assert_allclose((keep_ratio - m).numpy()[live], lr * expected[live] / np.sqrt(xx[live]), rtol=1e-9, atol=1e-12)
+    inner = [x @ (x - lr * (d + lam * x / np.linalg.norm(x))) / (x @ x) for x, d, lam in zip(xs, ds, expected, strict=True) if x.any()]
+    np.testing.assert_allclose(m.numpy()[live], inner, rtol=1e-9, atol=1e-12)
+    assert m[4] == 0.0  # a zero group: projected (m ≤ ε), its values finite
+    assert torch.isfinite(keep_ratio).all() and torch.isfinite(m).all()
     assert (expected >= 0).all() and expected[4] == 0.0
     for x, d, lam, start in zip(xs, ds, expected, starts, strict=True):
         new = ref.half_space_step(x, d, lr, lam, eps)
@@ -248,17 +262,12 @@ def test_auto_lambda_matches_reference_and_shrinks_by_one_period_step() -> None:
     assert not ref.auto_lambda(dot, xx, gg, starts, 0.0, period).any()  # lr 0 moves nothing
 
 
-def _adam_case(mode: str, host: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[nn.Module, ai.SearchSpace]:
-    if not host:
-        monkeypatch.setattr(optim._GroupIndex, "host_max", -1)
-    return _resnet(mode)
-
-
-@pytest.mark.parametrize(("mode", "host"), [("erase", True), ("prune", True), ("prune", False), ("both", True)])
-def test_adam_half_space_step_starts_from_adams_own_step(mode: str, host: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("mode", "path"), [("erase", "lines"), ("prune", "lines"), ("prune", "entries"), ("both", "lines")])
+def test_adam_half_space_step_starts_from_adams_own_step(mode: str, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """With Adam the redundant groups take x - lr·(d + λ·x/‖x‖) with d Adam's direction (torch.optim.Adam's
     step over lr), not the raw gradient; every other entry takes Adam's step exactly."""
-    model, space = _adam_case(mode, host, monkeypatch)
+    _use(path, monkeypatch)
+    model, space = _resnet(mode)
     twin = copy.deepcopy(model)
     lr, eps, period, warmup = 1e-3, 0.5, 6, 2
     opt = H2SPG(model, space, lr=lr, base="adam", warmup_steps=warmup, epsilon=eps, shrink_period=period)
@@ -287,7 +296,7 @@ def test_adam_half_space_step_starts_from_adams_own_step(mode: str, host: bool, 
         d = (twin_before - twin_layout.flat()) / lr
         norms = np.array([np.linalg.norm(x[i]) for i in red])
         lams = ref.auto_lambda(np.array([x[i] @ d[i] for i in red]), norms**2, np.array([d[i] @ d[i] for i in red]), start, lr, period)
-        expected, _ = ref.group_half_space_step(x, d, red, lr, lams, eps)
+        expected, _ = ref.group_half_space_step(x, d, red, lr, lams, eps, own_step=True)
         np.testing.assert_allclose(layout.flat()[member], expected[member], rtol=0, atol=2e-6)
         np.testing.assert_allclose(layout.flat()[~member], twin_layout.flat()[~member], rtol=0, atol=1e-7)
     assert all(not layout.flat()[i].any() for i in red)  # zero within the period
@@ -411,15 +420,15 @@ def test_fig2_skips_group_that_would_disconnect_the_network() -> None:
 
 
 @pytest.mark.parametrize(
-    ("mode", "base", "lines"),
-    [("erase", "sgd", False), ("prune", "sgd", False), ("prune", "adam", False), ("both", "sgd", False), ("prune", "sgd", True)],
+    ("mode", "base", "path"),
+    [("erase", "sgd", "lines"), ("prune", "sgd", "lines"), ("prune", "adam", "lines"), ("both", "sgd", "lines"), ("prune", "sgd", "entries")],
 )
 def test_training_zeroes_exactly_the_redundant_groups_and_subnet_matches(
-    mode: str, base: str, lines: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mode: str, base: str, path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After 60 steps the chosen groups are exactly zero by the optimizer's own projection (the default λ, within
     `shrink_period` steps of selection), finalize() has nothing to force, and the generated sub-network reproduces the model."""
-    monkeypatch.setattr(H2SPG, "_lines_min_entries", 0 if lines else 1 << 62)
+    _use(path, monkeypatch)
     model, space = _resnet(mode)
     lr = 0.05 if base == "sgd" else 1e-3
     opt = H2SPG(model, space, lr=lr, weight_decay=1e-4, target_group_sparsity=0.5, warmup_steps=20, base=base, shrink_period=30)
@@ -451,10 +460,10 @@ def test_training_zeroes_exactly_the_redundant_groups_and_subnet_matches(
     assert (expected - actual).abs().max().item() <= 1e-4 * expected.abs().max().item()
 
 
-@pytest.mark.parametrize(("mode", "lines"), [("erase", False), ("prune", False), ("prune", True)])
-def test_hesso_shrinks_linearly_to_exact_zero(mode: str, lines: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("mode", "path"), [("erase", "lines"), ("prune", "lines"), ("prune", "entries")])
+def test_hesso_shrinks_linearly_to_exact_zero(mode: str, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """HESSO's groups follow the linear schedule (lr 0) and are exactly zero from the period's end on (lr > 0)."""
-    monkeypatch.setattr(H2SPG, "_lines_min_entries", 0 if lines else 1 << 62)
+    _use(path, monkeypatch)
     period, warmup = 8, 3
     model, space = _resnet(mode)
     layout = _Layout(model, space)
@@ -483,21 +492,23 @@ def test_hesso_shrinks_linearly_to_exact_zero(mode: str, lines: bool, monkeypatc
 
 
 @pytest.mark.parametrize(
-    ("mode", "cut", "lines", "lmbda"),
-    [("prune", 5, False, 1e-2), ("prune", 14, False, 1e-2), ("erase", 14, False, 1e-2), ("prune", 14, True, 1e-2),
-     ("prune", 14, False, None), ("erase", 14, False, None)],
+    ("mode", "cut", "path", "lmbda", "base"),
+    [("prune", 5, "lines", 1e-2, "sgd"), ("prune", 14, "lines", 1e-2, "sgd"), ("erase", 14, "lines", 1e-2, "sgd"),
+     ("prune", 14, "entries", 1e-2, "sgd"), ("prune", 14, "lines", None, "sgd"), ("erase", 14, "lines", None, "sgd"),
+     ("prune", 14, "lines", None, "adam")],
 )
 def test_state_dict_round_trip_resumes_identically(
-    mode: str, cut: int, lines: bool, lmbda: float | None, monkeypatch: pytest.MonkeyPatch
+    mode: str, cut: int, path: str, lmbda: float | None, base: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Checkpointing at step `cut` (warm-up or sparsifying phase) and resuming gives the uninterrupted run's parameters
-    (with the automatic λ, the norms at selection travel in the checkpoint)."""
-    monkeypatch.setattr(H2SPG, "_lines_min_entries", 0 if lines else 1 << 62)
+    (with the automatic λ, the norms at selection travel in the checkpoint; with Adam, its moments and step count)."""
+    _use(path, monkeypatch)
     batches = _batches(24)
 
     def fresh() -> tuple[nn.Module, H2SPG]:
         model, space = _resnet(mode)
-        return model, H2SPG(model, space, lr=0.05, weight_decay=1e-4, warmup_steps=10, epsilon=0.2, lmbda=lmbda, shrink_period=20)
+        lr = 0.05 if base == "sgd" else 1e-3
+        return model, H2SPG(model, space, lr=lr, weight_decay=1e-4, warmup_steps=10, epsilon=0.2, lmbda=lmbda, shrink_period=20, base=base)
 
     model, opt = fresh()
     for batch in batches:

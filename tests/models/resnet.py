@@ -124,3 +124,29 @@ def resnet_bottleneck() -> nn.Module:
     """ResNet with Bottleneck blocks and functional F.relu."""
     torch.manual_seed(0)
     return _finish(ResNetBottleneck())
+
+
+class ResNet(nn.Module):
+    """torchvision's ResNet layout (7x7/2 stem, max pool, four stages, avgpool + Linear) at any depth and width:
+    `ResNet(BasicBlock, (2, 2, 2, 2))` is resnet18's, `ResNet(Bottleneck, (3, 4, 6, 3))` resnet50's (base 64)."""
+
+    def __init__(self, block: type[nn.Module], layers: tuple[int, ...], base: int = 64, num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, base, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(base)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        expansion = getattr(block, "expansion", 1)
+        stages, cin = [], base
+        for i, count in enumerate(layers):
+            width = base * 2**i
+            blocks = []
+            for j in range(count):
+                blocks.append(block(cin, width, 2 if i and not j else 1))
+                cin = width * expansion
+            stages.append(nn.Sequential(*blocks))
+        self.layers = nn.Sequential(*stages)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.layers(x), 1), 1))
