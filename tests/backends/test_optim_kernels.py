@@ -41,7 +41,8 @@ class _Count(TorchDispatchMode):
 
 
 def _ops_per_step(model: nn.Module, make: Any, steps: int, size: int = 32) -> list[int]:
-    """The ATen ops each `step()` dispatches, over `steps` steps of a tiny batch."""
+    """The ATen ops each `step()` dispatches, over `steps` steps of a tiny batch. A step that reads a value
+    back to the host (`.item()`, `.tolist()`: a device sync on a GPU) fails, except the one that selects."""
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, size, size, generator=generator)
     y = torch.randint(0, 10, (2,), generator=generator)
@@ -51,7 +52,10 @@ def _ops_per_step(model: nn.Module, make: Any, steps: int, size: int = 32) -> li
         opt.zero_grad()
         F.cross_entropy(model(x), y).backward()
         with _Count() as count:
+            selected_before = getattr(opt, "selected", True)
             opt.step()
+        if selected_before == getattr(opt, "selected", True):
+            assert not [op for op in count.ops if "_local_scalar_dense" in op], "a host sync inside step()"
         counts.append(len(count.ops))
     return counts
 
