@@ -14,8 +14,9 @@ The group math is `asgnas_ir.backends.reference` (numpy); tests hold this file t
 
 Every step is a fixed sequence of whole-buffer ops over the parameters re-stored in one flat buffer,
 whatever the number of tensors and groups (NOTE: [A step in a constant number of kernels] in `_flat.py`):
-after selection H2SPG's step dispatches 28 ATen ops with SGD (SGD's own foreach step: 5), HESSO's 10,
-a scored warm-up step 27, and nothing in `step()` waits for the device except the selection itself.
+counted as SGD's foreach step is (5, the profiler's two records included), H2SPG's step after selection
+dispatches 30 ATen ops with SGD, a scored warm-up step 26, an unscored one 4, HESSO's after selection 8,
+and nothing in `step()` waits for the device except the selection itself.
 
 NOTE: [Automatic λ] The digest's λ (DHSPG: 1e-3 for SGD, clipped to [λ, 10λ]) is an absolute
 penalty: its pull lr·λ per step is the same for a conv row of norm 0.1 and a whole layer of norm 5,
