@@ -72,19 +72,29 @@ def bind_groups(
                 continue
             source = space.param_sources.get(s.param, s.param)
             variable = resolve(s.param, source)
-            shape = tuple(int(d) for d in shape_of(variable))
-            top = max(s.indices, default=-1)
-            if shape and (s.axis >= len(shape) or top >= shape[s.axis]):
-                raise AsgnasError(
-                    f"search-space param '{s.param}' (source '{source}') has shape {shape} in the model, "
-                    f"too small for index {top} on axis {s.axis}; was the space built from another model?"
-                )
+            shape = check_fits(s, source, shape_of(variable))
             if id(variable) not in position:
                 position[id(variable)] = len(variables)
                 variables.append(variable)
             parts.setdefault(position[id(variable)], []).append(entries(shape, s.axis, s.indices))
         per_group.append({i: _sorted_unique(chunks) for i, chunks in parts.items()})
     return variables, per_group
+
+
+def check_fits(s: Any, source: str, shape: Sequence[int]) -> tuple[int, ...]:
+    """The live variable's shape, after checking that slice `s` of the space fits it.
+
+    Raises:
+        AsgnasError: the slice's axis or an index lies outside the variable (the space was built from another model).
+    """
+    shape = tuple(int(d) for d in shape)
+    top = max(s.indices, default=-1)
+    if shape and (s.axis >= len(shape) or top >= shape[s.axis]):
+        raise AsgnasError(
+            f"search-space param '{s.param}' (source '{source}') has shape {shape} in the model, "
+            f"too small for index {top} on axis {s.axis}; was the space built from another model?"
+        )
+    return shape
 
 
 def _sorted_unique(chunks: list[np.ndarray]) -> np.ndarray:

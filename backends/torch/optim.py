@@ -65,6 +65,7 @@ from torch.optim.sgd import sgd as _sgd
 from asgnas_ir.backends._groups import (
     GroupsNotZeroWarning,
     bind_groups,
+    check_fits,
     check_options,
     group_lines,
     not_zero_warning,
@@ -210,12 +211,7 @@ class H2SPG(torch.optim.Optimizer):
                 if s.kind != "stat":
                     source = space.param_sources.get(s.param, s.param)
                     tensor = _resolve(model, live, s.param, source)
-                    shape, top = tuple(tensor.shape), max(s.indices, default=-1)
-                    if shape and (s.axis >= len(shape) or top >= shape[s.axis]):
-                        raise AsgnasError(
-                            f"search-space param '{s.param}' (source '{source}') has shape {shape} in the model, "
-                            f"too small for index {top} on axis {s.axis}; was the space built from another model?"
-                        )
+                    check_fits(s, source, tensor.shape)
                     if id(tensor) not in position:
                         position[id(tensor)] = len(tensors)
                         tensors.append(tensor)
