@@ -125,7 +125,8 @@ class PowAttrs(Attrs):
 
 
 class CastAttrs(Attrs):
-    """The floating dtype the value is rounded to (`float16`, `bfloat16`, `float32`, `float64`)."""
+    """The dtype the value is rounded or converted to (`float16`, `bfloat16`, `float32`, `float64`,
+    or an integer dtype for whole numbers computed as floats), from a floating, integer or bool value."""
 
     dtype: str
 

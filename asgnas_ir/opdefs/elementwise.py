@@ -178,8 +178,12 @@ def _infer_cast(ctx: InferCtx) -> list[Value]:
     ctx.expect_inputs(1)
     src = ctx.inputs[0]
     dtype = ctx.attrs.dtype
-    if not src.dtype.startswith(("float", "bfloat")) or not dtype.startswith(("float", "bfloat")):
-        ctx.fail(f"cast from {src.dtype} to {dtype}: only floating values are cast (a dtype policy's rounding)")
+    # a dtype policy's rounding; integer/bool values the model computes with as floats (position ids
+    # into a rotary table, an attention mask made additive); whole numbers computed as floats used as
+    # indices again (positions counted from a mask, ONNX frontend NOTE: [Integers held as floats])
+    numeric = ("float", "bfloat", "int", "uint")
+    if not dtype.startswith(numeric) or not src.dtype.startswith((*numeric, "bool")):
+        ctx.fail(f"cast from {src.dtype} to {dtype}: only casts between numeric dtypes are supported")
     return [Value(shape=src.shape, dtype=dtype, channel_axis=src.channel_axis)]
 
 

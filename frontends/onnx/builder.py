@@ -107,6 +107,8 @@ class Builder(GraphBuilder):
         self.fused: set[int] = set()  # ids of ONNX nodes a converter already lowered as part of a pattern
         # outputs of the Expand nodes to the inputs' batch or sequence length (NOTE: [Input-sized expands])
         self.input_sized: set[str] = set()
+        # ONNX value -> the axes that follow the inputs' sizes, as the exporter declared them (NOTE: [Sized constants])
+        self.sized: dict[str, frozenset[int]] = {}
         self.current: onnx.NodeProto | None = None
 
     # ---- reading the ONNX node -----------------------------------------------------------------
@@ -225,7 +227,18 @@ class Builder(GraphBuilder):
 
     def constant_node(self, const: Const, fallback: str, axes: str | None = None) -> str:
         """A CONSTANT node for a constant used as a tensor (reshaped when the param's shape differs);
-        a folded concatenation of weights is concatenated again, from one CONSTANT per piece."""
+        a folded concatenation of weights is concatenated again, from one CONSTANT per piece. A
+        constant that follows the inputs' sizes (ONNX value `fallback` is in `sized`) is built so
+        that generated code can rebuild it at other sizes (NOTE: [Sized constants])."""
+        if fallback in self.sized and const.origin is None and const.pieces is None:
+            from asgnas_ir.frontends.onnx.sized import materialize
+
+            built = materialize(self, const, fallback, self.sized[fallback], lambda c, n: self._constant_node(c, n, axes))
+            if built is not None:
+                return built
+        return self._constant_node(const, fallback, axes)
+
+    def _constant_node(self, const: Const, fallback: str, axes: str | None = None) -> str:
         if const.pieces is not None:
             from asgnas_ir.ir import attrs as A
 

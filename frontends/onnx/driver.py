@@ -28,6 +28,7 @@ from asgnas_ir.frontends._layout import choose_sequence_layout, read_packed_spli
 from asgnas_ir.frontends.onnx.builder import FUSED, ONNX_DTYPES, Builder, Const, OnnxTensorType, Origin
 from asgnas_ir.frontends.onnx.inputs import check_example_dtypes, shape_overrides
 from asgnas_ir.frontends.onnx.ops import lookup
+from asgnas_ir.frontends.onnx.sized import symbolic_axes, unfold_sized
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.graph import Graph, GraphMeta, Value
 
@@ -264,7 +265,9 @@ def _batch_sized_expands(model: onnx.ModelProto, nodes: list[onnx.NodeProto], ty
     would have other nodes at other batches and its dims could not be found symbolic
     (`frontends/_symbolic.py`). Such an Expand stays an expand node, whatever the example's sizes.
     Only these: an Expand to a shape read off other dims (an affine-free norm's ones, as many as the
-    channels) is a constant like any other. The entries a shape vector reads off a batch dim are
+    channels) is a constant like any other, and so is an Expand of what the model computed from
+    sizes alone (position ids, a causal mask), which is rebuilt at the call's sizes instead (NOTE:
+    [Sized constants]); an Expand of a weight or an activation stays. The entries a shape vector reads off a batch dim are
     followed through the ops shape arithmetic uses (`_shape_flags`); axis 0 of an activation counts
     as its batch, and axis 1 of an integer input as its sequence."""
     if not any(n.op_type == "Expand" for n in nodes):
@@ -281,14 +284,20 @@ def _batch_sized_expands(model: onnx.ModelProto, nodes: list[onnx.NodeProto], ty
         token = len(ttype.shape.dim) >= 2 and ONNX_DTYPES.get(ttype.elem_type, "").startswith(("int", "uint"))
         batched[item.name] = {0, 1} if token else {0}
     constants = _small_constants(model.graph)
+    # what reads a float initializer: a weight broadcast to the batch stays bound to the weight; an
+    # expand of what the model computed from sizes alone (position ids, a causal mask) is folded and
+    # rebuilt at the call's sizes instead (NOTE: [Sized constants])
+    weighted = {i.name for i in model.graph.initializer if i.data_type in (1, 10, 11, 16)} | {i.name for i in graph_inputs(model)}
     flags: dict[str, list[bool]] = {}
     sized: set[str] = set()
     for node in nodes:
         if node.domain not in _DOMAINS or not node.output:
             continue
+        if node.op_type not in ("Shape", "Size") and any(name in weighted for name in node.input):
+            weighted.update(node.output)
         if node.op_type == "Expand":
             target = flags.get(node.input[1]) if len(node.input) > 1 else None
-            if target is not None and any(target):
+            if target is not None and any(target) and node.input[0] in weighted:
                 sized.add(node.output[0])
             continue
         found = _shape_flags(node, flags, constants, types, batched)
@@ -350,6 +359,13 @@ def _fold(b: Builder, node: onnx.NodeProto, opset: int) -> list[Const]:
         same = first.array.dtype == dtype
         return [Const(first.array.astype(dtype), first.origin if same else None)]
     feeds = {name: b.get(name).array for name in node.input if name}
+    if op == "GatherElements":
+        # onnx.reference's GatherElements fails whenever a leading axis has size 1 (onnx 1.23: BERT's
+        # token_type_ids buffer [1, max_len] gathered at the positions); numpy's is the same op
+        data, index = (np.asarray(feeds[name]) for name in node.input[:2])
+        axis = int(b.attr(node, "axis", 0)) % max(data.ndim, 1)
+        index = np.where(index < 0, index + data.shape[axis], index)
+        return [Const(np.take_along_axis(data, index, axis=axis))]
     from onnx.reference import ReferenceEvaluator
 
     try:
@@ -538,6 +554,8 @@ def _lower_onnx(
     proto, initializers = _skeleton(proto)
     input_names = {i.name for i in graph_inputs(proto)}
     declared = {k: v for k, v in _types(proto).items() if k not in input_names}
+    # read before the declared types are dropped: which values follow the inputs' sizes (NOTE: [Sized constants])
+    sized_axes = symbolic_axes(proto) if shapes is not None else {}
     proto = _fix_inputs(proto, shapes)
     if proto.functions:
         proto = onnx.inliner.inline_local_functions(proto)
@@ -596,6 +614,18 @@ def _lower_onnx(
         if more <= folded:
             break
         folded |= more
+    b.sized = sized_axes
+    if sized_axes:
+        graph_outputs = [o.name for o in proto.graph.output]
+        unfolded = unfold_sized(nodes, folded, b.env, sized_axes, graph_outputs,
+                                lambda n: n.domain in _DOMAINS and lookup(n.op_type, opset) is not None)
+        folded -= unfolded
+        for node in nodes:  # their outputs' types are the folded arrays' (inference may have left them open)
+            if id(node) in unfolded:
+                for out in node.output:
+                    if out and isinstance(b.env.get(out), Const):
+                        array = np.asarray(b.env[out].array)
+                        types[out] = OnnxTensorType(tuple(int(d) for d in array.shape), str(array.dtype))
     missing = _collect_unsupported(nodes, folded, opset)
     if missing and on_unsupported != "opaque":
         error = UnsupportedOpError("onnx", [UnsupportedOp(op, tuple(locs)) for op, locs in missing.items()])

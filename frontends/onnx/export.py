@@ -7,6 +7,12 @@ initializers by their torch path; the TorchScript exporter (the fallback when dy
 not, so initializers are also matched to torch tensors by content (directly or, for a 2-d matrix,
 transposed). `Param.source` is then the torch path and `binding.live_tensors` binds the IR to the
 live model exactly as it does for the fx frontend.
+
+The batch, and the sequence length of token ids, are exported dynamic where the model lets them
+vary (`_dynamic_axes`): what the model computes from its input's sizes (position ids, causal masks,
+rotary tables) then stays computed from them, which the ONNX frontend keeps rebuildable at other
+sizes (NOTE: [Sized constants] in `sized.py`). A Hugging Face transformers model is exported through
+the adapter of `hf.py` (no cache, its output's tensors as a tuple), under its own parameter paths.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import torch
 from onnx import numpy_helper
 
 from asgnas_ir.errors import AsgnasError, FrontendError
+from asgnas_ir.frontends.onnx.hf import export_view, model_name, strip_prefix
 from asgnas_ir.ir.graph import Graph
 
 OPSET = 20
@@ -46,6 +53,18 @@ def _dynamo_export(model: torch.nn.Module, inputs: tuple, dynamic_shapes: tuple 
         quiet.setLevel(level)
 
 
+def _dynamic_axes(x: torch.Tensor) -> dict[int, object]:
+    """The axes exported dynamic: the batch, and the sequence length of token ids (axis 1 of an
+    integer input of rank >= 2, as `frontends/_symbolic.py` counts it). A causal mask or rotary
+    table is then computed from the input's length (Shape, Range) rather than written as the
+    example's constant, which the ONNX frontend can keep at run time. `Dim.AUTO` lets torch.export
+    fix an axis the model does not let vary (a learned position table read whole)."""
+    axes: dict[int, object] = {0: torch.export.Dim.AUTO}
+    if x.dim() >= 2 and not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool:
+        axes[1] = torch.export.Dim.AUTO
+    return axes
+
+
 def _batch_dynamic(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> onnx.ModelProto | None:
     """The export with the batch (axis 0 of every input) left dynamic, or None where it stays fixed.
 
@@ -57,7 +76,7 @@ def _batch_dynamic(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, .
     if not example_inputs or any(not isinstance(x, torch.Tensor) or x.dim() == 0 for x in example_inputs):
         return None
     inputs = tuple(torch.cat([x, x]) if x.shape[0] == 1 else x for x in example_inputs)
-    proto = _dynamo_export(model, inputs, tuple({0: torch.export.Dim.AUTO} for _ in inputs))
+    proto = _dynamo_export(model, inputs, tuple(_dynamic_axes(x) for x in inputs))
     for item in proto.graph.input:
         dims = item.type.tensor_type.shape.dim
         if not dims or not dims[0].HasField("dim_param"):
@@ -85,7 +104,7 @@ def export_torch(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...
         except Exception as dynamo_exc:  # noqa: BLE001  (the exporter raises many types)
             reason = _summary(dynamo_exc)
     warnings.warn(
-        f"torch.onnx.export(dynamo=True) failed for {type(model).__name__} ({reason}); "
+        f"torch.onnx.export(dynamo=True) failed for {model_name(model)} ({reason}); "
         "falling back to the TorchScript exporter (dynamo=False)",
         stacklevel=3,
     )
@@ -99,7 +118,7 @@ def export_torch(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...
             )
     except Exception as exc:  # noqa: BLE001
         raise FrontendError(
-            f"torch.onnx.export cannot export {type(model).__name__}: dynamo: {reason}; "
+            f"torch.onnx.export cannot export {model_name(model)}: dynamo: {reason}; "
             f"TorchScript: {type(exc).__name__}: {exc}"
         ) from None
     _warn_specialised(model, caught)
@@ -130,7 +149,7 @@ def _warn_specialised(model: torch.nn.Module, caught: list[warnings.WarningMessa
     first = str(tracer[0].message).splitlines()[0]
     where = f"{Path(tracer[0].filename).name}:{tracer[0].lineno}"
     warnings.warn(
-        f"the TorchScript exporter saw {type(model).__name__} read {len(tracer)} tensor value(s) in Python (first at "
+        f"the TorchScript exporter saw {model_name(model)} read {len(tracer)} tensor value(s) in Python (first at "
         f"{where}: {first}); the exported graph fixes what they were for the example inputs (a branch taken, a "
         "loop count), so it is wrong for inputs where they differ",
         stacklevel=4,
@@ -178,14 +197,14 @@ def _verify_export(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, .
         path = Path(tmp) / "exported.onnx"
         onnx.save(proto, str(path))
         try:
-            actual = run_checked(path, [host_array(x) for x in example_inputs], f"the ONNX export of {type(model).__name__}")
+            actual = run_checked(path, [host_array(x) for x in example_inputs], f"the ONNX export of {model_name(model)}")
         except AsgnasError:
             # onnxruntime refuses some valid exports (ConvTranspose with output_padding >= stride): they
             # cannot be cross-checked here, and `check` still compares the generated code with torch
             return
     if len(actual) != len(expected):
         raise FrontendError(
-            f"torch.onnx.export of {type(model).__name__} has {len(actual)} output(s), the model returns {len(expected)}; "
+            f"torch.onnx.export of {model_name(model)} has {len(actual)} output(s), the model returns {len(expected)}; "
             "use frontend='fx'"
         )
     for index, (reference, exported) in enumerate(zip(expected, actual, strict=True)):
@@ -198,7 +217,7 @@ def _verify_export(model: torch.nn.Module, example_inputs: tuple[torch.Tensor, .
         # must not compute something else
         if diff > 10 * tolerance(max_ref, str(reference.dtype).removeprefix("torch.")) and diff > 1e-6:
             raise FrontendError(
-                f"torch.onnx.export of {type(model).__name__} does not compute what the model computes: output "
+                f"torch.onnx.export of {model_name(model)} does not compute what the model computes: output "
                 f"{index} differs by {diff:.3g} (max |output| {max_ref:.3g}) on the example inputs. The exporter "
                 "mis-translated an op (for example avg_pool with divisor_override); use frontend='fx'"
             )
@@ -232,16 +251,19 @@ def lower_torch_onnx(model: torch.nn.Module, example_inputs: tuple[torch.Tensor,
     # in a training model, a dropout left in train mode): `model.train(was)` would overwrite them all
     flags = [(module, module.training) for module in model.modules()]
     model.eval()
+    # a transformers model is exported through an adapter (no cache, a tuple of tensors out), its
+    # parameter paths prefixed by the adapter's attribute: taken off again for `Param.source`
+    exported, prefix = export_view(model, len(example_inputs))
     try:
         with torch.no_grad():
-            proto = export_torch(model, example_inputs)
-            _verify_export(model, example_inputs, proto)
-        names = source_names(model, proto)
+            proto = export_torch(exported, example_inputs)
+            _verify_export(exported, example_inputs, proto)
+        names = strip_prefix(source_names(exported, proto), prefix)
         trainable = {path: bool(p.requires_grad) for path, p in model.named_parameters(remove_duplicate=False)}
         trainable.update({path: False for path, _ in model.named_buffers()})
         graph = lower_onnx(
             proto, example_inputs, on_unsupported, source_names=names, trainable=trainable,
-            framework="torch", name=type(model).__name__,
+            framework="torch", name=model_name(model),
         )
     finally:
         for module, training in flags:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import onnx
 
 from asgnas_ir.frontends.onnx._ops_common import OPS, _scalar
@@ -37,6 +38,14 @@ OPS.add(["Mish"], unary(Op.MISH))
 OPS.add(["Neg"], unary(Op.NEG))
 OPS.add(["Exp"], unary(Op.EXP))
 OPS.add(["Sqrt"], unary(Op.SQRT))
+OPS.add(["Sin"], unary(Op.SIN))
+OPS.add(["Cos"], unary(Op.COS))
+
+
+@OPS.register("Reciprocal")
+def reciprocal(b: Builder, node: onnx.NodeProto) -> str:
+    """Reciprocal(X) as 1 / x (torch exports `rsqrt`, RMSNorm's, as Reciprocal(Sqrt(x)))"""
+    return b.emit(Op.DIV, [b.tensor(node, 0)], A.BinaryAttrs(scalar=1.0, reverse=True))
 
 
 @OPS.register("Pow")
@@ -106,10 +115,176 @@ def is_nan(b: Builder, node: onnx.NodeProto) -> Any:
     return FUSED
 
 
+# NOTE: [Bools as 0/1 floats] The IR has no bool (or integer) arithmetic. A model that builds its
+# attention mask from an input (`attention_mask.bool()`, and-ed with a causal triangle, turned into
+# an additive mask by `where(mask, 0, -inf)`) is lowered with each run-time bool held as a float
+# tensor of 0.0 and 1.0: `and` is a product, `or` a + b - a * b, `not` 1 - a, and `where(c, x, y)`
+# y + c * (x - y). Constant bools are folded as before and become 0/1 constants where a run-time op
+# reads them. An infinite `where` operand (-inf, what attention masks add) is the dtype's most
+# negative (or positive) finite value instead: 0 * inf is NaN, and softmax gives a masked position
+# weight 0 either way; only a row masked whole differs (uniform instead of NaN, which exporters turn
+# to 0), a row the model's own output leaves meaningless. The ONNX type still says bool: converters
+# read it there (`_is_flag`).
+
+
+def _is_flag(b: Builder, name: str) -> bool:
+    found = b.types.get(name)
+    return found is not None and found.dtype == "bool"
+
+
+def _flag(b: Builder, node: onnx.NodeProto, index: int) -> str:
+    """Bool input `index` as an IR tensor of 0.0/1.0 (NOTE: [Bools as 0/1 floats])."""
+    name = node.input[index]
+    value = b.get(name)
+    if isinstance(value, Const):
+        alias = f"{name}_flag"
+        if name in b.sized:
+            b.sized.setdefault(alias, b.sized[name])
+        return b.constant_node(Const(np.asarray(value.array).astype(np.float32)), alias)
+    if not isinstance(value, str) or not _is_flag(b, name):
+        raise b.fail(f"input {index} ('{name}') is not a bool tensor")
+    return value
+
+
+# NOTE: [Integers held as floats] What a model counts at run time from such flags (RoBERTa's
+# position ids: `cumsum(ids != pad) * (ids != pad) + pad`) is integer arithmetic, which the IR does
+# not have either: those integers are held as float32 tensors (exact below 2**24, far beyond any
+# position or vocabulary size) and cast back to int64 where the IR needs indices (an embedding's
+# input). `ids == c` of integers is the flag 1 - min((ids - c)**2, 1), exact for whole numbers.
+# The ONNX type still says int (`_held_int`).
+
+
+def _held_int(b: Builder, name: str) -> bool:
+    """A run-time ONNX integer tensor the IR holds as float (NOTE: [Integers held as floats])."""
+    found = b.types.get(name)
+    value = b.env.get(name)
+    return (isinstance(value, str) and found is not None and (found.dtype or "").startswith(("int", "uint"))
+            and b.value(value).dtype.startswith(("float", "bfloat")))
+
+
+def _integral(b: Builder, name: str) -> bool:
+    value = b.env.get(name)
+    if isinstance(value, Const):
+        return np.asarray(value.array).dtype.kind in "iub"
+    found = b.types.get(name)
+    return found is not None and (found.dtype or "").startswith(("int", "uint", "bool"))
+
+
+def _as_float(b: Builder, node: onnx.NodeProto, index: int) -> str:
+    """Input `index` as a float32 IR tensor (an integer or bool constant converted, an int64 tensor cast)."""
+    value = b.get(node.input[index])
+    if isinstance(value, Const) and value.origin is None and value.pieces is None and value.array.dtype.kind in "iub":
+        alias = f"{node.input[index]}_float"
+        if node.input[index] in b.sized:
+            b.sized.setdefault(alias, b.sized[node.input[index]])
+        return b.constant_node(Const(np.asarray(value.array).astype(np.float32)), alias)
+    x = b.tensor(node, index)
+    if b.value(x).dtype.startswith(("float", "bfloat")):
+        return x
+    return b.emit(Op.CAST, [x], A.CastAttrs(dtype="float32"), name=f"{node.input[index]}_float")
+
+
+@OPS.register("Equal")
+def equal(b: Builder, node: onnx.NodeProto) -> str:
+    """Equal(A, B) of integers (or bools), as the flag 1 - min((a - b)**2, 1): exact for whole numbers
+    (NOTE: [Bools as 0/1 floats], NOTE: [Integers held as floats])"""
+    if not (_integral(b, node.input[0]) and _integral(b, node.input[1])):
+        raise b.fail("Equal of run-time tensors is supported for integers and bools only (a float compared for "
+                     "equality has no exact lowering in the IR)")
+    constant = next((i for i in (1, 0) if isinstance(b.get(node.input[i]), Const)), None)
+    scalar = _scalar(b.const(node, constant)) if constant is not None else None
+    if scalar is not None:
+        x = _as_float(b, node, 1 - constant)  # type: ignore[operator]
+        diff = b.emit(Op.ADD, [x], A.BinaryAttrs(scalar=-scalar), name=f"{node.output[0]}_diff")
+    else:
+        diff = b.emit(Op.SUB, [_as_float(b, node, 0), _as_float(b, node, 1)], A.BinaryAttrs(), name=f"{node.output[0]}_diff")
+    square = b.emit(Op.POW, [diff], A.PowAttrs(exponent=2.0), name=f"{node.output[0]}_square")
+    differs = b.emit(Op.CLAMP, [square], A.ClampAttrs(min=None, max=1.0), name=f"{node.output[0]}_differs")
+    return _reshape_like(b, node, b.emit(Op.SUB, [differs], A.BinaryAttrs(scalar=1.0, reverse=True)))
+
+
+@OPS.register("CumSum")
+def cumsum(b: Builder, node: onnx.NodeProto) -> str:
+    """CumSum(x, axis) exclusive=0 reverse=0: the running sum along a constant axis"""
+    if b.attr(node, "exclusive", 0) or b.attr(node, "reverse", 0):
+        raise b.fail("CumSum is supported without exclusive or reverse")
+    axis = _scalar(b.const(node, 1))
+    if axis is None:
+        raise b.fail("CumSum's axis (input 1) must be a constant scalar")
+    x = b.tensor(node, 0)
+    return b.emit(Op.CUMSUM, [x], A.CumsumAttrs(axis=int(axis) % b.rank(x)))
+
+
+@OPS.register("And", "Or")
+def and_or(b: Builder, node: onnx.NodeProto) -> str:
+    """And(A, B) / Or(A, B) of bools, as a * b / a + b - a * b on 0/1 floats (NOTE: [Bools as 0/1 floats])"""
+    x, y = _flag(b, node, 0), _flag(b, node, 1)
+    both = b.emit(Op.MUL, [x, y], A.BinaryAttrs(), name=f"{node.output[0]}_both" if node.op_type == "Or" else None)
+    if node.op_type == "And":
+        return both
+    total = b.emit(Op.ADD, [x, y], A.BinaryAttrs(), name=f"{node.output[0]}_sum")
+    return b.emit(Op.SUB, [total, both], A.BinaryAttrs())
+
+
+@OPS.register("Not")
+def not_(b: Builder, node: onnx.NodeProto) -> str:
+    """Not(X) of a bool, as 1 - x on 0/1 floats (NOTE: [Bools as 0/1 floats])"""
+    return b.emit(Op.SUB, [_flag(b, node, 0)], A.BinaryAttrs(scalar=1.0, reverse=True))
+
+
+def _finite(value: float, dtype: str) -> float:
+    if not math.isinf(value):
+        return value
+    limit = float(np.finfo(np.dtype(dtype)).max) if dtype.startswith("float") else 3.4028234663852886e38
+    return limit if value > 0 else -limit
+
+
 @OPS.register("Where")
 def where(b: Builder, node: onnx.NodeProto) -> Any:
-    """Where(condition, x, y) on run-time tensors: only as part of the IsNaN guard (see IsNaN)"""
-    raise b.fail("Where on run-time tensors is supported only as the NaN guard Where(IsNaN(x), 0, x)")
+    """Where(condition, X, Y) with a run-time bool condition, as c * x + (1 - c) * y (NOTE: [Bools
+    as 0/1 floats]): exact for finite X and Y; an infinite constant X or Y is the dtype's largest
+    finite value instead. (A run-time X with an IsNaN condition is the NaN guard, see IsNaN.)"""
+    found = b.types.get(node.output[0])
+    dtype = found.dtype if found is not None and found.dtype else "float32"
+    if not dtype.startswith(("float", "bfloat")):
+        raise b.fail(f"Where choosing between {dtype} values is not supported (only floating ones)")
+    c = _flag(b, node, 0)
+    if b.value(c).dtype != dtype:
+        c = b.emit(Op.CAST, [c], A.CastAttrs(dtype=dtype), name=f"{node.output[0]}_as_{dtype}")
+    taken = _chosen(b, node, 1, c, dtype, "taken")
+    other = b.emit(Op.SUB, [c], A.BinaryAttrs(scalar=1.0, reverse=True), name=f"{node.output[0]}_not")
+    left = _chosen(b, node, 2, other, dtype, "left")
+    if taken is None and left is None:
+        return _reshape_like(b, node, b.emit(Op.MUL, [c], A.BinaryAttrs(scalar=0.0)))
+    if taken is None or left is None:
+        return _reshape_like(b, node, taken or left)  # type: ignore[arg-type]
+    return _reshape_like(b, node, b.emit(Op.ADD, [taken, left], A.BinaryAttrs()))
+
+
+def _chosen(b: Builder, node: onnx.NodeProto, index: int, weight: str, dtype: str, what: str) -> str | None:
+    """`weight` (0/1) times Where's branch `index`; None where the branch is the constant 0."""
+    value = _scalar(b.const(node, index))
+    if value is not None:
+        value = _finite(value, dtype)
+        if value == 0.0:
+            return None
+        if value == 1.0:
+            return weight
+        return b.emit(Op.MUL, [weight], A.BinaryAttrs(scalar=value), name=f"{node.output[0]}_{what}")
+    branch = b.tensor(node, index)
+    if b.value(branch).dtype != dtype:
+        raise b.fail(f"Where's input {index} is {b.value(branch).dtype}, its output {dtype}")
+    return b.emit(Op.MUL, [weight, branch], A.BinaryAttrs(), name=f"{node.output[0]}_{what}")
+
+
+def _reshape_like(b: Builder, node: onnx.NodeProto, x: str) -> str:
+    """`x` broadcast to the node's inferred output shape (a scalar branch of Where can raise its rank)."""
+    shape = b.out_shape(node)
+    if b.value(x).shape == shape:
+        return x
+    if b.rank(x) < len(shape):
+        x = b.emit(Op.RESHAPE, [x], A.ReshapeAttrs(shape=(1,) * (len(shape) - b.rank(x)) + b.value(x).shape), name=f"{node.output[0]}_rank")
+    return b.emit(Op.EXPAND, [x], A.ExpandAttrs(shape=shape))
 
 
 @OPS.register("Erf")
@@ -154,6 +329,8 @@ def erf(b: Builder, node: onnx.NodeProto) -> str:
 
 def binary(op: Op):  # noqa: ANN201
     def convert(b: Builder, node: onnx.NodeProto) -> str:
+        if any(_held_int(b, name) or _is_flag(b, name) for name in node.input):
+            return _counted(b, node, op)
         lhs, rhs = b.get(node.input[0]), b.get(node.input[1])
         if op == Op.MUL:
             silu = _silu(b, node)
@@ -171,6 +348,17 @@ def binary(op: Op):  # noqa: ANN201
 
     convert.__doc__ = f"ONNX binary op (numpy broadcasting) lowered to {op.value}"
     return convert
+
+
+def _counted(b: Builder, node: onnx.NodeProto, op: Op) -> str:
+    """A binary op on whole numbers held as floats (NOTE: [Integers held as floats]): every operand
+    as float, a constant scalar as the op's scalar."""
+    for position in (1, 0):
+        const = b.const(node, position)
+        scalar = _scalar(const) if const is not None and const.origin is None else None
+        if scalar is not None and b.value(x := _as_float(b, node, 1 - position)).shape == b.out_shape(node):
+            return b.emit(op, [x], A.BinaryAttrs(scalar=scalar, reverse=position == 0))
+    return b.emit(op, [_as_float(b, node, 0), _as_float(b, node, 1)], A.BinaryAttrs())
 
 
 def _silu(b: Builder, node: onnx.NodeProto) -> str | None:
@@ -191,9 +379,29 @@ OPS.add(["Div"], binary(Op.DIV))
 
 @OPS.register("Cast", "CastLike")
 def cast(b: Builder, node: onnx.NodeProto) -> str:
-    """Cast(input) to / CastLike(input, target_type): supported when the dtype does not change"""
+    """Cast(input) to / CastLike(input, target_type) of a computed tensor: to a floating dtype (from
+    a float, an integer or a bool), or an integer tensor to bool (NOTE: [Bools as 0/1 floats])"""
     x = b.tensor(node, 0)
     found = b.types.get(node.output[0])
-    if found is not None and found.dtype is not None and found.dtype != b.value(x).dtype:
-        raise b.fail(f"{node.op_type} from {b.value(x).dtype} to {found.dtype} of a computed tensor is not supported")
-    return x
+    source = b.value(x).dtype
+    if found is None or found.dtype is None or found.dtype == source:
+        return x
+    target = found.dtype
+    counted = _is_flag(b, node.input[0]) or _held_int(b, node.input[0])  # whole numbers held as floats
+    if target == "bool":
+        if _is_flag(b, node.input[0]):
+            return x
+        if not (counted or source.startswith(("int", "uint"))):
+            raise b.fail(f"{node.op_type} from {source} to bool of a computed tensor is supported for integers only")
+        # nonzero -> 1: exact for the counts and 0/1 flags masks hold (negative integers would read as 0)
+        if not counted:
+            x = b.emit(Op.CAST, [x], A.CastAttrs(dtype="float32"), name=f"{node.output[0]}_float")
+        return b.emit(Op.CLAMP, [x], A.ClampAttrs(min=0.0, max=1.0))
+    if target.startswith(("float", "bfloat")):
+        return b.emit(Op.CAST, [x], A.CastAttrs(dtype=target))
+    if target.startswith(("int", "uint")) and (counted or source.startswith(("int", "uint"))):
+        # another integer width, or whole numbers that stay held as floats (NOTE: [Integers held as
+        # floats]): the values do not change, and the IR's indices take any integer dtype
+        return x
+    raise b.fail(f"{node.op_type} from {source} to {target} of a computed tensor is not supported (a float rounded to an "
+                 "integer has no lowering in the IR)")

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 
 from asgnas_ir.frontends.onnx._ops_common import OPS, _axis, _reshape_to, _scalar
-from asgnas_ir.frontends.onnx.builder import Builder, Const
+from asgnas_ir.frontends.onnx.builder import FUSED, Builder, Const
 from asgnas_ir.ir import attrs as A
 from asgnas_ir.ir.ops import Op
 
@@ -43,7 +43,10 @@ def gather(b: Builder, node: onnx.NodeProto) -> str:
             raise b.fail("Gather of constant data is supported as an embedding lookup (2-d table, axis 0)")
         weight = _table_param(b, data, node)
         num, dim = data.array.shape
-        return b.emit(Op.EMBEDDING, [b.tensor(node, 1)], A.EmbeddingAttrs(num_embeddings=int(num), dim=int(dim)), {"weight": weight})
+        rows = b.tensor(node, 1)
+        if b.value(rows).dtype.startswith(("float", "bfloat")):  # positions counted as floats (NOTE: [Integers held as floats])
+            rows = b.emit(Op.CAST, [rows], A.CastAttrs(dtype="int64"), name=f"{node.input[1]}_index")
+        return b.emit(Op.EMBEDDING, [rows], A.EmbeddingAttrs(num_embeddings=int(num), dim=int(dim)), {"weight": weight})
     x = b.tensor(node, 0)
     axis = _axis(b, x, axis)
     index = b.const_array(node, 1, "Gather indices")
@@ -60,12 +63,35 @@ def gather(b: Builder, node: onnx.NodeProto) -> str:
     return _reshape_to(b, y, b.out_shape(node))
 
 
+@OPS.register("GatherElements")
+def gather_elements(b: Builder, node: onnx.NodeProto) -> Const:
+    """GatherElements(data, indices) axis, of constant data that is the same all along `axis`: that
+    data, whatever the indices. BERT-style models read their token_type_ids buffer (zeros) at the
+    position ids so; RoBERTa's positions are computed from the ids at run time."""
+    data = b.const(node, 0)
+    if data is None:
+        raise b.fail("GatherElements is supported on constant data only")
+    array = np.asarray(data.array)
+    axis = int(b.attr(node, "axis", 0)) % max(array.ndim, 1)
+    first = np.take(array, [0], axis=axis)
+    if not np.array_equal(array, np.broadcast_to(first, array.shape)):
+        raise b.fail("GatherElements at run-time indices is supported where the data is the same all along the axis "
+                     "(it then does not depend on the indices)")
+    shape = b.out_shape(node)
+    if any(size > have for a, (size, have) in enumerate(zip(shape, array.shape, strict=True)) if a != axis):
+        raise b.fail(f"GatherElements indices of shape {list(shape)} exceed the data's {list(array.shape)}")
+    corner = first[tuple(slice(0, size) if a != axis else slice(None) for a, size in enumerate(shape))]
+    return Const(np.ascontiguousarray(np.broadcast_to(corner, shape)))
+
+
 @OPS.register("GatherND")
 def gather_nd(b: Builder, node: onnx.NodeProto) -> str:
     """GatherND(data, indices) batch_dims: with a constant 2-d table and [..., 1] indices, the same
     lookup as Gather on axis 0 (exporters write relative-position tables this way)"""
     data = b.const(node, 0)
     indices = b.const(node, 1)
+    if data is None and indices is not None and not b.attr(node, "batch_dims", 0):
+        return _gather_grid(b, node, indices.array)
     if data is None or indices is None or data.array.ndim != 2 or indices.array.shape[-1:] != (1,) or b.attr(node, "batch_dims", 0):
         raise b.fail("GatherND is supported as a table lookup: constant 2-d data, constant [..., 1] indices, batch_dims=0")
     weight = _table_param(b, data, node)
@@ -74,10 +100,57 @@ def gather_nd(b: Builder, node: onnx.NodeProto) -> str:
     return b.emit(Op.EMBEDDING, [rows], A.EmbeddingAttrs(num_embeddings=int(num), dim=int(dim)), {"weight": weight})
 
 
+def _grid_axis(component: np.ndarray, size: int) -> int | None:
+    """The axis along which `component` (one coordinate of a GatherND index) counts 0..size-1,
+    being the same along every other axis; -1 when it is all 0 and `size` is 1; None otherwise."""
+    if size == 1:
+        return -1 if not np.any(component) else None
+    for axis, length in enumerate(component.shape):
+        if length != size:
+            continue
+        ramp = np.arange(size).reshape([size if a == axis else 1 for a in range(component.ndim)])
+        if np.array_equal(component, np.broadcast_to(ramp, component.shape)):
+            return axis
+    return None
+
+
+def _gather_grid(b: Builder, node: onnx.NodeProto, index: np.ndarray) -> str:
+    """GatherND of a run-time tensor at a constant grid of coordinates: out[..., i, ..., j, ...] =
+    data[i, j] for coordinates that each count along one output axis. That is `data` with its axes
+    spread over the output's and broadcast along the others (a reshape and an expand).
+    transformers' masks read the padding mask so: `padding_mask[batch_idx, kv_idx]` to [B, 1, 1, S]."""
+    x = b.tensor(node, 0)
+    shape = b.value(x).shape
+    depth = int(index.shape[-1])
+    if index.ndim < 2 or depth > len(shape):
+        raise b.fail("GatherND of a run-time tensor is supported at a constant grid of coordinates only")
+    lead = index.shape[:-1]
+    axes = [_grid_axis(np.asarray(index[..., j]), shape[j]) for j in range(depth)]
+    placed = [a for a in axes if a is not None and a >= 0]
+    if any(a is None for a in axes) or len(set(placed)) != len(placed):
+        raise b.fail("GatherND of a run-time tensor is supported where each index coordinate counts along one output axis")
+    kept = [j for j in range(depth) if axes[j] >= 0]  # type: ignore[operator]
+    order = sorted(kept, key=lambda j: axes[j])  # type: ignore[arg-type, return-value]
+    if order != kept:  # the data's axes reach the output in another order
+        perm = (*order, *(j for j in range(len(shape)) if j not in order))
+        x = b.emit(Op.PERMUTE, [x], A.PermuteAttrs(perm=perm), name=f"{node.output[0]}_order")
+    spread = [1] * len(lead)
+    for j in kept:
+        spread[axes[j]] = shape[j]  # type: ignore[index]
+    x = _reshape_to(b, x, (*spread, *shape[depth:]), name=f"{node.output[0]}_spread")
+    out = b.out_shape(node)
+    if b.value(x).shape != out:
+        x = b.emit(Op.EXPAND, [x], A.ExpandAttrs(shape=out))
+    return x
+
+
 @OPS.register("Concat")
 def concat(b: Builder, node: onnx.NodeProto) -> str:
-    """Concat(inputs...) axis"""
-    tensors = [b.tensor(node, i) for i in range(len(node.input)) if b.has_input(node, i)]
+    """Concat(inputs...) axis; empty inputs (see Slice) add nothing"""
+    present = [i for i in range(len(node.input)) if b.has_input(node, i) and not _is_empty(b.get(node.input[i]))]
+    if len(present) == 1:
+        return b.tensor(node, present[0])
+    tensors = [b.tensor(node, i) for i in present]
     if len(tensors) == 1:
         return tensors[0]
     return b.emit(Op.CONCAT, tensors, A.AxisAttrs(axis=_axis(b, tensors[0], b.attr(node, "axis"))))
@@ -126,6 +199,22 @@ def sequence_at(b: Builder, node: onnx.NodeProto) -> str:
     return seq[int(b.const_array(node, 1, "position")) % len(seq)]
 
 
+def _is_empty(value: Any) -> bool:
+    return isinstance(value, Const) and value.array.size == 0 and value.origin is None
+
+
+def _empty(b: Builder, node: onnx.NodeProto) -> Const:
+    """The empty result of a Slice, as a constant: the IR has no empty tensors, and the one use
+    models make of one is a Concat it adds nothing to (the pass-through part of a rotary embedding
+    that covers the whole head, Phi-3's `q[..., rotary_dim:]`)."""
+    users = b.consumers.get(node.output[0], [])
+    if not users or any(user.op_type != "Concat" for user in users):
+        raise b.fail("a Slice that selects nothing is supported only as an input to Concat")
+    found = b.types.get(node.output[0])
+    shape = found.shape if found is not None and found.shape is not None else (0,)
+    return Const(np.zeros(shape, dtype=np.float32))  # no element is ever read: the dtype does not matter
+
+
 @OPS.register("Slice")
 def slice_(b: Builder, node: onnx.NodeProto) -> str:
     """Slice(data, starts, ends, axes?, steps?) (attributes before opset 10)"""
@@ -141,6 +230,8 @@ def slice_(b: Builder, node: onnx.NodeProto) -> str:
             raise b.fail("negative-step Slice is not supported")
         begin, stop, _ = slice(max(-_INT_MAX, start), min(_INT_MAX, end), step).indices(size)
         stop = max(stop, begin)
+        if stop == begin:
+            return _empty(b, node)
         if (begin, stop, step) != (0, size, 1):
             x = b.emit(Op.SLICE, [x], A.SliceAttrs(axis=axis, start=begin, stop=stop, step=step))
     return x
@@ -149,8 +240,43 @@ def slice_(b: Builder, node: onnx.NodeProto) -> str:
 @OPS.register("Reshape", "Squeeze", "Unsqueeze")
 def reshape(b: Builder, node: onnx.NodeProto) -> str:
     """Reshape(data, shape) / Squeeze(data, axes?) / Unsqueeze(data, axes): a reshape to the inferred shape
-    (axes moved from attribute to input at opset 13; the inferred output shape already accounts for it)"""
+    (axes moved from attribute to input at opset 13; the inferred output shape already accounts for it).
+    The exporter's transpose of the last two axes of a rank > 3 tensor (see `_swap_last_two`) is one permute."""
+    swapped = _swap_last_two(b, node)
+    if swapped is not None:
+        return swapped
     return _reshape_to(b, b.tensor(node, 0), b.out_shape(node))
+
+
+def _swap_last_two(b: Builder, node: onnx.NodeProto) -> Any:
+    """Reshape(x, [-1, M, N]) -> Transpose(perm=[0, 2, 1]) -> Reshape(to x's leading axes + [N, M]), as
+    x.transpose(-2, -1), where x has rank > 3.
+
+    torch's exporter writes the key's transpose inside scaled_dot_product_attention so (it handles any
+    rank). Lowered op by op, the first reshape merges the batch with the heads, which then carry no
+    channel labels: the heads of q would no longer be tied to those of k. One permute keeps them."""
+    if node.op_type != "Reshape" or not b.is_tensor(node, 0) or b.rank(b.env[node.input[0]]) <= 3:
+        return None
+    x = b.env[node.input[0]]
+    shape = b.value(x).shape
+    merged = b.types.get(node.output[0])
+    if merged is None or merged.shape != (int(np.prod(shape[:-2])), *shape[-2:]):
+        return None
+    turn = b.only_consumer(node.output[0])
+    if turn is None or turn.op_type != "Transpose" or tuple(b.attr(turn, "perm") or ()) != (0, 2, 1):
+        return None
+    back = b.only_consumer(turn.output[0])
+    if back is None or back.op_type != "Reshape":
+        return None
+    target = b.types.get(back.output[0])
+    if target is None or target.shape != (*shape[:-2], shape[-1], shape[-2]):
+        return None
+    b.fused.update((id(turn), id(back)))
+    rank = len(shape)
+    out = b.emit(Op.PERMUTE, [x], A.PermuteAttrs(perm=(*range(rank - 2), rank - 1, rank - 2)), name=back.output[0])
+    b.env[back.output[0]] = out
+    b.check_shape(back.output[0], out)
+    return FUSED
 
 
 @OPS.register("Flatten")

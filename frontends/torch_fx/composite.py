@@ -331,19 +331,37 @@ def rms_norm(b: Builder, node: torch.fx.Node) -> Any:
     x = _tensor(b, node, call.get("input"), "input")
     normalized = call["normalized_shape"]
     count = len(normalized) if isinstance(normalized, (list, tuple)) else 1
+    eps = call.get("eps")
+    eps = None if eps is None else _scalar(b, call, "eps", None)
+    weight = call.get("weight")
+    return _emit_rms_norm(b, node, x, count, eps, None if weight is None else _tensor(b, node, weight, "weight"))
+
+
+@MODULES.register(nn.RMSNorm)
+def rms_norm_module(b: Builder, node: torch.fx.Node) -> Any:
+    """RMSNorm(normalized_shape, eps=None, elementwise_affine=True): as F.rms_norm with the module's
+    weight, read through a constant as a hand-written norm's `self.weight * x` is."""
+    m: nn.RMSNorm = b.module(node)  # type: ignore[assignment]
+    weight = None
+    if m.weight is not None:
+        param = b.add_param(f"{node.target}.weight", m.weight, None, trainable=m.weight.requires_grad)
+        weight = b.emit(Op.CONSTANT, [], params={"value": param}, name=_part(b, node, "weight"))
+    return _emit_rms_norm(b, node, _input(b, node), len(m.normalized_shape), m.eps, weight)
+
+
+def _emit_rms_norm(b: Builder, node: torch.fx.Node, x: str, count: int, eps: float | None, weight: str | None) -> str:
+    """x / sqrt(mean(x^2) + eps) over the trailing `count` axes, times `weight` when given."""
     rank = _rank(b, x)
     axes = tuple(range(rank - count, rank))
-    eps = call.get("eps")
-    eps = float(torch.finfo(getattr(torch, b.value(x).dtype)).eps) if eps is None else _scalar(b, call, "eps", None)
+    eps = float(torch.finfo(getattr(torch, b.value(x).dtype)).eps) if eps is None else float(eps)
     square = b.emit(Op.POW, [x], A.PowAttrs(exponent=2.0), name=_part(b, node, "square"))
     mean = b.emit(Op.MEAN, [square], A.ReduceAttrs(axes=axes, keepdim=True), name=_part(b, node, "mean"))
     shifted = b.emit(Op.ADD, [mean], A.BinaryAttrs(scalar=eps), name=_part(b, node, "eps"))
     root = b.emit(Op.SQRT, [shifted], name=_part(b, node, "rms"))
-    weight = call.get("weight")
     if weight is None:
         return b.emit(Op.DIV, [x, root], A.BinaryAttrs())
     normed = b.emit(Op.DIV, [x, root], A.BinaryAttrs(), name=_part(b, node, "normed"))
-    return b.emit(Op.MUL, [normed, _tensor(b, node, weight, "weight")], A.BinaryAttrs())
+    return b.emit(Op.MUL, [normed, weight], A.BinaryAttrs())
 
 
 @METHODS.register("repeat_interleave")

@@ -17,7 +17,14 @@ import torch.fx
 from torch import nn
 
 from asgnas_ir.frontends.torch_fx.builder import Builder
-from asgnas_ir.frontends.torch_fx.functions import FUNCTIONS, _get, _observed_shape, bind, constant_param
+from asgnas_ir.frontends.torch_fx.functions import (
+    FUNCTIONS,
+    _get,
+    _observed_shape,
+    bind,
+    constant_param,
+    reshape_to,
+)
 from asgnas_ir.frontends.torch_fx.methods import METHODS
 from asgnas_ir.frontends.torch_fx.modules import MODULES
 from asgnas_ir.ir import attrs as A
@@ -75,7 +82,7 @@ def scaled_dot_product_attention(b: Builder, node: torch.fx.Node) -> Any:
     q, k, v = (_get(args, kwargs, i, name) for i, name in enumerate(("query", "key", "value")))
     mask = _get(args, kwargs, 3, "attn_mask")
     if _get(args, kwargs, 7, "enable_gqa", False):
-        raise b.fail("scaled_dot_product_attention with enable_gqa=True is not supported; repeat the key/value heads first")
+        k, v = (_repeat_kv_heads(b, node, t, b.value(q).shape, role) for t, role in ((k, "k"), (v, "v")))
     # Multi-query attention (one key/value head for all query heads) relies on broadcasting: the
     # IR's attention takes the heads explicitly, so k and v are expanded to the query's head count.
     k, v = (_broadcast_heads(b, node, t, b.value(q).shape, role) for t, role in ((k, "k"), (v, "v")))
@@ -87,6 +94,28 @@ def scaled_dot_product_attention(b: Builder, node: torch.fx.Node) -> Any:
     scale = _get(args, kwargs, 6, "scale")
     scale = 1.0 / math.sqrt(b.value(q).shape[-1]) if scale is None else float(scale)
     return b.emit(Op.ATTENTION, inputs, A.AttentionAttrs(scale=scale, causal=bool(_get(args, kwargs, 5, "is_causal", False))))
+
+
+def _repeat_kv_heads(b: Builder, node: torch.fx.Node, t: str, q_shape: tuple[int, ...], role: str) -> str:
+    """enable_gqa: query head h reads key/value head h // (Hq / Hkv). Written out as Hugging Face's
+    `repeat_kv` (a new axis after the heads, expanded, merged back), so the dependency graph ties each
+    KV head to the query heads that share it and generated code repeats the pruned head counts."""
+    shape = b.value(t).shape
+    if len(shape) < 3 or len(shape) != len(q_shape):
+        raise b.fail(f"scaled_dot_product_attention with enable_gqa=True needs {role} of the query's rank "
+                     f"[..., heads, tokens, dim]; got {role} {list(shape)} and query {list(q_shape)}")
+    axis = len(shape) - 3
+    heads, kv_heads = q_shape[axis], shape[axis]
+    if kv_heads == heads:
+        return t
+    if heads % kv_heads:
+        raise b.fail(f"scaled_dot_product_attention with enable_gqa=True: {heads} query heads cannot share "
+                     f"{kv_heads} {role} heads evenly; the query head count must be a multiple of it")
+    times = heads // kv_heads
+    grown = reshape_to(b, t, (*shape[: axis + 1], 1, *shape[axis + 1 :]), name=f"{node.name}_{role}_grown")
+    copies = b.emit(Op.EXPAND, [grown], A.ExpandAttrs(shape=(*shape[: axis + 1], times, *shape[axis + 1 :])),
+                    name=f"{node.name}_{role}_copies")
+    return reshape_to(b, copies, (*shape[:axis], heads, *shape[axis + 1 :]), name=f"{node.name}_{role}_heads")
 
 
 def _broadcast_heads(b: Builder, node: torch.fx.Node, t: str, q_shape: tuple[int, ...], role: str) -> str:

@@ -63,6 +63,7 @@ class TorchPrinter:
         self.uses_functional = False
         self._layer_of: dict[tuple[str, ...], str] = {}
         self._constructor_of: dict[tuple[str, ...], str] = {}
+        self._param_home: dict[str, str] = {}  # IR param -> the first layer attribute that holds it
         self.channels_last = graph.meta.layout == "channels_last"
         self.perm: dict[str, Perm] = {}
         self._views: dict[tuple[str, Perm], str] = {}
@@ -165,8 +166,21 @@ class TorchPrinter:
         self._constructor_of[key] = constructor
         self.init.append(f"self.{name} = {constructor}")
         for role, param_name in node.params.items():
-            self.weights[f"{name}.{role}"] = self._to_layout(self.graph.params[param_name], param_name, (layouts or {}).get(role))
+            array = self._to_layout(self.graph.params[param_name], param_name, (layouts or {}).get(role))
+            self.weights[f"{name}.{role}"] = array
+            home = self._param_home.setdefault(param_name, f"{name}.{role}")
+            if home != f"{name}.{role}" and self._same_tensor(self.weights[home], array):
+                # One param under two layers (an LM head tied to the token embedding): the generated
+                # model keeps it one Parameter, so it counts once and stays tied when trained further.
+                # Both keys stay in the weights file, as in the module's own state_dict.
+                self.init.append(f"self.{name}.{role} = self.{home}")
         return name
+
+    @staticmethod
+    def _same_tensor(first: np.ndarray, second: np.ndarray) -> bool:
+        """Whether two layers can hold one Parameter for a param: the same array in both layouts (a
+        square weight read transposed by the second layer cannot be shared)."""
+        return first.shape == second.shape and first.dtype == second.dtype and (first is second or np.array_equal(first, second))
 
     def owner(self, node: NodeBase, constructor: str) -> str | None:
         """The layer that already holds `node`'s params under settings other than `constructor`, else

@@ -52,6 +52,7 @@ _TABLE: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("vit_encoder", "transformers", "vit_encoder", _IMG),
     ("bert_encoder", "transformers", "bert_encoder", ("int64[1,16]",)),
     ("gpt_block", "transformers", "gpt_block", ("int64[1,16]",)),
+    ("llama_decoder", "transformers", "llama_decoder", ("int64[1,16]",)),
 )
 
 

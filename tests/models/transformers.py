@@ -1,7 +1,9 @@
 """Transformer replicas: a ViT-style encoder (nn.MultiheadAttention, class token, position
 embedding parameter), a BERT-style encoder on int64 tokens (hand-written matmul/softmax attention,
-post-norm) and a GPT-style decoder (packed q/k/v projection split three ways, causal
-`scaled_dot_product_attention`, positions from `torch.arange` inside forward)."""
+post-norm), a GPT-style decoder (packed q/k/v projection split three ways, causal
+`scaled_dot_product_attention`, positions from `torch.arange` inside forward) and a Llama-style
+decoder (RMSNorm, rotary positions, grouped-query attention, SwiGLU MLP, LM head tied to the token
+embedding)."""
 
 from __future__ import annotations
 
@@ -150,3 +152,116 @@ def bert_encoder() -> nn.Module:
 def gpt_block() -> nn.Module:
     torch.manual_seed(0)
     return TinyGPT().eval()
+
+
+class RMSNorm(nn.Module):
+    """Llama's norm, written out as Hugging Face writes it: no mean subtraction, no shift."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        variance = x.pow(2).mean(-1, keepdim=True)
+        return self.weight * (x * torch.rsqrt(variance + self.eps))
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def repeat_kv(x: torch.Tensor, times: int) -> torch.Tensor:
+    """[B, Hkv, T, D] -> [B, Hkv * times, T, D], each KV head repeated for the query heads that share it."""
+    b, kv_heads, t, d = x.shape
+    if times == 1:
+        return x
+    return x[:, :, None, :, :].expand(b, kv_heads, times, t, d).reshape(b, kv_heads * times, t, d)
+
+
+class LlamaAttention(nn.Module):
+    """`sdpa_gqa`: hand the fewer key/value heads to `scaled_dot_product_attention(enable_gqa=True)`
+    instead of repeating them first."""
+
+    def __init__(self, dim: int, heads: int, kv_heads: int, head_dim: int, sdpa_gqa: bool = False) -> None:
+        super().__init__()
+        self.heads, self.kv_heads, self.head_dim, self.sdpa_gqa = heads, kv_heads, head_dim, sdpa_gqa
+        self.q_proj = nn.Linear(dim, heads * head_dim, bias=False)
+        self.k_proj = nn.Linear(dim, kv_heads * head_dim, bias=False)
+        self.v_proj = nn.Linear(dim, kv_heads * head_dim, bias=False)
+        self.o_proj = nn.Linear(heads * head_dim, dim, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        q = self.q_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        if self.sdpa_gqa:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        else:
+            k = repeat_kv(k, self.heads // self.kv_heads)
+            v = repeat_kv(v, self.heads // self.kv_heads)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.o_proj(y.transpose(1, 2).reshape(b, t, self.heads * self.head_dim))
+
+
+class LlamaMLP(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(dim, hidden, bias=False)
+        self.up_proj = nn.Linear(dim, hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class LlamaLayer(nn.Module):
+    def __init__(self, dim: int, heads: int, kv_heads: int, head_dim: int, hidden: int, sdpa_gqa: bool = False) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(dim)
+        self.self_attn = LlamaAttention(dim, heads, kv_heads, head_dim, sdpa_gqa)
+        self.post_attention_layernorm = RMSNorm(dim)
+        self.mlp = LlamaMLP(dim, hidden)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class TinyLlama(nn.Module):
+    """A Llama-style decoder: RMSNorm, rotary positions computed in forward from `torch.arange`,
+    grouped-query attention (4 query heads share 2 KV heads), SwiGLU MLP, and an LM head whose
+    weight is the token embedding's (tied, as `tie_word_embeddings=True` does; `tie=False` gives the
+    LM head its own weight)."""
+
+    def __init__(self, vocab: int = 50, dim: int = 32, heads: int = 4, kv_heads: int = 2, head_dim: int = 8,
+                 hidden: int = 64, layers: int = 2, theta: float = 10000.0, tie: bool = True,
+                 sdpa_gqa: bool = False) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(vocab, dim)
+        self.layers = nn.ModuleList([LlamaLayer(dim, heads, kv_heads, head_dim, hidden, sdpa_gqa) for _ in range(layers)])
+        self.norm = RMSNorm(dim)
+        self.lm_head = nn.Linear(dim, vocab, bias=False)
+        if tie:
+            self.lm_head.weight = self.embed_tokens.weight
+        inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(input_ids.shape[1], dtype=torch.float32)
+        freqs = positions[:, None] * self.inv_freq[None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos, sin = emb.cos(), emb.sin()
+        x = self.embed_tokens(input_ids)
+        for layer in self.layers:
+            x = layer(x, cos, sin)
+        return self.lm_head(self.norm(x))
+
+
+def llama_decoder() -> nn.Module:
+    torch.manual_seed(0)
+    return TinyLlama().eval()
