@@ -13,15 +13,21 @@ Sources:
                10 classes, random init.
   keras        every keras.applications family (the module that defines a constructor), the constructor
                with the fewest parameters (cached beside timm's; weights=None, classes=10).
-  hf           the Hugging Face models built from configs in HF_CASES (empty until that issue lands).
+  hf           one transformers architecture per entry of HF_CASES (BERT, RoBERTa, DistilBERT, GPT-2,
+               Llama, Mistral, Qwen2, Phi-3, T5's encoder), each from a tiny config at random init (no
+               download), given token ids of batch 2.
 
 Input: batch 1 at the smallest square size of a short ladder that the model accepts (its forward runs,
 for Keras: the constructor accepts the input shape); a timm model with a fixed input size gets that size.
+A Hugging Face model gets int64 token ids of shape (2, 16): `check` then also runs the generated code at
+(3, 16) and (2, 15), and its row says whether both batch sizes and both sequence lengths matched.
 
 Each (model, mode) runs `python benchmarks/coverage.py --one SOURCE NAME MODE` with a time limit that
 covers import, build and check. The raw rows go to benchmarks/coverage_results.json; --only-failed reruns
 the models with a failed row there and merges the new rows in. Prints a table and writes the `coverage`
-section of BENCHMARKS.md (unless --no-write).
+section of BENCHMARKS.md (unless --no-write). The hf source is kept apart: its rows go to
+benchmarks/coverage_results_hf.json (beside --results) and its table to the `coverage_hf` section, so
+running one group leaves the other's figures alone.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from benchmarks._report import machine, write_section  # noqa: E402
 HERE = Path(__file__).resolve().parent
 MODELS_FILE = HERE / "coverage_models.json"
 RESULTS_FILE = HERE / "coverage_results.json"
+HF_SUFFIX = "_hf"  # the hf rows' results file: --results with this before its extension
 SOURCES = ("timm", "torchvision", "keras", "hf")
 MODES = ("prune", "erase")
 NUM_CLASSES = 10
@@ -69,20 +76,44 @@ ERROR_CELL = 200  # characters of the first error shown in the tables (the JSON 
 class HFCase:
     """A Hugging Face model built from a config, no download: `transformers.<config>(**config_kwargs)`
     then `transformers.<model>(config)`. `inputs` is `tokens` (int64 ids below the vocabulary size, shape
-    (1, seq_len)) or `image` (float (1, num_channels, image_size, image_size))."""
+    (batch, seq_len)) or `image` (float (batch, num_channels, image_size, image_size)). `pad_tail`: the
+    last row's final tokens become the config's `pad_token_id` (right padding)."""
 
     name: str
     config: str
     model: str
     config_kwargs: dict[str, Any] = field(default_factory=dict)
     inputs: str = "tokens"
+    batch: int = 2
     seq_len: int = 16
     image_size: int = 32
+    pad_tail: int = 0
 
 
-# The Hugging Face issue fills this list (one small config per architecture); the harness runs whatever
-# is here under the `hf` source.
-HF_CASES: list[HFCase] = []
+# One tiny config per architecture: big enough to have every structure of the real thing (two layers,
+# four heads, an MLP wider than the residual), small enough that a check takes seconds.
+_TINY = {"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+         "intermediate_size": 64, "max_position_embeddings": 64}
+# the decoders share key/value heads between pairs of query heads (grouped-query attention)
+_GQA = {**_TINY, "num_key_value_heads": 2}
+
+HF_CASES: list[HFCase] = [
+    HFCase("bert", "BertConfig", "BertModel", _TINY),
+    # RoBERTa counts its position ids past its padding tokens (id 1): a padded row exercises that
+    HFCase("roberta", "RobertaConfig", "RobertaModel", _TINY, pad_tail=3),
+    HFCase("distilbert", "DistilBertConfig", "DistilBertModel",
+           {"vocab_size": 100, "dim": 32, "n_layers": 2, "n_heads": 4, "hidden_dim": 64, "max_position_embeddings": 64}),
+    HFCase("gpt2", "GPT2Config", "GPT2LMHeadModel",
+           {"vocab_size": 100, "n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 64, "bos_token_id": 0,
+            "eos_token_id": 0}),
+    HFCase("llama", "LlamaConfig", "LlamaForCausalLM", _GQA),
+    HFCase("mistral", "MistralConfig", "MistralForCausalLM", _GQA),
+    HFCase("qwen2", "Qwen2Config", "Qwen2ForCausalLM", _GQA),
+    # Phi-3's defaults name token ids (32000 and up) beyond a 100-token vocabulary
+    HFCase("phi3", "Phi3Config", "Phi3ForCausalLM", {**_GQA, "pad_token_id": 0, "bos_token_id": 0, "eos_token_id": 0}),
+    HFCase("t5_encoder", "T5Config", "T5EncoderModel",
+           {"vocab_size": 100, "d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_heads": 4}),
+]
 
 
 @dataclass(frozen=True)
@@ -314,15 +345,22 @@ def _build_hf(name: str) -> tuple[Any, tuple[Any, ...]]:
     generator = torch.Generator().manual_seed(0)
     if case.inputs == "tokens":
         vocab = int(getattr(config, "vocab_size", 2))
-        return model, (torch.randint(0, vocab, (1, case.seq_len), generator=generator),)
+        ids = torch.randint(0, vocab, (case.batch, case.seq_len), generator=generator)
+        if case.pad_tail:
+            pad = getattr(config, "pad_token_id", None)
+            if pad is None:
+                raise ValueError(f"HFCase {name}: pad_tail={case.pad_tail} but {case.config} has no pad_token_id")
+            ids[-1, -case.pad_tail:] = int(pad)
+        return model, (ids,)
     if case.inputs == "image":
         channels = int(getattr(config, "num_channels", 3))
-        return model, (torch.randn(1, channels, case.image_size, case.image_size, generator=generator),)
+        return model, (torch.randn(case.batch, channels, case.image_size, case.image_size, generator=generator),)
     raise ValueError(f"HFCase {name}: inputs must be 'tokens' or 'image', not '{case.inputs}'")
 
 
 def build(source: str, name: str) -> tuple[Any, tuple[Any, ...]]:
-    """The model `name` of `source` at random init and a batch-1 example input it accepts."""
+    """The model `name` of `source` at random init and an example input it accepts (batch 1; a
+    Hugging Face case's own batch)."""
     if source == "timm":
         return _build_timm(name)
     if source == "torchvision":
@@ -381,16 +419,31 @@ def check_row(source: str, name: str, model: Any, inputs: Sequence[Any], mode: s
                 params=report.params_full)
 
 
+def sizes_checked(row: dict[str, Any]) -> dict[str, Any]:
+    """The batch sizes and sequence lengths a row's check ran the generated code at (read off the
+    first input of each run in `shapes_checked`: its axis 0, and its axis 1 for token ids), and whether
+    the row is ok at two of each. An image input has no sequence axis: two batch sizes suffice."""
+    firsts = [shapes[0] for shapes in row.get("shapes_checked") or [] if shapes and shapes[0]]
+    batches = sorted({s[0] for s in firsts})
+    tokens = bool(firsts) and len(firsts[0]) == 2
+    seq_lens = sorted({s[1] for s in firsts}) if tokens else []
+    ok = bool(row.get("ok")) and len(batches) >= 2 and (len(seq_lens) >= 2 or not tokens)
+    return {"batches": batches, "seq_lens": seq_lens, "sizes_ok": ok}
+
+
 def run_case(source: str, name: str, mode: str) -> dict[str, Any]:
-    """Build `name` of `source` and check it in `mode`, in this process: one result row."""
+    """Build `name` of `source` and check it in `mode`, in this process: one result row (for the hf
+    source with the sizes it was checked at, see `sizes_checked`)."""
     start = time.perf_counter()
     try:
         model, inputs = build(source, name)
     except Exception as exc:  # noqa: BLE001
-        return _row(source, name, mode, seconds=round(time.perf_counter() - start, 2),
-                    error=f"build: {first_line(exc)}")
-    built = round(time.perf_counter() - start, 2)
-    return {**check_row(source, name, model, inputs, mode), "build_seconds": built}
+        row = _row(source, name, mode, seconds=round(time.perf_counter() - start, 2),
+                   error=f"build: {first_line(exc)}")
+    else:
+        built = round(time.perf_counter() - start, 2)
+        row = {**check_row(source, name, model, inputs, mode), "build_seconds": built}
+    return {**row, **sizes_checked(row)} if source == "hf" else row
 
 
 def _child_env(jobs: int) -> dict[str, str]:
@@ -538,7 +591,7 @@ def _md(cells: Iterable[str]) -> str:
 
 def markdown(models: list[dict[str, Any]], command: str, note: str, timeout: float) -> str:
     lines = [
-        "## Coverage: `check` on real models (timm, torchvision, keras.applications, Hugging Face)",
+        "## Coverage: `check` on real models (timm, torchvision, keras.applications)",
         "",
         f"Command: `{command}`. Machine: {machine()}; {versions()}. Random init, 10 classes, batch 1 at the "
         f"smallest input the model accepts; each (model, mode) in its own process with a {timeout:g} s limit "
@@ -553,6 +606,89 @@ def markdown(models: list[dict[str, Any]], command: str, note: str, timeout: flo
     lines += [_md(row) for row in totals(models)]
     return "\n".join(lines)
 
+
+
+# -- the Hugging Face section -----------------------------------------------------------------------------
+
+HF_HEADERS = ("model", "class", "frontend", "groups (prune/erase)", "prune ok", "erase ok",
+              "sizes ok (batch; seq len)", "seconds", "first error")
+
+
+def _sizes_cell(m: dict[str, Any]) -> str:
+    """'yes (batch 2, 3; seq 15, 16)' when both modes matched at two batch sizes and two sequence
+    lengths; else 'no', with the sizes the ok modes did run at."""
+    present = [r for r in m["modes"].values() if r]
+    if not present:
+        return "–"
+    ran = [r for r in present if r.get("ok")]
+    batches = sorted({b for r in ran for b in r.get("batches") or []})
+    seq_lens = sorted({s for r in ran for s in r.get("seq_lens") or []})
+    sizes = f"batch {', '.join(map(str, batches))}" + (f"; seq {', '.join(map(str, seq_lens))}" if seq_lens else "")
+    if hf_sizes_ok(m):
+        return f"yes ({sizes})"
+    return f"no ({sizes})" if batches else "no"
+
+
+def hf_sizes_ok(m: dict[str, Any]) -> bool:
+    """Both modes ran and each matched at two batch sizes and (token inputs) two sequence lengths."""
+    return m["all_ok"] and all(m["modes"][mode].get("sizes_ok") for mode in MODES)
+
+
+def hf_cells(m: dict[str, Any], width: int = ERROR_CELL) -> tuple[str, ...]:
+    error = m["error"]
+    if m["all_ok"] and not hf_sizes_ok(m):
+        # summarize() words this for a fixed batch; a token model also needs a second sequence length
+        short = "checked at fewer than two batch sizes and two sequence lengths"
+        error = error.replace("checked at one input shape only", short) if error else short
+    return (m["model"], m["family"], m["frontend"], m["groups"], _yes(m["ok"]["prune"]), _yes(m["ok"]["erase"]),
+            _sizes_cell(m), f"{m['seconds']:.1f}", _cell(error, width))
+
+
+def hf_totals(models: list[dict[str, Any]]) -> tuple[str, ...]:
+    count = len(models)
+    return (str(count), f"{sum(bool(m['ok']['prune']) for m in models)} / {count}",
+            f"{sum(bool(m['ok']['erase']) for m in models)} / {count}", f"{sum(hf_sizes_ok(m) for m in models)} / {count}")
+
+
+HF_TOTAL_HEADERS = ("architectures", "prune ok", "erase ok", "both modes ok at 2 batch sizes and 2 seq lens")
+
+
+def print_hf_table(models: list[dict[str, Any]], console: Console) -> None:
+    table = Table(title="check coverage of Hugging Face architectures (tiny configs, random init)")
+    for column in HF_HEADERS:
+        table.add_column(column, justify="right" if column in ("groups (prune/erase)", "seconds") else "left",
+                         overflow="fold")
+    for m in models:
+        table.add_row(*hf_cells(m, 120))
+    console.print(table)
+    console.print("totals: " + ", ".join(f"{h} {v}" for h, v in zip(HF_TOTAL_HEADERS, hf_totals(models), strict=True)))
+
+
+def _hf_config_note() -> str:
+    sizes = ", ".join(f"{k} {v}" for k, v in _TINY.items())
+    return (f"Configs (`HF_CASES` in benchmarks/coverage.py): {sizes}; the decoders with {_GQA['num_key_value_heads']} "
+            "key/value heads (grouped-query attention); DistilBERT and T5 the same sizes under their own names; GPT-2 "
+            "the same but for its MLP, 4 x 32 = 128 wide (its default).")
+
+
+def hf_markdown(models: list[dict[str, Any]], command: str, note: str, timeout: float) -> str:
+    b, s = HFCase.batch, HFCase.seq_len  # the cases' defaults (none overrides them)
+    lines = [
+        "## Coverage: `check` on Hugging Face architectures (transformers, tiny configs)",
+        "",
+        f"Command: `{command}`. Machine: {machine()}; {versions()}. Each architecture from a tiny config at random "
+        f"init (no download), `frontend=\"auto\"`, token ids of shape ({b}, {s}) (RoBERTa's last row ends in 3 "
+        f"padding tokens); each (model, mode) in its own process with a {timeout:g} s limit (import, build and "
+        "check). *sizes ok*: in both modes the generated code matched the model at the example's shape and at one "
+        f"more batch row and one token fewer, ({b + 1}, {s}) and ({b}, {s - 1}); the sizes listed are those the ok "
+        "modes ran at. *seconds*: the two checks, build excluded. " + _hf_config_note() + (f" {note}" if note else ""),
+        "",
+        _md(HF_HEADERS),
+        "|" + "---|" * 3 + "---:|" + "---|" * 3 + "---:|---|",
+    ]
+    lines += [_md(hf_cells(m)) for m in models]
+    lines += ["", _md(HF_TOTAL_HEADERS), "|" + "---:|" * len(HF_TOTAL_HEADERS), _md(hf_totals(models))]
+    return "\n".join(lines)
 
 # -- driver -----------------------------------------------------------------------------------------------
 
@@ -609,8 +745,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    previous = _previous(args.results) if args.only_failed else None
+    command = "python benchmarks/coverage.py" + "".join(
+        f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))
+    # the vision sources share one table; Hugging Face has its own (other columns, its own results file),
+    # so rerunning either leaves the other's figures as they were
+    groups = [("coverage", [s for s in sources if s != "hf"], args.results),
+              ("coverage_hf", [s for s in sources if s == "hf"], hf_results_path(args.results))]
+    ran = False
+    for section, group, results in groups:
+        if group:
+            ran |= _run_group(section, group, results, models, command, args, console)
+    if not ran:
+        console.print("nothing to run")
+    return 0
 
+
+def hf_results_path(results: Path) -> Path:
+    """Where the hf rows go: beside `results`, with HF_SUFFIX before the extension."""
+    return results.with_name(f"{results.stem}{HF_SUFFIX}{results.suffix}")
+
+
+def _run_group(section: str, sources: list[str], results: Path, models: list[str], command: str,
+               args: argparse.Namespace, console: Console) -> bool:
+    """Check the models of `sources` in both modes, write `results` and the BENCHMARKS.md `section`;
+    False when there was nothing to run."""
+    previous = _previous(results) if args.only_failed else None
     cases: list[Case] = []
     for source in sources:
         if previous is not None:
@@ -618,12 +777,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             listed = [Case(s, n, m["family"]) for (s, n), m in failed.items() if s == source]
         else:
             listed = list_cases(source, args.refresh_models, console)
-        if not listed and source == "hf" and previous is None:
-            console.print("hf: no Hugging Face models configured (HF_CASES is empty)")
         cases += _select(listed, models, args.limit, source)
     if not cases:
-        console.print("nothing to run")
-        return 0
+        return False
 
     env = _child_env(args.jobs)
     jobs = [(case, mode) for case in cases for mode in MODES]
@@ -644,24 +800,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = list(pool.map(work, jobs))
     console.print(f"{len(jobs)} checks in {time.perf_counter() - start:.0f} s")
 
-    command = "python benchmarks/coverage.py" + "".join(
-        f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))
     note = ""
     if previous is not None:
-        fresh = {(r["source"], r["model"], r["mode"]) for r in rows}
-        rows = [r if (r["source"], r["model"], r["mode"]) not in fresh else
-                next(n for n in rows if (n["source"], n["model"], n["mode"]) == (r["source"], r["model"], r["mode"]))
-                for r in previous["rows"]]
+        fresh = {(r["source"], r["model"], r["mode"]): r for r in rows}
+        rows = [fresh.get((r["source"], r["model"], r["mode"]), r) for r in previous["rows"]]
         note = f"Rows that passed before come from the previous run (`{previous.get('command', '?')}`)."
         command, note = previous.get("command", command), f"Failures rerun with `{command}`. {note}"
-    args.results.write_text(json.dumps({"command": command, "note": note, "timeout": args.timeout,
-                                        "machine": machine(), "versions": versions(), "rows": rows}, indent=1) + "\n")
+    results.write_text(json.dumps({"command": command, "note": note, "timeout": args.timeout,
+                                   "machine": machine(), "versions": versions(), "rows": rows}, indent=1) + "\n")
     summary = summarize(rows)
-    print_tables(summary, console)
+    if section == "coverage_hf":
+        print_hf_table(summary, console)
+        body = hf_markdown(summary, command, note, args.timeout)
+    else:
+        print_tables(summary, console)
+        body = markdown(summary, command, note, args.timeout)
     if not args.no_write:
-        write_section("coverage", markdown(summary, command, note, args.timeout))
-    return 0
-
+        write_section(section, body)
+    return True
 
 if __name__ == "__main__":
     sys.exit(main())

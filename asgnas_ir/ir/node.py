@@ -38,6 +38,7 @@ OP_ATTRS: dict[Op, type[A.Attrs]] = {
     Op.NEG: A.NoAttrs,
     Op.EXP: A.NoAttrs,
     Op.SQRT: A.NoAttrs,
+    Op.LOG: A.NoAttrs,
     Op.SIN: A.NoAttrs,
     Op.COS: A.NoAttrs,
     Op.POW: A.PowAttrs,

@@ -39,6 +39,7 @@ class Op(str, Enum):
     NEG = "neg"
     EXP = "exp"
     SQRT = "sqrt"
+    LOG = "log"
     SIN = "sin"
     COS = "cos"
     POW = "pow"
@@ -89,7 +90,7 @@ NORM_OPS = frozenset({Op.BATCH_NORM, Op.LAYER_NORM, Op.GROUP_NORM, Op.INSTANCE_N
 UNARY_OPS = frozenset(
     {
         Op.RELU, Op.LEAKY_RELU, Op.CLAMP, Op.GELU, Op.SILU, Op.SIGMOID, Op.TANH, Op.HARDSWISH,
-        Op.HARDSIGMOID, Op.ELU, Op.SOFTPLUS, Op.MISH, Op.NEG, Op.EXP, Op.SQRT, Op.SIN, Op.COS, Op.POW, Op.IDENTITY, Op.DROPOUT,
+        Op.HARDSIGMOID, Op.ELU, Op.SOFTPLUS, Op.MISH, Op.NEG, Op.EXP, Op.SQRT, Op.LOG, Op.SIN, Op.COS, Op.POW, Op.IDENTITY, Op.DROPOUT,
         Op.CAST,
     }
 )

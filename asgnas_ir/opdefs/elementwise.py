@@ -66,6 +66,15 @@ def _couple_pow(ctx: CoupleCtx) -> None:
 register(OpDef(Op.POW, same_as_input, _couple_pow, elementwise_flops, "accessory", zero_preserving=_pow_keeps_zero))
 
 
+def _couple_log(ctx: CoupleCtx) -> None:
+    # log(0) is -inf, which a zeroed weight downstream turns into NaN (0 * -inf) rather than zero
+    ctx.pin(ctx.labels(ctx.node.inputs[0]), "log (infinite at zero)")
+    passthrough(ctx)
+
+
+register(OpDef(Op.LOG, same_as_input, _couple_log, elementwise_flops, "accessory", zero_preserving=False))
+
+
 def _infer_binary(ctx: InferCtx) -> list[Value]:
     has_scalar = ctx.attrs.scalar is not None
     ctx.expect_inputs(1 if has_scalar else 2)

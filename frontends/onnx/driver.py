@@ -369,7 +369,10 @@ def _fold(b: Builder, node: onnx.NodeProto, opset: int) -> list[Const]:
     from onnx.reference import ReferenceEvaluator
 
     try:
-        results = ReferenceEvaluator(node, opsets={"": opset}).run(None, feeds)
+        # the model's own arithmetic, which torch runs without a word: T5's log(0) = -inf in the
+        # relative-position buckets it then discards, cast to an integer
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            results = ReferenceEvaluator(node, opsets={"": opset}).run(None, feeds)
     except Exception as exc:  # noqa: BLE001  (the reference runtime raises many types)
         raise b.fail(f"folding this constant computation failed: {type(exc).__name__}: {exc}") from None
     consts = [Const(np.asarray(r)) for r in results]

@@ -1,8 +1,10 @@
 """ONNX frontend converters for elementwise ops (the `asgnas_ir.opdefs.elementwise` family).
 
-Unary activations, Pow, Clip, HardSigmoid, Identity/Dropout and Cast; the four binary ops (a
+Unary activations, Log, Pow, Clip, HardSigmoid, Identity/Dropout and Cast; the four binary ops (a
 constant scalar operand becomes an attribute); and the export patterns that are one IR op: exact
-GELU written with Erf, SiLU as x * Sigmoid(x), and the NaN guard Where(IsNaN(x), 0, x). Split out
+GELU written with Erf, SiLU as x * Sigmoid(x), and the NaN guard Where(IsNaN(x), 0, x). Bools and
+integers computed at run time (masks, positions, T5's relative position buckets) are held as floats:
+comparisons, Abs, Min/Max, Where and casts on them are exact lowerings to float ops. Split out
 of `ops.py` so each file holds one op family; importing this module registers its converters in
 `OPS`.
 """
@@ -38,6 +40,7 @@ OPS.add(["Mish"], unary(Op.MISH))
 OPS.add(["Neg"], unary(Op.NEG))
 OPS.add(["Exp"], unary(Op.EXP))
 OPS.add(["Sqrt"], unary(Op.SQRT))
+OPS.add(["Log"], unary(Op.LOG))
 OPS.add(["Sin"], unary(Op.SIN))
 OPS.add(["Cos"], unary(Op.COS))
 
@@ -203,6 +206,89 @@ def equal(b: Builder, node: onnx.NodeProto) -> str:
     return _reshape_like(b, node, b.emit(Op.SUB, [differs], A.BinaryAttrs(scalar=1.0, reverse=True)))
 
 
+def _uniform(const: Const | None) -> float | None:
+    """The one value of a constant filled with it (a scalar, or what `full_like` folds to), else None."""
+    if const is None or const.origin is not None or const.pieces is not None or not const.array.size:
+        return None
+    array = np.asarray(const.array)
+    first = array.reshape(-1)[0]
+    return float(first) if bool(np.all(array == first)) else None
+
+
+# a < b is b > a; a <= b is b >= a
+_COMPARISONS = {"Greater": (False, 0.0), "GreaterOrEqual": (False, 1.0), "Less": (True, 0.0), "LessOrEqual": (True, 1.0)}
+
+
+@OPS.register("Greater", "GreaterOrEqual", "Less", "LessOrEqual")
+def compare(b: Builder, node: onnx.NodeProto) -> str:
+    """Greater(A, B) / GreaterOrEqual / Less / LessOrEqual of integers (or bools), as the flag
+    clamp(a - b + k, 0, 1) with k 0 for a strict comparison and 1 otherwise (operands swapped for Less):
+    exact for whole numbers, whose differences are never strictly between 0 and 1 (NOTE: [Bools as
+    0/1 floats], NOTE: [Integers held as floats])"""
+    if not (_integral(b, node.input[0]) and _integral(b, node.input[1])):
+        raise b.fail(f"{node.op_type} of run-time tensors is supported for integers and bools only (a comparison of "
+                     "floats is a step function the IR has no exact op for)")
+    swapped, offset = _COMPARISONS[node.op_type]
+    big, small = (1, 0) if swapped else (0, 1)
+    low, high = _scalar(b.const(node, small)), _scalar(b.const(node, big))
+    out = node.output[0]
+    if low is not None and b.value(x := _as_float(b, node, big)).shape == b.out_shape(node):
+        diff = b.emit(Op.ADD, [x], A.BinaryAttrs(scalar=offset - low), name=f"{out}_diff")
+    elif high is not None and b.value(y := _as_float(b, node, small)).shape == b.out_shape(node):
+        diff = b.emit(Op.SUB, [y], A.BinaryAttrs(scalar=high + offset, reverse=True), name=f"{out}_diff")
+    else:
+        diff = b.emit(Op.SUB, [_as_float(b, node, big), _as_float(b, node, small)], A.BinaryAttrs(), name=f"{out}_diff")
+        if offset:
+            diff = b.emit(Op.ADD, [diff], A.BinaryAttrs(scalar=offset), name=f"{out}_shifted")
+    return _reshape_like(b, node, b.emit(Op.CLAMP, [diff], A.ClampAttrs(min=0.0, max=1.0)))
+
+
+@OPS.register("Abs")
+def abs_(b: Builder, node: onnx.NodeProto) -> str:
+    """Abs(X) as relu(x) - min(x, 0): exact for every value, one of the two terms being 0 (an integer
+    tensor is held as floats, NOTE: [Integers held as floats])"""
+    x = _as_float(b, node, 0)
+    out = node.output[0]
+    positive = b.emit(Op.RELU, [x], name=f"{out}_positive")
+    negative = b.emit(Op.CLAMP, [x], A.ClampAttrs(min=None, max=0.0), name=f"{out}_negative")
+    return b.emit(Op.SUB, [positive, negative], A.BinaryAttrs())
+
+
+@OPS.register("Min", "Max")
+def min_max(b: Builder, node: onnx.NodeProto) -> str:
+    """Min(data_0, ...) / Max(data_0, ...): constant bounds (scalars, or arrays of one value) are a
+    clamp, exact; two run-time tensors are a - relu(a - b) / a + relu(b - a), exact for integers (held
+    as floats, NOTE: [Integers held as floats]) and refused for floats, where a - b rounds"""
+    is_min = node.op_type == "Min"
+    bounds: list[float] = []
+    tensors: list[int] = []
+    for i, name in enumerate(node.input):
+        if not name:
+            continue
+        bound = _uniform(b.const(node, i))
+        if bound is not None:
+            bounds.append(bound)
+        else:
+            tensors.append(i)
+    if not tensors:
+        raise b.fail(f"{node.op_type} of constants only was not folded (its inputs' shapes are unknown)")
+    out = node.output[0]
+    x = _as_float(b, node, tensors[0])
+    for i in tensors[1:]:
+        if not (_integral(b, node.input[tensors[0]]) and _integral(b, node.input[i])):
+            raise b.fail(f"{node.op_type} of two run-time float tensors is not supported (its lowering a - relu(a - b) "
+                         "is exact for integers only)")
+        y = _as_float(b, node, i)
+        gap = b.emit(Op.SUB, [x, y] if is_min else [y, x], A.BinaryAttrs(), name=f"{out}_gap{i}")
+        excess = b.emit(Op.RELU, [gap], name=f"{out}_excess{i}")
+        x = b.emit(Op.SUB if is_min else Op.ADD, [x, excess], A.BinaryAttrs(), name=f"{out}_{i}")
+    if bounds:
+        bound = min(bounds) if is_min else max(bounds)
+        attrs = A.ClampAttrs(min=None, max=bound) if is_min else A.ClampAttrs(min=bound, max=None)
+        x = b.emit(Op.CLAMP, [x], attrs, name=f"{out}_bounded")
+    return _reshape_like(b, node, x)
+
+
 @OPS.register("CumSum")
 def cumsum(b: Builder, node: onnx.NodeProto) -> str:
     """CumSum(x, axis) exclusive=0 reverse=0: the running sum along a constant axis"""
@@ -246,8 +332,10 @@ def where(b: Builder, node: onnx.NodeProto) -> Any:
     finite value instead. (A run-time X with an IsNaN condition is the NaN guard, see IsNaN.)"""
     found = b.types.get(node.output[0])
     dtype = found.dtype if found is not None and found.dtype else "float32"
-    if not dtype.startswith(("float", "bfloat")):
-        raise b.fail(f"Where choosing between {dtype} values is not supported (only floating ones)")
+    if dtype.startswith(("int", "uint")):
+        dtype = "float32"  # whole numbers, held as floats (NOTE: [Integers held as floats])
+    elif not dtype.startswith(("float", "bfloat")):
+        raise b.fail(f"Where choosing between {dtype} values is not supported (only numeric ones)")
     c = _flag(b, node, 0)
     if b.value(c).dtype != dtype:
         c = b.emit(Op.CAST, [c], A.CastAttrs(dtype=dtype), name=f"{node.output[0]}_as_{dtype}")
@@ -271,7 +359,7 @@ def _chosen(b: Builder, node: onnx.NodeProto, index: int, weight: str, dtype: st
         if value == 1.0:
             return weight
         return b.emit(Op.MUL, [weight], A.BinaryAttrs(scalar=value), name=f"{node.output[0]}_{what}")
-    branch = b.tensor(node, index)
+    branch = _as_float(b, node, index) if _integral(b, node.input[index]) else b.tensor(node, index)
     if b.value(branch).dtype != dtype:
         raise b.fail(f"Where's input {index} is {b.value(branch).dtype}, its output {dtype}")
     return b.emit(Op.MUL, [weight, branch], A.BinaryAttrs(), name=f"{node.output[0]}_{what}")
@@ -403,5 +491,13 @@ def cast(b: Builder, node: onnx.NodeProto) -> str:
         # another integer width, or whole numbers that stay held as floats (NOTE: [Integers held as
         # floats]): the values do not change, and the IR's indices take any integer dtype
         return x
-    raise b.fail(f"{node.op_type} from {source} to {target} of a computed tensor is not supported (a float rounded to an "
-                 "integer has no lowering in the IR)")
+    if target.startswith(("int", "uint")) and source.startswith(("float", "bfloat")):
+        # NOTE: [Floats cast to integers] Truncation toward zero, as ONNX and torch's `.to(torch.int64)` do,
+        # then held as floats again for the integer arithmetic after it. The value is the integer the
+        # framework's own cast gives, NaN and infinities included (the C cast of a non-finite float is
+        # undefined; on x86 it is the most negative integer): the generated code runs the same cast, and
+        # the result is finite, so a Where lowered as c * x + (1 - c) * y drops it exactly where the model
+        # discards it (T5's log(0) = -inf in the relative-position buckets it does not select).
+        whole = b.emit(Op.CAST, [x], A.CastAttrs(dtype=target), name=f"{node.output[0]}_truncated")
+        return b.emit(Op.CAST, [whole], A.CastAttrs(dtype="float32"))
+    raise b.fail(f"{node.op_type} from {source} to {target} of a computed tensor is not supported")

@@ -204,6 +204,7 @@ FUNCTIONS.add([f"{F}.mish"], unary(Op.MISH))
 FUNCTIONS.add(["torch.neg", "operator.neg", "torch.neg_"], unary(Op.NEG))
 FUNCTIONS.add(["torch.exp", "torch.exp_"], unary(Op.EXP))
 FUNCTIONS.add(["torch.sqrt", "torch.sqrt_"], unary(Op.SQRT))
+FUNCTIONS.add(["torch.log", "torch.log_"], unary(Op.LOG))
 FUNCTIONS.add([f"{F}.relu6"], unary(Op.CLAMP, attrs_of=lambda b, c: A.ClampAttrs(min=0.0, max=6.0)))
 FUNCTIONS.add(
     [f"{F}.hardtanh", f"{F}.hardtanh_"],

@@ -30,6 +30,7 @@ METHODS.add(["tanh", "tanh_"], fn.unary(Op.TANH, ("input",)))
 METHODS.add(["neg", "neg_"], fn.unary(Op.NEG, ("input",)))
 METHODS.add(["exp", "exp_"], fn.unary(Op.EXP, ("input",)))
 METHODS.add(["sqrt", "sqrt_"], fn.unary(Op.SQRT, ("input",)))
+METHODS.add(["log", "log_"], fn.unary(Op.LOG, ("input",)))
 METHODS.add(["pow", "pow_", "__pow__"], fn.power)
 METHODS.add(["clamp", "clip", "clamp_", "clip_"], fn.FUNCTIONS.get("torch.clamp"))  # type: ignore[list-item]
 METHODS.add(["softmax"], fn.softmax)

@@ -23,7 +23,7 @@ from asgnas_ir.passes.codegen._layout import (
     transpose_axes,
 )
 from asgnas_ir.passes.codegen._printer import registrar, wrap
-from asgnas_ir.passes.codegen._symbols import SYMBOL_LOCALS, render, symbol_source
+from asgnas_ir.passes.codegen._symbols import SYMBOL_LOCALS, constant_pattern, render, symbol_source
 
 # Attributes every nn.Module already has; a layer must not be named like one of them.
 _MODULE_RESERVED = {
@@ -42,6 +42,14 @@ EMITTERS: dict[Op, Emitter] = {}
 
 
 emits = registrar(EMITTERS, "torch")
+
+
+def _masks_the_future(on_and_below: object, above: object) -> bool:
+    """A causal triangle's two values: keep / drop flags (True / False, or 1 / 0 where the frontend
+    lowered a boolean mask to float flags), or an additive 0 / large negative."""
+    if isinstance(on_and_below, bool) or isinstance(above, bool):
+        return on_and_below is True and above is False
+    return (on_and_below, above) == (1, 0) or (on_and_below == 0 and isinstance(above, float) and above <= -1e4)
 
 
 def class_name(graph: Graph) -> str:
@@ -161,7 +169,7 @@ class TorchPrinter:
                     "form of this op to share them through"
                 )
             return self._layer_of[key]
-        name = self.layers.name(key, node.source or node.id)
+        name = self.layers.name(key, self._module_path(node) or node.source or node.id)
         self._layer_of[key] = name
         self._constructor_of[key] = constructor
         self.init.append(f"self.{name} = {constructor}")
@@ -175,6 +183,20 @@ class TorchPrinter:
                 # Both keys stay in the weights file, as in the module's own state_dict.
                 self.init.append(f"self.{name}.{role} = self.{home}")
         return name
+
+    def _module_path(self, node: NodeBase) -> str | None:
+        """The source module that owns `node`'s params (`model.layers.0.self_attn.q_proj` for
+        `...q_proj.weight` and `...q_proj.bias`), or None when they have no common owner. An exported
+        graph names its nodes after the export (`node_linear_3`); the params keep the source model's
+        state_dict keys, so they name the layer the way the user knows it."""
+        owners = set()
+        for role, param_name in node.params.items():
+            source = self.graph.params[param_name].source or ""
+            owner, dot, leaf = source.rpartition(".")
+            if not dot or leaf != role:  # `in_proj_weight` is not a module's own `weight`
+                return None
+            owners.add(owner)
+        return owners.pop() if len(owners) == 1 else None
 
     @staticmethod
     def _same_tensor(first: np.ndarray, second: np.ndarray) -> bool:
@@ -228,7 +250,10 @@ class TorchPrinter:
 
     def assign(self, node: NodeBase, expression: str, perm: Perm | None = None) -> None:
         """One line `out = expression`; the outputs are held in `perm` (default: logical)."""
-        names = [self.locals.name(out, out) for out in node.outputs]
+        # a layer's output is named after the layer (`model_layers_0_mlp_up_proj`), as fx names it; an
+        # exported graph's own value names (`linear_3`, `val_302`) say nothing to the reader
+        owner = self._module_path(node) if node.params and len(node.outputs) == 1 else None
+        names = [self.locals.name(out, owner or out) for out in node.outputs]
         self.body.append(f"{', '.join(names)} = {expression}")
         for out, name in zip(node.outputs, names, strict=True):
             self.expr[out] = name
@@ -256,6 +281,67 @@ class TorchPrinter:
                 raise CodegenError(f"node '{node.id}' (op {node.op.value}, from '{node.source}') has no torch emitter")
             emitter(self, node)
         return self._module_text()
+
+    def _is_causal_lm(self) -> bool:
+        """Whether the graph is a causal language model generated code can decode with: token ids [N, S]
+        in (an attention mask of the same shape may follow), logits [N, S, vocab] out first, and a
+        causal rule inside (a causal attention op or a causal triangle that follows S), so position
+        t's logits never read a later token and appending one leaves the earlier logits unchanged."""
+        graph = self.graph
+        if not graph.inputs or len(graph.inputs) > 2 or not graph.outputs:
+            return False
+        ids, logits = graph.values[graph.inputs[0]], graph.values[graph.outputs[0]]
+        if ids.dtype not in ("int64", "int32") or len(ids.symbolic) != 2 or not isinstance(ids.symbolic[1], str):
+            return False
+        if len(graph.inputs) == 2 and graph.values[graph.inputs[1]].symbolic != ids.symbolic:
+            return False
+        if len(logits.symbolic) != 3 or logits.symbolic[:2] != ids.symbolic or not logits.dtype.startswith(("float", "bfloat")):
+            return False
+        for node in graph.nodes:
+            if node.op is Op.ATTENTION and node.attrs.causal:  # type: ignore[union-attr]
+                return True
+            if node.op is Op.CONSTANT and graph.values[node.outputs[0]].dims is not None:
+                try:
+                    kind, value = constant_pattern(graph, node)
+                except CodegenError:
+                    continue
+                if kind == "triangle" and _masks_the_future(*value):  # type: ignore[misc]
+                    return True
+        return False
+
+    def _generate_text(self, returns: str) -> list[str]:
+        """A greedy `generate` for a causal language model (see `_is_causal_lm`), else nothing."""
+        if not self._is_causal_lm():
+            return []
+        graph = self.graph
+        ids = self.expr[graph.inputs[0]]
+        masked = len(graph.inputs) == 2
+        logits = {"torch.Tensor": "out", "tuple[torch.Tensor, ...]": "out[0]"}.get(returns, "next(iter(out.values()))")
+        call_args = f"{ids}, attention_mask" if masked else ids
+        lines = [
+            "",
+            "    @torch.no_grad()",
+            f"    def generate(self, {ids}: torch.Tensor, max_new_tokens: int"
+            + (", attention_mask: torch.Tensor | None = None" if masked else "")
+            + ") -> torch.Tensor:",
+            '        """Greedy decoding: append the most likely next token `max_new_tokens` times.',
+            "",
+            "        Each step runs the whole sequence again (no key/value cache, see the project's docs on",
+            "        generation); the causal mask keeps earlier positions' logits as they were.",
+            '        """',
+        ]
+        if masked:
+            lines.append(f"        attention_mask = torch.ones_like({ids}) if attention_mask is None else attention_mask")
+        lines += [
+            "        for _ in range(max_new_tokens):",
+            f"            out = self({call_args})",
+            f"            next_token = {logits}[:, -1].argmax(dim=-1, keepdim=True).to({ids}.dtype)",
+            f"            {ids} = torch.cat([{ids}, next_token], dim=1)",
+        ]
+        if masked:
+            lines.append("            attention_mask = torch.cat([attention_mask, torch.ones_like(next_token)], dim=1)")
+        lines.append(f"        return {ids}")
+        return lines
 
     def _module_text(self) -> str:
         graph = self.graph
@@ -311,8 +397,9 @@ class TorchPrinter:
         lines += [wrapped for line in self.init for wrapped in wrap(line, "        ")]
         lines += ["", f"    def forward(self, {args}) -> {returns}:"]
         lines += [wrapped for line in self.prologue + self.body for wrapped in wrap(line, "        ")]
+        lines += [f"        return {result}"]
+        lines += self._generate_text(returns)
         lines += [
-            f"        return {result}",
             "",
             "",
             f"def load(path: str | Path | None = None) -> {cls}:",

@@ -51,6 +51,7 @@ KERAS_EMITTERS.update(
         Op.TANH: _unary(lambda n, x: f"keras.ops.tanh({x})"),
         Op.EXP: _unary(lambda n, x: f"keras.ops.exp({x})"),
         Op.SQRT: _unary(lambda n, x: f"keras.ops.sqrt({x})"),
+        Op.LOG: _unary(lambda n, x: f"keras.ops.log({x})"),
         Op.SIN: _unary(lambda n, x: f"keras.ops.sin({x})"),
         Op.COS: _unary(lambda n, x: f"keras.ops.cos({x})"),
         Op.NEG: _unary(lambda n, x: f"keras.ops.negative({x})"),

@@ -31,6 +31,7 @@ ONNX_EMITTERS.update(
         Op.TANH: _simple("Tanh"),
         Op.EXP: _simple("Exp"),
         Op.SQRT: _simple("Sqrt"),
+        Op.LOG: _simple("Log"),
         Op.SIN: _simple("Sin"),
         Op.COS: _simple("Cos"),
         Op.NEG: _simple("Neg"),

@@ -260,6 +260,7 @@ EMITTERS.update(
         Op.TANH: _unary(lambda p, n, x: f"torch.tanh({x})"),
         Op.EXP: _unary(lambda p, n, x: f"torch.exp({x})"),
         Op.SQRT: _unary(lambda p, n, x: f"torch.sqrt({x})"),
+        Op.LOG: _unary(lambda p, n, x: f"torch.log({x})"),
         Op.SIN: _unary(lambda p, n, x: f"torch.sin({x})"),
         Op.COS: _unary(lambda p, n, x: f"torch.cos({x})"),
         Op.NEG: _unary(lambda p, n, x: f"-{x}"),

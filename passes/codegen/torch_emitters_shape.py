@@ -218,7 +218,7 @@ def _constant(p: TorchPrinter, node: NodeBase) -> None:
     if key not in p._layer_of:
         name = p.layers.name(key, param.source or param_name)
         p._layer_of[key] = name
-        shape = ", ".join(str(d) for d in param.shape)
+        shape = ", ".join(str(d) for d in param.shape) or "()"  # a 0-d param (an ONNX scalar initializer)
         if param.dtype != "float32":  # load_state_dict copies into the buffer's own dtype
             shape += f", dtype=torch.{param.dtype}"
         if param.trainable:

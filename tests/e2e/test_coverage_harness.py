@@ -78,3 +78,52 @@ def test_timeout_and_worker_errors_become_rows() -> None:
     assert not row["ok"] and row["error"].startswith("timed out after 0.5 s")
     row = coverage.run_isolated(coverage.Case("nosuch", "x"), "prune", 60, env)
     assert not row["ok"] and "unknown source 'nosuch'" in row["error"]
+
+
+# ---- the Hugging Face section -------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["llama", "bert"])
+def test_hugging_face_rows_pass_at_two_batches_and_two_lengths(name: str) -> None:
+    """A transformers release that breaks the export path turns this red: a grouped-query decoder and
+    an encoder, from the harness's own tiny configs, checked at batch 2 and 3 and at 16 and 15 tokens.
+    transformers is in the test extra, so this does not skip."""
+    row = coverage.run_case("hf", name, "prune")
+    _assert_passing(row)
+    assert row["frontend"] == "onnx" and row["input"] == [[2, 16]]
+    assert row["sizes_ok"] and row["batches"] == [2, 3] and row["seq_lens"] == [15, 16], row
+
+
+def _fake_row(name: str, mode: str, shapes: list, ok: bool = True, error: str | None = None) -> dict:
+    row = coverage._row("hf", name, mode, frontend="onnx", groups=4, ok=ok, shapes_checked=shapes, seconds=1.0,
+                        error=error, family=f"{name.title()}Model", both_batches=ok and len(shapes) >= 2)
+    return {**row, **coverage.sizes_checked(row)}
+
+
+def test_hugging_face_sizes_cell_needs_two_batches_and_two_lengths() -> None:
+    full = [[[2, 16]], [[3, 16]], [[2, 15]]]
+    rows = [_fake_row("a", m, full) for m in coverage.MODES]
+    rows += [_fake_row("b", m, [[[2, 16]], [[3, 16]]]) for m in coverage.MODES]  # no second length
+    rows += [_fake_row("c", "prune", full), _fake_row("c", "erase", [[[2, 16]]], ok=False, error="ValueError: x")]
+    a, b, c = (coverage.hf_cells(m) for m in coverage.summarize(rows))
+    assert a[6] == "yes (batch 2, 3; seq 15, 16)" and a[8] == ""
+    assert b[6] == "no (batch 2, 3; seq 16)" and b[8] == "checked at fewer than two batch sizes and two sequence lengths"
+    assert c[5] == "no" and c[6] == "no (batch 2, 3; seq 15, 16)" and c[8] == "erase: ValueError: x"
+    assert coverage.hf_totals(coverage.summarize(rows)) == ("3", "3 / 3", "2 / 3", "1 / 3")
+
+
+def test_hugging_face_rows_keep_to_their_own_file_and_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--sources hf` writes the hf results file and the `coverage_hf` section only: the vision table and
+    its results stay as they were."""
+    written: dict[str, str] = {}
+    monkeypatch.setattr(coverage, "run_isolated",
+                        lambda case, mode, timeout, env: _fake_row(case.name, mode, [[[2, 16]], [[3, 16]], [[2, 15]]]))
+    monkeypatch.setattr(coverage, "write_section", lambda name, body: written.__setitem__(name, body))
+    results = tmp_path / "results.json"
+    assert coverage.main(["--sources", "hf", "--models", "llama,bert", "--results", str(results)]) == 0
+    assert not results.exists() and list(written) == ["coverage_hf"]
+    rows = json.loads((tmp_path / "results_hf.json").read_text())["rows"]
+    assert [(r["model"], r["mode"]) for r in rows] == [("bert", "prune"), ("bert", "erase"), ("llama", "prune"),
+                                                        ("llama", "erase")]
+    assert "| llama | LlamaModel | onnx | 4/4 | yes | yes | yes (batch 2, 3; seq 15, 16) | 2.0 |  |" in written["coverage_hf"]

@@ -47,7 +47,7 @@ def test_an_op_registered_without_a_decision_is_not_zero_preserving() -> None:
 _UNARY = {
     Op.RELU: torch.relu, Op.LEAKY_RELU: F.leaky_relu, Op.GELU: F.gelu, Op.SILU: F.silu, Op.SIGMOID: torch.sigmoid,
     Op.TANH: torch.tanh, Op.HARDSWISH: F.hardswish, Op.HARDSIGMOID: F.hardsigmoid, Op.ELU: F.elu,
-    Op.SOFTPLUS: F.softplus, Op.MISH: F.mish, Op.NEG: torch.neg, Op.EXP: torch.exp, Op.SQRT: torch.sqrt,
+    Op.SOFTPLUS: F.softplus, Op.MISH: F.mish, Op.NEG: torch.neg, Op.EXP: torch.exp, Op.SQRT: torch.sqrt, Op.LOG: torch.log,
     Op.IDENTITY: lambda x: x, Op.DROPOUT: lambda x: F.dropout(x, 0.5, training=False),
 }
 

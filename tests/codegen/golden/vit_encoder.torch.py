@@ -62,8 +62,8 @@ class TinyViT(nn.Module):
         )
         layers_0_self_attention_tokens = layers_0_self_attention_attention.permute(0, 2, 1, 3)
         layers_0_self_attention_merged = layers_0_self_attention_tokens.reshape(-1, 17, 8)
-        layers_0_self_attention_out = self.layers_0_self_attention_out_proj(layers_0_self_attention_merged)
-        add_1 = add + layers_0_self_attention_out
+        layers_0_self_attention_out_proj = self.layers_0_self_attention_out_proj(layers_0_self_attention_merged)
+        add_1 = add + layers_0_self_attention_out_proj
         layers_0_ln_2 = self.layers_0_ln_2(add_1)
         layers_0_mlp_0 = self.layers_0_mlp_0(layers_0_ln_2)
         layers_0_mlp_1 = F.gelu(layers_0_mlp_0)
@@ -89,8 +89,8 @@ class TinyViT(nn.Module):
         )
         layers_1_self_attention_tokens = layers_1_self_attention_attention.permute(0, 2, 1, 3)
         layers_1_self_attention_merged = layers_1_self_attention_tokens.reshape(-1, 17, 16)
-        layers_1_self_attention_out = self.layers_1_self_attention_out_proj(layers_1_self_attention_merged)
-        add_3 = add_2 + layers_1_self_attention_out
+        layers_1_self_attention_out_proj = self.layers_1_self_attention_out_proj(layers_1_self_attention_merged)
+        add_3 = add_2 + layers_1_self_attention_out_proj
         layers_1_ln_2 = self.layers_1_ln_2(add_3)
         layers_1_mlp_0 = self.layers_1_mlp_0(layers_1_ln_2)
         layers_1_mlp_1 = F.gelu(layers_1_mlp_0)
