@@ -356,3 +356,27 @@ def test_attention_mask_and_position_ids_as_extra_inputs(name: str, extras: tupl
         warnings.simplefilter("ignore")
         report = ai.check(_build(name), (ids, *(given[e] for e in extras)), mode="prune")
     _assert_any_size(report)
+
+
+@pytest.mark.slow
+def test_generated_llama_follows_a_padding_mask_it_was_not_compiled_with(tmp_path) -> None:  # noqa: ANN001
+    """Compiled with an all-ones mask, the generated model still reads the mask at run time: right
+    padding matches everywhere, left padding at every position that is not padding (a query row with
+    no key to attend to is garbage in both, and transformers fills it its own way)."""
+    from asgnas_ir.testing import load_generated
+
+    model = _build("llama")
+    ids = _ids()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ai.codegen(ai.compile(model, (ids, torch.ones_like(ids))), "torch", tmp_path)
+    generated = load_generated(tmp_path)
+    right, left = torch.ones_like(ids), torch.ones_like(ids)
+    right[1, -3:] = 0
+    left[1, :3] = 0
+    with torch.no_grad():
+        for mask, rows in ((right, (slice(None), slice(None))), (left, (1, slice(3, None)))):
+            expected, got = model(ids, attention_mask=mask).logits, generated(ids, mask)
+            scale = float(expected.abs().max())
+            assert float((expected - got)[rows].abs().max()) <= 1e-5 * max(scale, 1.0)
+            assert float((expected - got)[0].abs().max()) <= 1e-5 * max(scale, 1.0)
