@@ -14,8 +14,8 @@ Sources:
   keras        every keras.applications family (the module that defines a constructor), the constructor
                with the fewest parameters (cached beside timm's; weights=None, classes=10).
   hf           one transformers architecture per entry of HF_CASES (BERT, RoBERTa, DistilBERT, GPT-2,
-               Llama, Mistral, Qwen2, Phi-3, T5's encoder), each from a tiny config at random init (no
-               download), given token ids of batch 2.
+               Llama, Mistral, Qwen2, Phi-3, T5's encoder; Gemma, GPT-NeoX, OPT, ELECTRA beyond the issue's
+               list), each from a tiny config at random init (no download), given token ids of batch 2.
 
 Input: batch 1 at the smallest square size of a short ladder that the model accepts (its forward runs,
 for Keras: the constructor accepts the input shape); a timm model with a fixed input size gets that size.
@@ -113,6 +113,13 @@ HF_CASES: list[HFCase] = [
     HFCase("phi3", "Phi3Config", "Phi3ForCausalLM", {**_GQA, "pad_token_id": 0, "bos_token_id": 0, "eos_token_id": 0}),
     HFCase("t5_encoder", "T5Config", "T5EncoderModel",
            {"vocab_size": 100, "d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_heads": 4}),
+    # beyond the issue's list: architectures no test here was written for
+    HFCase("gemma", "GemmaConfig", "GemmaForCausalLM", {**_GQA, "head_dim": 8}),
+    HFCase("gpt_neox", "GPTNeoXConfig", "GPTNeoXForCausalLM", _TINY),
+    HFCase("opt", "OPTConfig", "OPTForCausalLM",
+           {"vocab_size": 100, "hidden_size": 32, "ffn_dim": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "max_position_embeddings": 64, "word_embed_proj_dim": 32}),
+    HFCase("electra", "ElectraConfig", "ElectraModel", {**_TINY, "embedding_size": 32}),
 ]
 
 
@@ -667,8 +674,9 @@ def print_hf_table(models: list[dict[str, Any]], console: Console) -> None:
 def _hf_config_note() -> str:
     sizes = ", ".join(f"{k} {v}" for k, v in _TINY.items())
     return (f"Configs (`HF_CASES` in benchmarks/coverage.py): {sizes}; the decoders with {_GQA['num_key_value_heads']} "
-            "key/value heads (grouped-query attention); DistilBERT and T5 the same sizes under their own names; GPT-2 "
-            "the same but for its MLP, 4 x 32 = 128 wide (its default).")
+            "key/value heads (grouped-query attention; Gemma with head_dim 8); DistilBERT, T5 and OPT the same sizes "
+            "under their own names; ELECTRA with embedding_size 32; GPT-2 the same but for its MLP, 4 x 32 = 128 wide "
+            "(its default).")
 
 
 def hf_markdown(models: list[dict[str, Any]], command: str, note: str, timeout: float) -> str:

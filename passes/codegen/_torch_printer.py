@@ -63,6 +63,7 @@ class TorchPrinter:
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
         self.layers = Namespace(_MODULE_RESERVED | _FORWARD_RESERVED)
+        self._readers: dict[str, set[Op]] | None = None  # param -> the ops that read it (built on first use)
         self.locals = Namespace(_FORWARD_RESERVED)
         self.init: list[str] = []
         self.body: list[str] = []
@@ -189,8 +190,15 @@ class TorchPrinter:
         `...q_proj.weight` and `...q_proj.bias`), or None when they have no common owner. An exported
         graph names its nodes after the export (`node_linear_3`); the params keep the source model's
         state_dict keys, so they name the layer the way the user knows it."""
+        if self._readers is None:
+            self._readers = {}
+            for other in self.graph.nodes:
+                for name in other.params.values():
+                    self._readers.setdefault(name, set()).add(other.op)
         owners = set()
         for role, param_name in node.params.items():
+            if len(self._readers[param_name]) > 1:
+                return None  # a table tied to an LM head: each layer keeps its own node's name
             source = self.graph.params[param_name].source or ""
             owner, dot, leaf = source.rpartition(".")
             if not dot or leaf != role:  # `in_proj_weight` is not a module's own `weight`

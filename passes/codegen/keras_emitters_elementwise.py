@@ -113,7 +113,10 @@ def _binary(p: KerasPrinter, node: NodeBase) -> None:
     attrs: A.BinaryAttrs = node.attrs  # type: ignore[assignment]
     symbol = _BINARY[node.op]
     if attrs.scalar is not None:
-        x, scalar = p.x(node), lit(float(attrs.scalar))
+        whole = p.graph.values[node.inputs[0]].dtype.startswith(("int", "uint")) and node.op is not Op.DIV
+        # an integer tensor keeps its dtype with a whole scalar (positions + 2 index an embedding)
+        value = int(attrs.scalar) if whole and float(attrs.scalar).is_integer() else float(attrs.scalar)
+        x, scalar = p.x(node), lit(value)
         p.assign(node, f"{scalar} {symbol} {x}" if attrs.reverse else f"{x} {symbol} {scalar}", p.perm[node.inputs[0]])
         return
     rank = p.rank(node.outputs[0])

@@ -299,10 +299,18 @@ def _binary(p: TorchPrinter, node: NodeBase) -> None:
         perm = next((h for h in held if h != identity(rank)), identity(rank))
         a, b = (_operand(p, v, rank, perm) for v in node.inputs)
         p.assign(node, f"{a} {symbol} {b}", perm if perm != identity(rank) else None)
-    elif attrs.reverse:
-        p.assign(node, f"{lit(attrs.scalar)} {symbol} {p.x(node)}", p.perm.get(node.inputs[0]))
     else:
-        p.assign(node, f"{p.x(node)} {symbol} {lit(attrs.scalar)}", p.perm.get(node.inputs[0]))
+        scalar = lit(_in_dtype_of(p.graph.values[node.inputs[0]].dtype, node.op, attrs.scalar))
+        a, b = (scalar, p.x(node)) if attrs.reverse else (p.x(node), scalar)
+        p.assign(node, f"{a} {symbol} {b}", p.perm.get(node.inputs[0]))
+
+
+def _in_dtype_of(dtype: str, op: Op, scalar: float) -> float | int:
+    """The scalar as an int where an integer tensor meets a whole number (`positions + 2`): torch
+    promotes `int64 + 2.0` to float, and the indices after it (an embedding's) must stay integers."""
+    if dtype.startswith(("int", "uint")) and op is not Op.DIV and float(scalar).is_integer():
+        return int(scalar)
+    return scalar
 
 
 def _operand(p: TorchPrinter, value: str, rank: int, perm: Perm) -> str:
