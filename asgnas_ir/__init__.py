@@ -29,6 +29,7 @@ from asgnas_ir.errors import (
     UnsupportedOpError,
 )
 from asgnas_ir.ir.graph import Graph
+from asgnas_ir.passes.analysis.latency import LatencyTable, LatencyTarget, latency_table
 from asgnas_ir.passes.analysis.search_space import SearchSpace
 
 __all__ = [
@@ -39,6 +40,8 @@ __all__ = [
     "FrontendError",
     "Graph",
     "IRValidationError",
+    "LatencyTable",
+    "LatencyTarget",
     "PassError",
     "PassInfo",
     "SearchSpace",
@@ -49,6 +52,7 @@ __all__ = [
     "codegen",
     "compile",
     "cost",
+    "latency_table",
     "list_passes",
     "load",
     "random_zero_groups",

@@ -102,8 +102,11 @@ def cost(graph: Graph) -> CostReport:
 
 
 @with_gc_paused
-def subnet(graph: Graph, space: SearchSpace, zero_groups: Any) -> Graph:
-    """The sub-network with the groups `zero_groups` (ids into `space.groups`) removed."""
+def subnet(graph: Graph, space: SearchSpace, zero_groups: Any, *, align: int = 1) -> Graph:
+    """The sub-network with the groups `zero_groups` (ids into `space.groups`) removed.
+
+    With `align` > 1 the selection must leave every layer a multiple of `align` channels or its full
+    width (`SearchSpace.aligned` makes one so); a misaligned one is refused with the layers named."""
     if space.graph_fingerprint and space.graph_fingerprint != graph.fingerprint():
         raise AsgnasError(
             f"this search space was built for another graph (fingerprint {space.graph_fingerprint}, this graph "
@@ -112,6 +115,7 @@ def subnet(graph: Graph, space: SearchSpace, zero_groups: Any) -> Graph:
     ids = [int(i) for i in zero_groups]
     for gid in ids:
         space.group(gid)
+    space.check_aligned(ids, align)
     result = PassManager().run("subnet", graph, zero_groups=ids, mode=space.mode)
     return result.graph
 
@@ -124,10 +128,21 @@ def codegen(graph: Graph, target: str = "torch", out_dir: str | Path = "generate
     return PassManager().run(f"codegen-{target}", graph, out_dir=out_dir)
 
 
-def random_zero_groups(graph: Graph, space: SearchSpace, fraction: float, seed: int = 0) -> list[int]:
-    """A random valid selection of about `fraction` of the groups: no value loses all its channels."""
+def random_zero_groups(graph: Graph, space: SearchSpace, fraction: float, seed: int = 0, *, align: int = 1) -> list[int]:
+    """A random valid selection of about `fraction` of the groups: no value loses all its channels.
+
+    With `align` > 1 every layer keeps a multiple of `align` channels or its full width: each layer's
+    random count is moved to the nearest aligned one, so the total is about `fraction`, not exactly."""
     if not 0.0 <= fraction <= 1.0:
         raise SpecError(f"fraction must be within [0, 1], got {fraction}")
+    chosen = _random_selection_unaligned(graph, space, fraction, seed)
+    if align == 1 and not isinstance(align, bool):
+        return chosen
+    redundancy = np.random.default_rng([seed, 1]).random(len(space.groups))
+    return sorted(space.aligned(chosen, align, redundancy))
+
+
+def _random_selection_unaligned(graph: Graph, space: SearchSpace, fraction: float, seed: int) -> list[int]:
     if space.mode != "prune":
         return _random_valid(space, fraction, seed)
     deps = PassManager().analysis("dependency-graph", graph)

@@ -139,8 +139,11 @@ def cmd_subnet(args: argparse.Namespace) -> int:
 
     graph = ai.load(args.ir)
     space = ai.search_space(graph, mode=args.mode)
-    ids = _parse_ids(args.zero) if args.zero is not None else ai.random_zero_groups(graph, space, args.zero_random, args.seed)
-    sub = ai.subnet(graph, space, ids)
+    if args.zero is not None:
+        ids = _parse_ids(args.zero)
+    else:
+        ids = ai.random_zero_groups(graph, space, args.zero_random, args.seed, align=args.align)
+    sub = ai.subnet(graph, space, ids, align=args.align)
     sub.save(args.output)
     before, after = ai.cost(graph), ai.cost(sub)
     print(
@@ -208,6 +211,27 @@ def _print_report(report: Any) -> None:
     )
     for note in report.notes:  # how an output was compared (a softmax as its logits)
         console.print(f"note: {note}")
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    import asgnas_ir as ai
+
+    try:
+        fractions = [float(f) for f in args.fractions.split(",") if f.strip()]
+    except ValueError:
+        raise SpecError(f"--fractions takes comma-separated numbers in (0, 1], got '{args.fractions}'") from None
+    graph = ai.load(args.ir)
+    table = ai.latency_table(
+        graph, args.device, dtype=args.dtype, batch=args.batch, fractions=fractions, align=args.align, warmup=args.warmup,
+        repeats=args.repeats, cache=not args.no_cache, cache_dir=args.cache_dir, refresh=args.refresh,
+    )
+    table.save(args.output)
+    print(
+        f"wrote {args.output}: {len(table.nodes)} layers on {table.device} ({table.key.device_name}), {table.dtype}, "
+        f"batch {table.batch}; full model {table.full_ms:.3f} ms, of which {table.remainder_ms:.3f} ms outside the "
+        f"profiled layers (measured in {table.seconds:.1f} s)"
+    )
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -283,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--zero-random", type=float, metavar="FRACTION", help="remove a random valid fraction of the groups")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mode", default="prune", choices=["prune", "erase", "both"])
+    p.add_argument("--align", type=int, default=1, metavar="N",
+                   help="every layer keeps a multiple of N channels or all (--zero-random rounds to it, --zero must obey it)")
     p.add_argument("-o", "--output", required=True, metavar="SUB.json")
     p.set_defaults(func=cmd_subnet)
 
@@ -335,6 +361,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="process", choices=["inline", "process", "ray"], help="where evaluations run")
     p.add_argument("--ray-address", default=None, metavar="ADDR", help="an existing Ray cluster (default: start a local one)")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("profile", help="measure each prunable layer's latency over kept widths on a device (a latency table)")
+    p.add_argument("ir", metavar="IR.json")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps: the hardware you deploy to")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--batch", type=int, default=None, help="batch size (default: the example's)")
+    p.add_argument("--fractions", default="0.25,0.5,0.75,1", metavar="F,...", help="kept fractions of each width to measure")
+    p.add_argument("--align", type=int, default=8, help="measured widths are multiples of this where the layer allows")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=10, help="timed samples per point (the median is kept)")
+    p.add_argument("--cache-dir", default=None, metavar="DIR", help="default $ASGNAS_LATENCY_CACHE or ~/.cache/asgnas-ir/latency")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    p.add_argument("--refresh", action="store_true", help="measure again and overwrite the cached table")
+    p.add_argument("-o", "--output", required=True, metavar="TABLE.json")
+    p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("demo", help="the main job: H2SPG on a bundled super-network and digits (no downloads)")
     p.add_argument("--out", default="demo-out", metavar="DIR")

@@ -49,6 +49,10 @@ class TrainConfig(BaseModel):
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(1e-4, ge=0)
     target_group_sparsity: float = Field(0.5, ge=0, le=1)
+    align: int = Field(
+        1, ge=1, description="prune/both mode: every layer keeps a multiple of this many channels or its full width "
+        "(8 suits tensor cores and vectorised CPU kernels); 1: any width",
+    )
     warmup_epochs: int = Field(5, ge=0)
     lmbda: float | None = Field(
         None, ge=0,

@@ -80,6 +80,8 @@ from asgnas_ir.backends.torch._groups import _lambda, _resolve, _scores
 from asgnas_ir.backends.torch.binding import live_tensors
 from asgnas_ir.backends.torch.distributed import RankSync, space_fingerprint, unwrap
 from asgnas_ir.errors import AsgnasError
+from asgnas_ir.passes.analysis.alignment import check_align
+from asgnas_ir.passes.analysis.latency import LatencyTarget
 from asgnas_ir.passes.analysis.search_space import SearchSpace
 
 __all__ = ["H2SPG", "HESSO", "GroupsNotZeroWarning"]
@@ -110,6 +112,12 @@ class H2SPG(torch.optim.Optimizer):
             unless λ suits the groups' norms and lr (the ones at selection are in `start_norms`).
         shrink_period: steps from selection to zero for the automatic λ (and HESSO's shrink).
         score_every: score the groups on every n-th step of the scored warm-up window (1: every step).
+        align: with > 1, the redundant groups are moved per layer (by the same scores) to the nearest count
+            that leaves every layer a multiple of `align` channels or its full width (`SearchSpace.aligned`),
+            so the sub-network has hardware-friendly widths; the total is then about the target, not exactly.
+        latency_target: choose groups until the sub-network's estimated latency meets a budget
+            (`asgnas_ir.LatencyTarget(ai.latency_table(graph, device), graph, ms)`), ranked by redundancy per
+            ms saved, instead of `target_group_sparsity` of them.
         foreach: torch's multi-tensor step for parameters outside the flat buffer (another dtype or device).
         sync_group: the ranks training this model together. "auto": the default process group when
             torch.distributed is initialised (else none); None: no syncing; or a ProcessGroup. With a
@@ -143,10 +151,13 @@ class H2SPG(torch.optim.Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         adam_eps: float = 1e-8,
         score_every: int = 1,
+        align: int = 1,
+        latency_target: LatencyTarget | None = None,
         foreach: bool = True,
         sync_group: Any = "auto",
     ) -> None:
         model = unwrap(model)
+        check_align(align)
         check_options(
             type(self).__name__, lr=lr, momentum=momentum, weight_decay=weight_decay,
             target_group_sparsity=target_group_sparsity, warmup_steps=warmup_steps, ema=ema, epsilon=epsilon,
@@ -171,6 +182,19 @@ class H2SPG(torch.optim.Optimizer):
         self.warmup_steps, self.ema, self.epsilon = warmup_steps, ema, epsilon
         self.lmbda, self.lmbda_amplify, self.hat_lmbda_coeff = lmbda, lmbda_amplify, hat_lmbda_coeff
         self.shrink_period, self.score_every = shrink_period, score_every
+        self.align = align
+        if latency_target is not None and not isinstance(latency_target, LatencyTarget):
+            raise AsgnasError(
+                f"{type(self).__name__}: latency_target must be an asgnas_ir.LatencyTarget(table, graph, ms), "
+                f"got {type(latency_target).__name__}"
+            )
+        if latency_target is not None and latency_target.table.graph_fingerprint != space.graph_fingerprint:
+            raise AsgnasError(
+                f"{type(self).__name__}: the latency table was measured on another graph (fingerprint "
+                f"{latency_target.table.graph_fingerprint}, the search space's {space.graph_fingerprint}); "
+                "measure it with ai.latency_table on the graph the search space was built from"
+            )
+        self.latency_target = latency_target
         self.base, self.foreach = base, foreach
         self._model = model
         self._searched, self._lines = self._bind(model, space)
@@ -597,16 +621,34 @@ class H2SPG(torch.optim.Optimizer):
     def _select(self) -> None:
         k = num_selected(self.target_group_sparsity, len(self.space.groups))
         if self._sync is None:
-            self.redundant_groups = select_redundant(self.scores, k, self.space)
+            self.redundant_groups = self._choose(k)
         else:  # every rank keeps rank 0's scores; rank 0 alone walks the validity checks
             self._ema = self._sync.scores(self._ema)
-            mine = select_redundant(self.scores, k, self.space) if self._sync.rank == 0 else None
-            self.redundant_groups = self._sync.choice(mine, k)
+            mine = self._choose(k) if self._sync.rank == 0 else None
+            # alignment can move the count past k: every rank pads to the group count, known to all
+            self.redundant_groups = self._sync.choice(mine, len(self.space.groups))
         self._selected_at = self._steps
         self._build_redundant()
         self._set_start(self._redundant_norms())
         if self._red is not None:
             self._red.drop_stages()
+
+    def _choose(self, k: int) -> list[int]:
+        """The `k` most redundant groups that keep the network valid; with `align` > 1, moved per layer
+        to the nearest count that leaves an aligned width (by the same scores), so about `k`."""
+        scores = self.scores
+        if self.latency_target is not None:
+            chosen = self.latency_target.select(self.space, scores, self.align)
+            estimate = self.latency_target.table.estimate(self.latency_target.graph, self.space, chosen)
+            if estimate > self.latency_target.ms:
+                warnings.warn(
+                    f"{type(self).__name__}: removing every removable group leaves an estimated {estimate:.3g} ms, above "
+                    f"the latency target of {self.latency_target.ms:.3g} ms; all {len(chosen)} are chosen",
+                    stacklevel=3,
+                )
+            return chosen
+        chosen = select_redundant(scores, k, self.space)
+        return self.space.aligned(chosen, self.align, scores) if self.align > 1 else chosen
 
     _uses_projection = True  # H2SPG zeroes groups by the half-space test (HESSO: by its shrink)
 

@@ -331,7 +331,7 @@ def run_training(config: TrainConfig, *, resume: bool = False, console: Any = No
     common = {
         "lr": config.lr, "momentum": config.momentum, "weight_decay": config.weight_decay,
         "target_group_sparsity": config.target_group_sparsity, "warmup_steps": config.warmup_epochs * steps_per_epoch,
-        "shrink_period": config.shrink_period(steps_per_epoch),
+        "shrink_period": config.shrink_period(steps_per_epoch), "align": config.align,
     }
     if config.optimizer == "h2spg":
         optimizer: H2SPG = H2SPG(model, space, lmbda=config.lmbda, epsilon=config.epsilon, **common)

@@ -23,12 +23,20 @@ from collections.abc import Iterable
 from typing import Literal
 
 import networkx as nx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
-from asgnas_ir.errors import AsgnasError
+from asgnas_ir.errors import AsgnasError, SpecError
 from asgnas_ir.ir.graph import Graph
 from asgnas_ir.opdefs import opdef
 from asgnas_ir.pass_manager import Pass, analysis, register_pass
+from asgnas_ir.passes.analysis.alignment import (
+    Family,
+    align_selection,
+    check_align,
+    describe_misaligned,
+    families,
+    misaligned,
+)
 from asgnas_ir.passes.analysis.dependency_graph import ChannelGroup, DependencyGraph, Slice
 from asgnas_ir.passes.analysis.segments import (
     SegmentGraph,
@@ -65,6 +73,41 @@ class SearchSpace(BaseModel):
         default_factory=list,
         description="(producing segment, channel groups) of each value holding a channel in `concat_channels`",
     )
+
+    _families: list[Family] | None = PrivateAttr(default=None)
+
+    def families(self) -> list[Family]:
+        """Channel groups that narrow the same tensor axes together (`alignment`), computed once."""
+        if self._families is None:
+            self._families = families(self.groups, self.param_sources)
+        return self._families
+
+    def aligned(self, zero_ids: Iterable[int], align: int, redundancy: Iterable[float] | None = None) -> list[int]:
+        """`zero_ids` moved to the nearest selection whose every layer keeps a multiple of `align`
+        channels or its full width, still valid. `redundancy` (one score per group, higher = more
+        removable) decides which groups move; without it, the later-listed chosen groups go back first
+        and the lower ids are added first."""
+        ids = list(zero_ids)
+        if check_align(align) == 1:
+            return ids
+        if redundancy is None:
+            rank = {g: i for i, g in enumerate(ids)}
+            scores = [float(len(ids) - rank[g]) if g in rank else -float(g) / max(1, len(self.groups)) for g in range(len(self.groups))]
+        else:
+            scores = list(redundancy)
+        return align_selection(self.families(), ids, align, scores, self.is_valid)
+
+    def check_aligned(self, zero_ids: Iterable[int], align: int) -> None:
+        """Raise a SpecError naming each layer the selection leaves at a width that is neither a
+        multiple of `align` nor the full width."""
+        if check_align(align) == 1:
+            return
+        found = misaligned(self.families(), zero_ids, align)
+        if found:
+            raise SpecError(
+                f"the selection is not aligned to {align}: {describe_misaligned(found, align)}. Align it with "
+                f"space.aligned(zero_groups, {align}) or choose it with align={align} (random_zero_groups, H2SPG, HESSO)"
+            )
 
     def group(self, group_id: int) -> ChannelGroup:
         if not 0 <= group_id < len(self.groups):

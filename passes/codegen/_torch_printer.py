@@ -34,6 +34,7 @@ _MODULE_RESERVED = {
     "extra_repr", "requires_grad_", "share_memory", "dump_patches", "call_super_init", "compile", "ipu", "xpu",
     "mtia", "to_empty", "get_extra_state", "set_extra_state", "register_forward_hook", "register_forward_pre_hook",
     "register_backward_hook", "register_full_backward_hook", "T_destination",
+    "channels_last",  # the generated module's own flag, set by `load(channels_last=True)`
 }
 _FORWARD_RESERVED = {"self", "torch", "nn", "F", "Path", "load_file"}
 
@@ -78,6 +79,7 @@ class TorchPrinter:
         self._views: dict[tuple[str, Perm], str] = {}
         self.prologue: list[str] = []
         self._symbol_locals: dict[str, str] = {}
+        self._origins: dict[str, str] | None = None  # value -> "data" / "pinned" / "stored" (built on first use)
 
     # ---- helpers the emitters use --------------------------------------------------------------
     def x(self, node: NodeBase, index: int = 0) -> str:
@@ -142,6 +144,54 @@ class TorchPrinter:
     def dim(self, value: str, axis: int) -> str:
         """Logical `axis` of `value` as code: its size, or the expression of its symbolic size."""
         return render(self.graph.values[value].symbolic[axis], self.symbol)
+
+    def origin(self, value: str) -> str:
+        """Where a value's dtype comes from when the model is loaded in another floating dtype
+        (`load(dtype=torch.bfloat16)`): "data" (computed from the inputs by layers and ops) and
+        "stored" (params, buffers and what is computed from them alone) follow the load dtype;
+        "pinned" values have a dtype the code names: constants built inside forward (float32 rotary
+        angles from `torch.arange`, a causal mask), casts (a padding mask's `.to(torch.float32)`),
+        and what is computed from them with stored values alone, which torch promotes to float32."""
+        if self._origins is None:
+            origins = dict.fromkeys(self.graph.inputs, "data")
+            for node in self.graph.nodes:
+                found = [origins.get(v, "stored") for v in node.inputs]
+                floating = {o for o, v in zip(found, node.inputs, strict=True) if self._floating(v)}
+                if node.op is Op.CONSTANT:
+                    sized = self.graph.values[node.outputs[0]].dims is not None
+                    kind = "pinned" if sized and constant_pattern(self.graph, node)[0] != "expand" else "stored"
+                elif node.op is Op.CAST:
+                    kind = "pinned"
+                elif node.params:  # a layer computes in its weights' dtype
+                    kind = "data" if "data" in found else "stored"
+                elif "data" in floating:
+                    kind = "data"
+                elif "pinned" in floating or not floating:  # integers in, floats out: torch's default dtype
+                    kind = "pinned"
+                else:
+                    kind = "stored"
+                origins.update(dict.fromkeys(node.outputs, kind))
+            self._origins = origins
+        return self._origins.get(value, "stored")
+
+    def follow_dtype(self, node: NodeBase, operands: list[str]) -> list[str]:
+        """`node`'s operand expressions (one per input), with each pinned floating value cast to the
+        dtype of the first floating data operand. A model loaded in bfloat16 (`load(dtype=...)`) so
+        computes its rotary angles and masks in float32, as the source wrote them, and rounds them
+        once where they meet its activations (torch would otherwise promote the activations back to
+        float32 and the next layer would refuse them); in float32 the cast returns its input."""
+        floating = [self._floating(v) for v in node.inputs]
+        data = next((i for i, v in enumerate(node.inputs) if floating[i] and self.origin(v) == "data"), None)
+        if data is None:
+            return operands
+        like = self.expr[node.inputs[data]]
+        return [
+            f"{expression}.to({like}.dtype)" if floating[i] and self.origin(v) == "pinned" else expression
+            for i, (v, expression) in enumerate(zip(node.inputs, operands, strict=True))
+        ]
+
+    def _floating(self, value: str) -> bool:
+        return self.graph.values[value].dtype.startswith(("float", "bfloat"))
 
     def param(self, node: NodeBase, role: str) -> Param:
         return self.graph.params[node.params[role]]
@@ -402,20 +452,97 @@ class TorchPrinter:
             "    def __init__(self) -> None:",
             "        super().__init__()",
         ]
+        nhwc = self._nhwc_inputs()
+        if nhwc:
+            lines.append("        self.channels_last = False  # load(channels_last=True) sets it")
         lines += [wrapped for line in self.init for wrapped in wrap(line, "        ")]
         lines += ["", f"    def forward(self, {args}) -> {returns}:"]
+        if nhwc:
+            lines.append("        if self.channels_last:  # load(channels_last=True): the convolutions read NHWC memory")
+            lines += [f"            {x} = {x}.contiguous(memory_format=torch.channels_last)" for x in nhwc]
         lines += [wrapped for line in self.prologue + self.body for wrapped in wrap(line, "        ")]
         lines += [f"        return {result}"]
         lines += self._generate_text(returns)
+        lines += ["", ""] + self._load_text(cls, nhwc)
+        return "\n".join(lines)
+
+    def _nhwc_inputs(self) -> list[str]:
+        """The image inputs forward converts to channels-last memory when loaded with
+        `channels_last=True`: 4-D floating inputs with their channels at axis 1, in a model that
+        `channels_last` applies to. A channels-last graph (from Keras) needs none: permuting its NHWC
+        input to NCHW already gives the convolutions channels-last memory."""
+        if self._channels_last_refusal() is not None:
+            return []
+        return [
+            self.expr[name] for name in self.graph.inputs
+            if len(self.shape(name)) == 4 and self._floating(name) and self.graph.values[name].channel_axis == 1
+        ]
+
+    def _channels_last_refusal(self) -> str | None:
+        """Why `load(channels_last=True)` cannot apply to this model, or None. torch's channels_last
+        is a 4-D memory format: it speeds up 2-D convolutions, means nothing to a model without one,
+        and `Module.to` refuses it for the 5-D weights of a 3-D convolution."""
+        convs = [self.graph.params[n.params["weight"]] for n in self.graph.nodes if n.op in (Op.CONV, Op.CONV_TRANSPOSE)]
+        if any(len(w.shape) == 5 for w in convs):
+            return "has 3-D convolutions, whose 5-D weights torch's channels_last format cannot hold"
+        if not any(len(w.shape) == 4 for w in convs):
+            return "has no 2-D convolution, so channels-last memory would change nothing"
+        return None
+
+    def _load_text(self, cls: str, nhwc: list[str]) -> list[str]:
+        """`load()`: the weights beside the file, then the deployment options (device, a floating
+        dtype for every param and buffer, channels-last memory for 2-D conv nets)."""
+        refusal = self._channels_last_refusal()
+        # a float-to-float cast rounds on purpose (a Keras mixed-precision policy): with every param in
+        # another dtype, its float16 values would meet bfloat16 layers
+        rounding = [n for n in self.graph.nodes if n.op is Op.CAST and self._floating(n.inputs[0])]
+        casts = sorted({n.attrs.dtype for n in rounding if n.attrs.dtype != self.graph.values[n.inputs[0]].dtype})  # type: ignore[attr-defined]
+        lines = [
+            "def load(",
+            "    path: str | Path | None = None,",
+            "    *,",
+            "    device: str | torch.device | None = None,",
+            "    dtype: torch.dtype | None = None,",
+            "    channels_last: bool = False,",
+            f") -> {cls}:",
+            '    """The model with the weights from `path` (default: weights.safetensors here), in eval mode.',
+            "",
+            "    device: where it runs (\"cuda\", a torch.device; default: torch's default device).",
+            "    dtype: a floating dtype (torch.bfloat16, torch.float16) for every floating parameter and buffer;",
+            "    feed it inputs of that dtype. channels_last: hold 4-D weights and images in torch.channels_last",
+            "    (NHWC) memory, the layout fast convolution kernels want (the same outputs, up to rounding).",
+            '    """',
+            "    if dtype is not None and not dtype.is_floating_point:",
+            '        raise ValueError(f"dtype must be a floating dtype such as torch.bfloat16, not {dtype}")',
+        ]
+        if casts:
+            lines += [
+                "    if dtype is not None:",
+                "        raise ValueError(",
+                f'            "{cls} rounds values to {", ".join(casts)} itself (a mixed-precision source); "',
+                '            "load it without dtype="',
+                "        )",
+            ]
+        if refusal is not None:
+            lines += [
+                "    if channels_last:",
+                "        raise ValueError(",
+                f'            "{cls} {refusal}; "',
+                '            "load it without channels_last=True"',
+                "        )",
+            ]
         lines += [
-            "",
-            "",
-            f"def load(path: str | Path | None = None) -> {cls}:",
-            '    """The model with the weights from `path` (default: weights.safetensors here), in eval mode."""',
             f"    model = {cls}()",
             '    weights = Path(path) if path is not None else Path(__file__).with_name("weights.safetensors")',
             "    model.load_state_dict(load_file(str(weights)))",
-            "    return model.eval()",
-            "",
+            "    if device is not None or dtype is not None:",
+            "        model.to(device=device, dtype=dtype)",
         ]
-        return "\n".join(lines)
+        if refusal is None:
+            lines += [
+                "    if channels_last:",
+                "        model.to(memory_format=torch.channels_last)",
+                *(["        model.channels_last = True"] if nhwc else []),
+            ]
+        lines += ["    return model.eval()", ""]
+        return lines

@@ -22,6 +22,15 @@ pools and batch/group/instance norm want the channel axis at 1 and get their inp
 cached `permute` per value; elementwise ops, concat, split, slice, pad, softmax and mean/sum keep the
 layout they get and remap their axes; reshape, flatten, linear, layer norm, matmul, attention and the
 graph outputs read the logical (source) layout. A channels-first graph needs no permutes at all.
+
+Deployment: `load(path=None, *, device=None, dtype=None, channels_last=False)`. `dtype` casts every
+floating param and buffer; values the code builds at a named dtype (`TorchPrinter.origin`: sized
+constants, casts) keep it and are cast once where they meet the activations (`follow_dtype`), so a
+bfloat16 Llama computes its rotary angles in float32 as the source does. `channels_last` stores 4-D
+weights NHWC and sets a flag that converts the image inputs once at the top of forward; a model
+without a 2-D convolution (or with a 3-D one) refuses it by name. Generated forwards have no
+data-dependent Python (`.item()`, branches on values), so `torch.compile(fullgraph=True)` takes
+them whole.
 """
 
 from __future__ import annotations

@@ -297,7 +297,7 @@ def _binary(p: TorchPrinter, node: NodeBase) -> None:
         rank = len(p.shape(node.outputs[0]))
         held = [p.held(v) for v in node.inputs if len(p.shape(v)) == rank]
         perm = next((h for h in held if h != identity(rank)), identity(rank))
-        a, b = (_operand(p, v, rank, perm) for v in node.inputs)
+        a, b = p.follow_dtype(node, [_operand(p, v, rank, perm) for v in node.inputs])
         p.assign(node, f"{a} {symbol} {b}", perm if perm != identity(rank) else None)
     else:
         scalar = lit(_in_dtype_of(p.graph.values[node.inputs[0]].dtype, node.op, attrs.scalar))

@@ -23,7 +23,7 @@ from asgnas_ir.passes.codegen._torch_printer import TorchPrinter, emits
 def _concat(p: TorchPrinter, node: NodeBase) -> None:
     rank = len(p.shape(node.outputs[0]))
     perm = next((p.held(v) for v in node.inputs if p.held(v) != identity(rank)), identity(rank))
-    parts = ", ".join(p.view(i, perm) for i in node.inputs)
+    parts = ", ".join(p.follow_dtype(node, [p.view(i, perm) for i in node.inputs]))
     axis = inverse(perm)[node.attrs.axis]  # type: ignore[attr-defined]
     p.assign(node, f"torch.cat([{parts}], dim={axis})", perm if perm != identity(rank) else None)
 
@@ -169,14 +169,15 @@ def _embedding(p: TorchPrinter, node: NodeBase) -> None:
 
 @emits(Op.MATMUL)
 def _matmul(p: TorchPrinter, node: NodeBase) -> None:
-    p.assign(node, f"{p.lx(node, 0)} @ {p.lx(node, 1)}")
+    a, b = p.follow_dtype(node, [p.lx(node, 0), p.lx(node, 1)])
+    p.assign(node, f"{a} @ {b}")
 
 
 @emits(Op.ATTENTION)
 def _attention(p: TorchPrinter, node: NodeBase) -> None:
     attrs: A.AttentionAttrs = node.attrs  # type: ignore[assignment]
-    q, k, v = (p.lx(node, i) for i in range(3))
-    mask = p.lx(node, 3) if len(node.inputs) == 4 else None
+    q, k, v, *masks = p.follow_dtype(node, [p.lx(node, i) for i in range(len(node.inputs))])
+    mask = masks[0] if masks else None
     causal = attrs.causal
     if mask is not None and causal:
         # torch refuses an explicit mask with is_causal=True: the causal rule joins the mask instead

@@ -17,6 +17,7 @@ from torch import nn
 class ConvNeXt(nn.Module):
     def __init__(self) -> None:
         super().__init__()
+        self.channels_last = False  # load(channels_last=True) sets it
         self.stem_0 = nn.Conv2d(3, 16, kernel_size=4, stride=4)
         self.stem_1_norm = nn.LayerNorm(16, eps=1e-06)
         self.stages_0_dwconv = nn.Conv2d(16, 16, kernel_size=7, padding=3, groups=16)
@@ -33,6 +34,8 @@ class ConvNeXt(nn.Module):
         self.head = nn.Linear(16, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:  # load(channels_last=True): the convolutions read NHWC memory
+            x = x.contiguous(memory_format=torch.channels_last)
         stem_0 = self.stem_0(x)
         permute = stem_0.permute(0, 2, 3, 1)
         stem_1_norm = self.stem_1_norm(permute)
@@ -61,9 +64,28 @@ class ConvNeXt(nn.Module):
         return head
 
 
-def load(path: str | Path | None = None) -> ConvNeXt:
-    """The model with the weights from `path` (default: weights.safetensors here), in eval mode."""
+def load(
+    path: str | Path | None = None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> ConvNeXt:
+    """The model with the weights from `path` (default: weights.safetensors here), in eval mode.
+
+    device: where it runs ("cuda", a torch.device; default: torch's default device).
+    dtype: a floating dtype (torch.bfloat16, torch.float16) for every floating parameter and buffer;
+    feed it inputs of that dtype. channels_last: hold 4-D weights and images in torch.channels_last
+    (NHWC) memory, the layout fast convolution kernels want (the same outputs, up to rounding).
+    """
+    if dtype is not None and not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating dtype such as torch.bfloat16, not {dtype}")
     model = ConvNeXt()
     weights = Path(path) if path is not None else Path(__file__).with_name("weights.safetensors")
     model.load_state_dict(load_file(str(weights)))
+    if device is not None or dtype is not None:
+        model.to(device=device, dtype=dtype)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+        model.channels_last = True
     return model.eval()

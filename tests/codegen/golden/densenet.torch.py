@@ -17,6 +17,7 @@ from torch import nn
 class DenseNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
+        self.channels_last = False  # load(channels_last=True) sets it
         self.conv0 = nn.Conv2d(3, 3, kernel_size=3, padding=1, bias=False)
         self.block1_0_norm1 = nn.BatchNorm2d(3)
         self.block1_0_conv1 = nn.Conv2d(3, 4, kernel_size=1, bias=False)
@@ -44,6 +45,8 @@ class DenseNet(nn.Module):
         self.classifier = nn.Linear(8, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:  # load(channels_last=True): the convolutions read NHWC memory
+            x = x.contiguous(memory_format=torch.channels_last)
         conv0 = self.conv0(x)
         block1_0_norm1 = self.block1_0_norm1(conv0)
         block1_0_relu1 = torch.relu(block1_0_norm1)
@@ -92,9 +95,28 @@ class DenseNet(nn.Module):
         return classifier
 
 
-def load(path: str | Path | None = None) -> DenseNet:
-    """The model with the weights from `path` (default: weights.safetensors here), in eval mode."""
+def load(
+    path: str | Path | None = None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> DenseNet:
+    """The model with the weights from `path` (default: weights.safetensors here), in eval mode.
+
+    device: where it runs ("cuda", a torch.device; default: torch's default device).
+    dtype: a floating dtype (torch.bfloat16, torch.float16) for every floating parameter and buffer;
+    feed it inputs of that dtype. channels_last: hold 4-D weights and images in torch.channels_last
+    (NHWC) memory, the layout fast convolution kernels want (the same outputs, up to rounding).
+    """
+    if dtype is not None and not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating dtype such as torch.bfloat16, not {dtype}")
     model = DenseNet()
     weights = Path(path) if path is not None else Path(__file__).with_name("weights.safetensors")
     model.load_state_dict(load_file(str(weights)))
+    if device is not None or dtype is not None:
+        model.to(device=device, dtype=dtype)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+        model.channels_last = True
     return model.eval()
