@@ -34,6 +34,11 @@ class EvaluatorSettings(BaseModel):
     latency: bool = Field(False, description="measure CPU latency of each generated sub-network")
     latency_batch: int = Field(64, ge=1, description="images per timed forward pass")
     latency_repeats: int = Field(20, ge=1)
+    latency_table: str | None = Field(
+        None,
+        description="a latency table of the super-network (`asgnas profile`, JSON): each candidate's latency is the "
+        "table's estimate for it instead of a timing of its generated code (turns latency on)",
+    )
 
 
 class SearchConfig(BaseModel):

@@ -165,6 +165,20 @@ def prepare(config: TorchEvaluatorConfig) -> _Prepared:
     return _CACHE[cache_key]
 
 
+_TABLES: dict[str, Any] = {}
+
+
+def _table(path: str) -> Any:
+    """The latency table at `path`, read once per process."""
+    from asgnas_ir.passes.analysis.latency import LatencyTable
+
+    if path not in _TABLES:
+        if not Path(path).is_file():
+            raise SpecError(f"latency table '{path}' does not exist; write one with `asgnas profile IR.json -o {path}`")
+        _TABLES[path] = LatencyTable.load(path)
+    return _TABLES[path]
+
+
 class TorchEvaluator:
     """`zero_groups -> Evaluation` for one search: picklable, deterministic per architecture."""
 
@@ -205,7 +219,10 @@ class TorchEvaluator:
                 val = accuracy(model, prepared.x_val, prepared.y_val)
                 test = accuracy(model, prepared.split.x_test, prepared.split.y_test)
                 latency = None
-                if self.config.latency:
+                if self.config.latency_table is not None:
+                    table = _table(self.config.latency_table)
+                    latency = table.estimate(prepared.graph, prepared.space, sorted(zero_groups))
+                elif self.config.latency:
                     batch = torch.from_numpy(prepared.split.x_test[: self.config.latency_batch])
                     latency = latency_ms(model, batch, repeats=self.config.latency_repeats)
             cost = ai.cost(sub)
