@@ -4,7 +4,8 @@ Works in `model.compile(optimizer=H2SPG(model, space, ...))` + `fit` and in a cu
 (`opt.apply_gradients(zip(grads, model.trainable_variables))`, eager or inside `tf.function`).
 The steps are those of `asgnas_ir.backends.torch.H2SPG` (module docstring there; math:
 `asgnas_ir.backends.reference`): warm-up steps of SGD with momentum while the redundancy scores are
-averaged, then once the K most redundant groups that keep `space.is_valid`, then the half-space step
+averaged, then once the K most redundant groups that keep `space.is_valid` (moved per layer to aligned
+widths with `align`, or as many as a `latency_target` needs instead of K), then the half-space step
 on them and the SGD step everywhere else; `finalize()` makes exactly the chosen groups zero (warning,
 as torch does, about any that training left far from zero). λ is the torch optimizer's: automatic by
 default (NOTE: [Automatic λ] in the torch module: each chosen group is projected within `shrink_period`
@@ -58,6 +59,8 @@ from asgnas_ir.backends.reference import select_redundant
 from asgnas_ir.backends.tensorflow.binding import entry_of, live_entries
 from asgnas_ir.errors import AsgnasError
 from asgnas_ir.frontends.keras.variables import Entry
+from asgnas_ir.passes.analysis.alignment import check_align
+from asgnas_ir.passes.analysis.latency import LatencyTarget
 from asgnas_ir.passes.analysis.search_space import SearchSpace
 
 
@@ -120,6 +123,12 @@ class H2SPG(keras.optimizers.Optimizer):
             within `shrink_period` steps of selection; a number: DHSPG's rule (`reference.select_lambda`)
             with `lmbda_amplify` and `hat_lmbda_coeff`.
         shrink_period: steps from selection to zero for the automatic λ.
+        align: with > 1, the redundant groups are moved per layer (by the same scores) to the nearest count
+            that leaves every layer a multiple of `align` channels or its full width (`SearchSpace.aligned`),
+            so the sub-network has hardware-friendly widths; the total is then about the target, not exactly.
+        latency_target: choose groups until the sub-network's estimated latency meets a budget
+            (`asgnas_ir.LatencyTarget(ai.latency_table(graph, device), graph, ms)`), ranked by redundancy per
+            ms saved, instead of `target_group_sparsity` of them.
         **kwargs: Keras optimizer options (`clipnorm`, `global_clipnorm`, `loss_scale_factor`, `name`, ...).
 
     Raises:
@@ -143,9 +152,12 @@ class H2SPG(keras.optimizers.Optimizer):
         lmbda_amplify: float = 2.0,
         hat_lmbda_coeff: float = 10.0,
         nesterov: bool = False,
+        align: int = 1,
+        latency_target: LatencyTarget | None = None,
         name: str = "h2spg",
         **kwargs: Any,
     ) -> None:
+        check_align(align)
         check_options(
             type(self).__name__, momentum=momentum, weight_decay=weight_decay, target_group_sparsity=target_group_sparsity,
             warmup_steps=warmup_steps, ema=ema, epsilon=epsilon,
@@ -160,14 +172,29 @@ class H2SPG(keras.optimizers.Optimizer):
             )
         if kwargs.get("weight_decay") is not None or kwargs.get("use_ema") or kwargs.get("gradient_accumulation_steps"):
             raise AsgnasError(f"{type(self).__name__}: Keras' decoupled weight decay, EMA and gradient accumulation are not supported")
+        if latency_target is not None and not isinstance(latency_target, LatencyTarget):
+            raise AsgnasError(
+                f"{type(self).__name__}: latency_target must be an asgnas_ir.LatencyTarget(table, graph, ms), "
+                f"got {type(latency_target).__name__}"
+            )
+        if latency_target is not None and latency_target.table.graph_fingerprint != space.graph_fingerprint:
+            raise AsgnasError(
+                f"{type(self).__name__}: the latency table was measured on another graph (fingerprint "
+                f"{latency_target.table.graph_fingerprint}, the search space's {space.graph_fingerprint}); "
+                "measure it with ai.latency_table on the graph the search space was built from"
+            )
         super().__init__(learning_rate=lr, name=name, **kwargs)
         self.momentum, self.nesterov, self.l2 = float(momentum), bool(nesterov), float(weight_decay)
         self.target_group_sparsity, self.warmup_steps, self.ema = target_group_sparsity, int(warmup_steps), float(ema)
         self.epsilon, self.lmbda = float(epsilon), None if lmbda is None else float(lmbda)
         self.shrink_period = int(shrink_period)
         self.lmbda_amplify, self.hat_lmbda_coeff = float(lmbda_amplify), float(hat_lmbda_coeff)
+        self.align, self.latency_target = align, latency_target
         self._binding = _bind(model, space)
         self._k = num_selected(target_group_sparsity, len(space.groups))
+        # slots of the `redundant_order` variable: K, or every group when alignment or a latency budget decides
+        # the count (a variable's shape is fixed when the step is traced; -1 pads)
+        self._slots = self._k if align == 1 and latency_target is None else len(space.groups)
         self._window = score_window(ema)
 
     # ----- state -------------------------------------------------------------------------------
@@ -193,7 +220,7 @@ class H2SPG(keras.optimizers.Optimizer):
         self._momentums = [self.add_variable_from_reference(v, "momentum") for v in var_list] if self.momentum else []
         self._scores = self.add_variable((groups,), "zeros", "float64", name="scores")
         self._mask = self.add_variable((groups,), "zeros", "float64", name="redundant_mask")
-        self._order = self.add_variable((self._k,), keras.initializers.Constant(-1), "int64", name="redundant_order")
+        self._order = self.add_variable((self._slots,), keras.initializers.Constant(-1), "int64", name="redundant_order")
         self._selected_at = self.add_variable((), keras.initializers.Constant(-1), "int64", name="selected_at")
         self._start = self.add_variable((groups,), "zeros", "float64", name="start_norms")
 
@@ -243,6 +270,7 @@ class H2SPG(keras.optimizers.Optimizer):
             momentum=self.momentum, nesterov=self.nesterov, target_group_sparsity=self.target_group_sparsity,
             warmup_steps=self.warmup_steps, ema=self.ema, epsilon=self.epsilon, lmbda=self.lmbda,
             lmbda_amplify=self.lmbda_amplify, hat_lmbda_coeff=self.hat_lmbda_coeff, l2=self.l2, shrink_period=self.shrink_period,
+            align=self.align,
         )
         return config
 
@@ -263,11 +291,28 @@ class H2SPG(keras.optimizers.Optimizer):
         l1 = np.bincount(b.owner, weights=np.abs(self._flat_numpy()[b.cols]), minlength=len(b.sizes))
         return without_nested(np.flatnonzero(l1 == 0).tolist(), b.inside)
 
+    def _choose(self, scores: np.ndarray) -> list[int]:
+        """The `k` most redundant groups that keep the network valid; with `align` > 1, moved per layer
+        to the nearest count that leaves an aligned width (by the same scores), so about `k`. With a
+        `latency_target`, `LatencyTarget.select`'s groups instead (as the torch H2SPG)."""
+        if self.latency_target is not None:
+            chosen = self.latency_target.select(self.space, scores, self.align)
+            estimate = self.latency_target.table.estimate(self.latency_target.graph, self.space, chosen)
+            if estimate > self.latency_target.ms:
+                warnings.warn(
+                    f"{type(self).__name__}: removing every removable group leaves an estimated {estimate:.3g} ms, above "
+                    f"the latency target of {self.latency_target.ms:.3g} ms; all {len(chosen)} are chosen",
+                    stacklevel=3,
+                )
+            return chosen
+        chosen = select_redundant(scores, self._k, self.space)
+        return self.space.aligned(chosen, self.align, scores) if self.align > 1 else chosen
+
     def _select_host(self, scores: Any) -> tuple[np.ndarray, np.ndarray]:
-        order = select_redundant(np.asarray(scores, np.float64), self._k, self.space)
+        order = self._choose(np.asarray(scores, np.float64))
         mask = np.zeros(len(self.space.groups))
         mask[order] = 1.0
-        return np.array(order + [-1] * (self._k - len(order)), np.int64), mask
+        return np.array(order + [-1] * (self._slots - len(order)), np.int64), mask
 
     def _group_norms(self) -> np.ndarray:
         b = self._binding
@@ -357,7 +402,7 @@ class H2SPG(keras.optimizers.Optimizer):
 
     def _select(self, at: tf.Tensor) -> tf.Tensor:
         order, mask = tf.py_function(self._select_host, [tf.convert_to_tensor(self._scores)], [tf.int64, tf.float64])
-        order.set_shape((self._k,))
+        order.set_shape((self._slots,))
         mask.set_shape((len(self.space.groups),))
         self._order.assign(order)
         self._mask.assign(mask)

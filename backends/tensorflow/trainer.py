@@ -123,7 +123,7 @@ def run_keras_training(config: TrainConfig, *, console: Any = None) -> dict[str,
     sgd = {"lr": config.lr, "momentum": config.momentum, "weight_decay": config.weight_decay}
     optimizer = H2SPG(
         model, space, target_group_sparsity=config.target_group_sparsity, warmup_steps=config.warmup_epochs * steps_per_epoch,
-        lmbda=config.lmbda, epsilon=config.epsilon, shrink_period=config.shrink_period(steps_per_epoch), **sgd,
+        lmbda=config.lmbda, epsilon=config.epsilon, shrink_period=config.shrink_period(steps_per_epoch), align=config.align, **sgd,
     )
 
     columns = (TextColumn("{task.description:>13}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[status]}"))
