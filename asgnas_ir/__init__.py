@@ -11,6 +11,7 @@ from asgnas_ir.api import (
     codegen,
     compile,
     cost,
+    latency_table,
     list_passes,
     load,
     random_zero_groups,
@@ -29,7 +30,7 @@ from asgnas_ir.errors import (
     UnsupportedOpError,
 )
 from asgnas_ir.ir.graph import Graph
-from asgnas_ir.passes.analysis.latency import LatencyTable, LatencyTarget, latency_table
+from asgnas_ir.passes.analysis.latency import LatencyTable, LatencyTarget
 from asgnas_ir.passes.analysis.search_space import SearchSpace
 
 __all__ = [

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from pydantic import BaseModel, Field, PrivateAttr
 
+import asgnas_ir.backends.weight_readers  # noqa: F401  (the readers Graph.update_weights reads live models through)
 from asgnas_ir._gc import with_gc_paused
 from asgnas_ir.errors import AsgnasError, SpecError
 from asgnas_ir.ir.graph import Graph
@@ -28,6 +29,7 @@ from asgnas_ir.pass_manager import PassManager, get_pass
 from asgnas_ir.pass_manager import list_passes as _pass_classes
 from asgnas_ir.passes.analysis.cost import CostReport
 from asgnas_ir.passes.analysis.dependency_graph import merge_slices
+from asgnas_ir.passes.analysis.latency import LatencyTable
 from asgnas_ir.passes.analysis.search_space import SearchSpace
 from asgnas_ir.testing import load_generated
 from asgnas_ir.tolerance import MIN_REF, loosest, outputs_match, rtol, tolerance
@@ -126,6 +128,46 @@ def codegen(graph: Graph, target: str = "torch", out_dir: str | Path = "generate
     if target not in TARGETS:
         raise SpecError(f"codegen target must be one of {', '.join(TARGETS)}, not '{target}'")
     return PassManager().run(f"codegen-{target}", graph, out_dir=out_dir)
+
+
+def latency_table(
+    graph: Graph,
+    device: str | Any = "cpu",
+    *,
+    dtype: str | Any = "float32",
+    batch: int | None = None,
+    fractions: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
+    align: int = 8,
+    warmup: int = 3,
+    repeats: int = 10,
+    cache: bool = True,
+    cache_dir: str | Path | None = None,
+    refresh: bool = False,
+) -> LatencyTable:
+    """Measure the latency of `graph`'s compute nodes over kept widths on `device` (PyTorch), cached on disk.
+
+    Args:
+        graph: the IR graph (weights are not needed).
+        device: "cpu", "cuda", "cuda:N" or "mps": the hardware you deploy to.
+        dtype: float32, bfloat16 or float16.
+        batch: the batch size to measure at (default: the example's).
+        fractions: kept fractions of each width to measure (1.0 is always added).
+        align: grid widths are multiples of `align` channels where the layer is wide enough.
+        warmup, repeats: untimed calls, then timed samples whose median is kept.
+        cache: read and write the disk cache (`cache_dir`, else `$ASGNAS_LATENCY_CACHE`, else
+            `~/.cache/asgnas-ir/latency`); a second call with the same arguments measures nothing.
+        refresh: measure again and overwrite the cached table.
+
+    Returns:
+        The table; `table.estimate(graph, space, zero_groups)` predicts a sub-network's latency (ms) and
+        `table.savings(graph, space)` each group's latency saving.
+    """
+    from asgnas_ir.backends.torch.latency import latency_table as measure
+
+    return measure(
+        graph, device, dtype=dtype, batch=batch, fractions=fractions, align=align, warmup=warmup, repeats=repeats,
+        cache=cache, cache_dir=cache_dir, refresh=refresh,
+    )
 
 
 def random_zero_groups(graph: Graph, space: SearchSpace, fraction: float, seed: int = 0, *, align: int = 1) -> list[int]:

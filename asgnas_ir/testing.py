@@ -117,3 +117,13 @@ def assert_outputs_match(actual: Any, expected: Any, dtypes: Any = None) -> None
     found = compare_outputs(arrays(expected), arrays(actual), dtypes)
     if not all(c.ok for c in found):
         raise AssertionError(worst_output(found).problem)
+
+
+def one_line(source: str) -> str:
+    """Generated source with every statement on one line (whitespace collapsed, no line breaks inside
+    brackets, no magic trailing commas), so tests can look for a call whatever `ruff format` did."""
+    import re
+
+    text = re.sub(r"\s+", " ", source)
+    text = re.sub(r"([(\[{]) ", r"\1", text)
+    return re.sub(r",? ([)\]}])", r"\1", text)

@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from asgnas_ir.ir.node import AnyNode, NodeBase
-from asgnas_ir.ir.weights import WeightStore
+from asgnas_ir.ir.weights import WeightStore, as_array, read_live_weights, shape_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -127,6 +127,16 @@ class GraphMeta(BaseModel):
     # why frontend="auto" did not lower with its first choice (for torch: the fx error that sent it
     # down the export path, `frontends/torch_auto.py`); None when the first choice served
     fallback_reason: str | None = None
+    # the source's module hierarchy, for generated code that nests like the source (codegen-torch):
+    # node id -> the path of the innermost module whose forward made it ("layer1.0" for a residual
+    # add, "layer1.0.conv1" for the conv), and module path -> its class name ("Bottleneck",
+    # "Sequential"). Empty for frontends that cannot see the modules; codegen then writes one class.
+    scopes: dict[str, str] = Field(default_factory=dict)
+    modules: dict[str, str] = Field(default_factory=dict)
+    # param sources that are no key of the source's state_dict: tensors its forward computes or holds
+    # as plain attributes (Swin's shift mask, fx's `_tensor_constant0`); generated code keeps them out
+    # of its state_dict too (non-persistent buffers that `load()` fills)
+    computed: list[str] = Field(default_factory=list)
 
 
 class Graph(BaseModel):
@@ -167,27 +177,25 @@ class Graph(BaseModel):
         self.touch()
 
     def update_weights(self, model: Any) -> None:
-        """Copy the live model's current values into `weights` (e.g. after training), by param source.
-        The model may live on any device and in any dtype (values are read back to the host).
+        """Copy the model's current values into `weights` (e.g. after training), by param source.
+
+        `model` is the live model this graph was compiled from (a torch.nn.Module or keras.Model: any
+        model a registered weight reader accepts, NOTE: [Weight readers]), on any device and in any
+        dtype (values are read back to the host), or a mapping of param source (`Param.source`) to an
+        array-like (a numpy array, a tensor, a variable), such as a torch `state_dict()`.
 
         A constant the frontend computed while lowering (position ids folded from `torch.arange`, a
         causal mask, a selection matrix) has no tensor in the model: it keeps its compile-time value,
         since it depends on sizes only and training cannot change it.
 
         Raises:
-            IRValidationError: a param's source is missing from the model (and is not such a constant)
-                or has another shape.
+            IRValidationError: no weight reader accepts `model`, or a param's source is missing from
+                the model (and is not such a constant) or has another shape.
         """
         from asgnas_ir.errors import IRValidationError
-        from asgnas_ir.frontends import is_torch_module
-
-        if not is_torch_module(model):
-            raise IRValidationError(f"update_weights needs the model this graph was compiled from, got {type(model).__name__}")
-        from asgnas_ir.backends.torch.binding import live_tensors
         from asgnas_ir.ir.ops import Op
-        from asgnas_ir.ir.weights import tensor_array
 
-        tensors = live_tensors(model)
+        tensors = read_live_weights(model)
         read_by_others = {p for node in self.nodes if node.op != Op.CONSTANT for p in node.params.values()}
         computed = {p for node in self.nodes if node.op == Op.CONSTANT for p in node.params.values()} - read_by_others
         weights = {}
@@ -198,12 +206,12 @@ class Graph(BaseModel):
                 continue
             if tensor is None:
                 raise IRValidationError(f"param '@{name}': the model has no parameter or buffer '{param.source}'")
-            if tuple(tensor.shape) != tuple(param.shape):
+            if shape_of(tensor) != tuple(param.shape):
                 raise IRValidationError(
-                    f"param '@{name}': the model's '{param.source}' has shape {list(tensor.shape)}, the graph "
+                    f"param '@{name}': the model's '{param.source}' has shape {list(shape_of(tensor))}, the graph "
                     f"declares {list(param.shape)}; recompile the model instead"
                 )
-            weights[name] = tensor_array(tensor)
+            weights[name] = as_array(tensor)
         self.set_weights(weights)
 
     # ---- versioned indices -------------------------------------------------------------------

@@ -10,10 +10,16 @@ walk the nodes in order, folding constants with numpy / `onnx.reference` and con
 checking each lowered shape against ONNX's. Converters of patterns (MatMul + bias Add, exact GELU,
 the GroupNorm decomposition) may lower later nodes too; the driver skips those, and drops what the
 pattern left unused at the end.
+
+A graph torch's dynamo exporter wrote says, on each node, which modules' forwards it ran in
+(`_module_scope`): every IR node lowered from an ONNX node gets that node's innermost module as its
+scope (`GraphMeta.scopes`, with `GraphMeta.modules`), as the fx frontend records them, so generated
+torch code nests like the source. Other graphs leave both empty.
 """
 
 from __future__ import annotations
 
+import ast
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -521,6 +527,7 @@ def lower_onnx(
     trainable: dict[str, bool] | None = None,
     framework: str = "onnx",
     name: str | None = None,
+    module_prefix: str = "",
 ) -> Graph:
     """Lower an ONNX model into an IR Graph with its weights.
 
@@ -532,6 +539,8 @@ def lower_onnx(
         source_names: initializer name -> `Param.source` (the torch path when exported from torch).
         trainable: `Param.source` -> whether it is trainable (torch parameters vs buffers).
         framework: `GraphMeta.framework` (`torch` when the model was exported from torch).
+        module_prefix: what the module paths the exporter recorded carry before the source's own
+            (the `model.` of `hf.py`'s adapter), taken off for `GraphMeta.scopes` / `modules`.
     """
     proto = load_onnx(model)
     shapes = None
@@ -540,7 +549,7 @@ def lower_onnx(
     check_example_dtypes(graph_inputs(proto), example_inputs)
     overrides = shape_overrides(graph_inputs(proto), shapes)
     try:
-        return _lower_onnx(proto, shapes, on_unsupported, source_names, trainable, framework, name)
+        return _lower_onnx(proto, shapes, on_unsupported, source_names, trainable, framework, name, module_prefix)
     except FrontendError as exc:
         if not overrides:
             raise
@@ -553,6 +562,7 @@ def lower_onnx(
 def _lower_onnx(
     proto: onnx.ModelProto, shapes: list[tuple[int, ...]] | None, on_unsupported: str,
     source_names: dict[str, str] | None, trainable: dict[str, bool] | None, framework: str, name: str | None,
+    module_prefix: str = "",
 ) -> Graph:
     proto, initializers = _skeleton(proto)
     input_names = {i.name for i in graph_inputs(proto)}
@@ -645,15 +655,21 @@ def _lower_onnx(
                 consumers[i].append(node)
     for out in proto.graph.output:
         consumers[out.name].append(onnx.NodeProto())  # a graph output is a consumer too
+    scopes: dict[str, str] = {}
+    modules: dict[str, str] = {}
     for node in nodes:
         b.current = node
         if id(node) in b.fused or id(node) in folded:
             continue
+        first_new = len(b.nodes)
         converter = lookup(node.op_type, opset) if node.domain in _DOMAINS else None
         if converter is None:
             result: Any = _opaque(b, node)
         else:
             result = converter(b, node)
+        scope = _module_scope(node, module_prefix, modules)
+        if scope is not None:
+            scopes.update((made.id, scope) for made in b.nodes[first_new:])
         if result is FUSED:
             continue
         if len(node.output) > 1 and isinstance(result, list):
@@ -679,6 +695,8 @@ def _lower_onnx(
     _drop_dead(b, outputs)
     choose_sequence_layout(b.values, b.params, b.nodes, inputs)
     read_packed_splits_on_features(b.values, b.params, b.nodes, inputs)
+    kept = {node.id for node in b.nodes}
+    scopes = {node_id: scope for node_id, scope in scopes.items() if node_id in kept}
     model_name = name or proto.graph.name or "model"
     versions = {"onnx": onnx.__version__, "opset": str(opset), "ir_version": str(proto.ir_version)}
     if proto.producer_name:
@@ -698,10 +716,55 @@ def _lower_onnx(
             versions=versions,
             output_kind="tuple" if len(outputs) > 1 else "single",
             io_names=io_names,
+            scopes=scopes,
+            modules=modules if scopes else {},
         ),
     )
     graph.set_weights(b.weights)
     return graph
+
+
+_NAME_SCOPES = "pkg.torch.onnx.name_scopes"
+_CLASSES = "pkg.torch.onnx.class_hierarchy"
+
+
+def _module_scope(node: onnx.NodeProto, prefix: str, modules: dict[str, str]) -> str | None:
+    """The path of the innermost source module whose forward made `node`, as torch's dynamo
+    exporter records it, or None where it records none (another producer, a node its own passes
+    inserted); the class of each module on the way goes into `modules` (module path -> class name).
+
+    The exporter writes fx's module stack into the node's metadata: `name_scopes` lists the module
+    paths from the root (`''`) inwards and ends with the fx node's own name, `class_hierarchy` the
+    qualified class of each (and the fx node's target). Paths are the exported module's: `prefix` (an
+    adapter's attribute, `hf.py`) is taken off, so they are the paths `Param.source` uses; a module
+    called more than once is recorded as `path@1`, which is its path all the same."""
+    props = {entry.key: entry.value for entry in node.metadata_props if entry.key in (_NAME_SCOPES, _CLASSES)}
+    if _NAME_SCOPES not in props:
+        return None
+    try:
+        names = ast.literal_eval(props[_NAME_SCOPES])
+        classes = ast.literal_eval(props.get(_CLASSES, "[]"))
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    if not isinstance(names, list) or len(names) < 2 or names[0] != "" or not all(isinstance(n, str) for n in names):
+        return None  # no module stack: a node torch.export's own passes added (a size read for a runtime assert)
+    paths = [_module_path(name.partition("@")[0], prefix) for name in names[:-1]]
+    if isinstance(classes, list):
+        for path, qualified in zip(paths, classes, strict=False):
+            if path and isinstance(qualified, str):
+                modules.setdefault(path, qualified.rpartition(".")[2])
+    return paths[-1]
+
+
+def _module_path(path: str, prefix: str) -> str:
+    """An exported module path as a path in the source model: `prefix` taken off as `hf.strip_prefix`
+    takes it off parameter paths (`model.model.layers.0` -> `model.layers.0`). The adapter itself and
+    the model it holds (`model`) are both the root, `""`."""
+    if not prefix:
+        return path
+    if path == prefix.removesuffix("."):
+        return ""
+    return path.removeprefix(prefix) if path.startswith(prefix) else ""
 
 
 def _opaque(b: Builder, node: onnx.NodeProto) -> list[str] | str:

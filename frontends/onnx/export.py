@@ -13,6 +13,9 @@ vary (`_dynamic_axes`): what the model computes from its input's sizes (position
 rotary tables) then stays computed from them, which the ONNX frontend keeps rebuildable at other
 sizes (NOTE: [Sized constants] in `sized.py`). A Hugging Face transformers model is exported through
 the adapter of `hf.py` (no cache, its output's tensors as a tuple), under its own parameter paths.
+The dynamo exporter records on each ONNX node the modules whose forwards made it; the driver keeps
+them as `GraphMeta.scopes` / `modules` under the same paths (the adapter's prefix taken off), so
+generated torch code nests like the model. The TorchScript fallback records none: both stay empty.
 """
 
 from __future__ import annotations
@@ -263,11 +266,14 @@ def lower_torch_onnx(model: torch.nn.Module, example_inputs: tuple[torch.Tensor,
         trainable.update({path: False for path, _ in model.named_buffers()})
         graph = lower_onnx(
             proto, example_inputs, on_unsupported, source_names=names, trainable=trainable,
-            framework="torch", name=model_name(model),
+            framework="torch", name=model_name(model), module_prefix=prefix,
         )
     finally:
         for module, training in flags:
             if module.training is not training:
                 module.training = training
     graph.meta.versions["torch"] = torch.__version__
+    # what the exporter folded or the model holds outside its state_dict (a causal mask, a rotary
+    # `inv_freq` registered with persistent=False): generated code keeps those out of its state_dict
+    graph.meta.computed = sorted({p.source for p in graph.params.values()} - set(model.state_dict()))
     return graph

@@ -12,7 +12,8 @@ transformers is never imported here: a model is recognised by its shape (a `conf
 `to_dict`, a `forward` taking `use_cache` or `return_dict` or transformers' `**kwargs`), which also
 serves subclasses and remote-code models. The adapter holds the model as its `model` attribute, so
 its parameter paths gain a `model.` prefix that `strip_prefix` takes off again: `Param.source` is
-the user's own `state_dict` key.
+the user's own `state_dict` key. The module paths the exporter records for each node (`GraphMeta.scopes`,
+read by `driver._module_scope`) carry the same prefix and lose it the same way (`driver._module_path`).
 """
 
 from __future__ import annotations

@@ -473,8 +473,11 @@ def _convert(
     inputs: list[str] = []
     outputs: list[str] = []
     output_kind = "single"
+    scopes: dict[str, str] = {}
+    modules: dict[str, str] = {}
     for node in fx_graph.nodes:
         b.current = node
+        first_new = len(b.nodes)
         if node in specialised:
             b.env[node] = specialised[node]
         elif node.op == "placeholder":
@@ -505,6 +508,7 @@ def _convert(
                 b.env[node] = converter(b, node)
                 b.check_shape(node, b.env[node])
             rebind_after_write(b, node, writes, order, b.where(), _op_name(gm, node))
+        _record_scope(node, b.nodes[first_new:], scopes, modules)
     _drop_dead_constants(b, outputs)
     choose_sequence_layout(b.values, b.params, b.nodes, inputs)
     read_packed_splits_on_features(b.values, b.params, b.nodes, inputs)
@@ -522,10 +526,23 @@ def _convert(
             layout="channels_first",
             versions={"torch": torch.__version__},
             output_kind=output_kind,
+            scopes=scopes,
+            modules=modules,
+            computed=sorted({p.source for p in b.params.values()} - set(model.state_dict())),
         ),
     )
     graph.set_weights(b.weights)
     return graph
+
+
+def _record_scope(node: torch.fx.Node, made: list, scopes: dict[str, str], modules: dict[str, str]) -> None:
+    """The module whose forward made `node` (fx's `nn_module_stack`: outermost first, a module call
+    ends with the module itself) becomes the scope of every IR node it lowered to."""
+    stack = list((node.meta.get("nn_module_stack") or {}).values())
+    for path, module_type in stack:
+        modules[path] = getattr(module_type, "__name__", str(module_type))
+    scope = stack[-1][0].partition("@")[0] if stack else ""
+    scopes.update((ir_node.id, scope) for ir_node in made)
 
 
 

@@ -132,7 +132,10 @@ def shifted_window_attention(b: Builder, node: torch.fx.Node) -> Any:
     scores = b.emit(Op.MATMUL, [q, k_t], name=f"{base}_scores")
     scores = b.emit(Op.ADD, [scores, call["relative_position_bias"]], A.BinaryAttrs(), name=f"{base}_biased")
     if shifted:
-        mask = b.add_param(f"{base}.shift_mask", _shift_mask(pad_h, pad_w, window, shift), None, trainable=False)
+        # stored beside the attention's own params (`features.1.1.attn.shift_mask`), so the block
+        # that uses it owns it; torchvision computes it in forward, so no source state_dict has it
+        owner = _layer_path(b, qkv_params["weight"]).rpartition(".")[0] or base  # type: ignore[arg-type]
+        mask = b.add_param(f"{owner}.shift_mask", _shift_mask(pad_h, pad_w, window, shift), None, trainable=False)
         mask = b.emit(Op.CONSTANT, [], params={"value": mask}, name=f"{base}_shift_mask")
         scores = b.emit(Op.RESHAPE, [scores], A.ReshapeAttrs(shape=(batch, windows, heads, tokens, tokens)))
         scores = b.emit(Op.ADD, [scores, mask], A.BinaryAttrs(), name=f"{base}_masked")

@@ -2,8 +2,8 @@
 
 A `LatencyTable` holds, for every compute node of a graph (conv, transposed conv, linear, attention,
 matmul), its latency measured alone on one device at a small grid of kept input and output widths,
-plus a model of everything else. `latency_table` (in `asgnas_ir.backends.torch.latency`) measures
-it; this module only reads it, so estimating needs no framework.
+plus a model of everything else. `ai.latency_table` (`asgnas_ir.backends.torch.latency`) measures
+it; this module only reads it, so estimating needs no framework (and imports no backend).
 
 The latency model of a selection (the ids of the zeroed groups):
 
@@ -521,46 +521,6 @@ def grid_widths(full: int, fractions: Sequence[float], unit: int, align: int) ->
             w = int(round(w / align)) * align
         widths.add(min(full, w))
     return sorted(widths)
-
-
-def latency_table(
-    graph: Graph,
-    device: str | Any = "cpu",
-    *,
-    dtype: str | Any = "float32",
-    batch: int | None = None,
-    fractions: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
-    align: int = 8,
-    warmup: int = 3,
-    repeats: int = 10,
-    cache: bool = True,
-    cache_dir: str | Path | None = None,
-    refresh: bool = False,
-) -> LatencyTable:
-    """Measure the latency of `graph`'s compute nodes over kept widths on `device` (PyTorch), cached on disk.
-
-    Args:
-        graph: the IR graph (weights are not needed).
-        device: "cpu", "cuda", "cuda:N" or "mps": the hardware you deploy to.
-        dtype: float32, bfloat16 or float16.
-        batch: the batch size to measure at (default: the example's).
-        fractions: kept fractions of each width to measure (1.0 is always added).
-        align: grid widths are multiples of `align` channels where the layer is wide enough.
-        warmup, repeats: untimed calls, then timed samples whose median is kept.
-        cache: read and write the disk cache (`cache_dir`, else `$ASGNAS_LATENCY_CACHE`, else
-            `~/.cache/asgnas-ir/latency`); a second call with the same arguments measures nothing.
-        refresh: measure again and overwrite the cached table.
-
-    Returns:
-        The table; `table.estimate(graph, space, zero_groups)` predicts a sub-network's latency (ms) and
-        `table.savings(graph, space)` each group's latency saving.
-    """
-    from asgnas_ir.backends.torch.latency import latency_table as measure
-
-    return measure(
-        graph, device, dtype=dtype, batch=batch, fractions=fractions, align=align, warmup=warmup, repeats=repeats,
-        cache=cache, cache_dir=cache_dir, refresh=refresh,
-    )
 
 
 @dataclass(frozen=True)

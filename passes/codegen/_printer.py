@@ -123,3 +123,21 @@ class GeneratedCode:
             save_file({k: contiguous(v) for k, v in self.weights.items()}, str(path))
             written.append(path)
         return written
+
+
+def formatted(source: str, file_name: str) -> str:
+    """`source` as `ruff format` writes it with its default settings, so generated files pass
+    `ruff format --check` in the user's project as they stand. ruff is a dependency; were its
+    binary missing or the run to fail, the text stays as printed (valid, only formatted by us)."""
+    import subprocess
+
+    try:
+        from ruff.__main__ import find_ruff_bin
+
+        done = subprocess.run(
+            [str(find_ruff_bin()), "format", "--isolated", "--stdin-filename", file_name, "-"],
+            input=source, capture_output=True, text=True, timeout=60, check=False,
+        )
+    except (ImportError, OSError, subprocess.SubprocessError):
+        return source
+    return done.stdout if done.returncode == 0 and done.stdout else source

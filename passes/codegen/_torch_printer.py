@@ -5,6 +5,7 @@ See `torch_codegen.py` for what the generated file looks like."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -23,7 +24,8 @@ from asgnas_ir.passes.codegen._layout import (
     transpose_axes,
 )
 from asgnas_ir.passes.codegen._printer import registrar, wrap
-from asgnas_ir.passes.codegen._symbols import SYMBOL_LOCALS, constant_pattern, render, symbol_source
+from asgnas_ir.passes.codegen._symbols import SYMBOL_LOCALS, constant_pattern, dims, render, symbol_source
+from asgnas_ir.passes.codegen._torch_tree import Decl, ModuleTree, ref
 
 # Attributes every nn.Module already has; a layer must not be named like one of them.
 _MODULE_RESERVED = {
@@ -53,16 +55,39 @@ def _masks_the_future(on_and_below: object, above: object) -> bool:
     return (on_and_below, above) == (1, 0) or (on_and_below == 0 and isinstance(above, float) and above <= -1e4)
 
 
+def _list_literal(names: list[str]) -> str:
+    return "(" + ", ".join(json.dumps(n) for n in names) + ("," if len(names) == 1 else "") + ")"
+
+
 def class_name(graph: Graph) -> str:
     raw = sanitize(graph.name)
     return raw[0].upper() + raw[1:] if raw else "Model"
 
 
-class TorchPrinter:
-    """Builds the `__init__` and `forward` bodies node by node."""
+class NotABlock(Exception):
+    """A scope's nodes cannot stand alone as one generated class (see `_torch_blocks.py`)."""
 
-    def __init__(self, graph: Graph) -> None:
+
+class TorchPrinter:
+    """Builds the `__init__` and `forward` bodies node by node.
+
+    A printer writes one class: the model's own (`prefix` "") or one block of it (`prefix`
+    "layer1.0", its nodes reading `block_inputs` from outside); layers are declared by their path
+    relative to the class, so a block's text is the same for every instance of its structure."""
+
+    def __init__(self, graph: Graph, *, prefix: str = "", block_inputs: list[str] | None = None) -> None:
         self.graph = graph
+        self.prefix = prefix
+        self.block_inputs = block_inputs
+        types = {k[len(prefix) + 1 :]: v for k, v in graph.meta.modules.items() if k.startswith(prefix + ".")} if prefix else graph.meta.modules
+        self.tree = ModuleTree(types, _MODULE_RESERVED)
+        self.ties: list[str] = []
+        # a block writes every conv setting, defaults included, so that instances with a stride of
+        # 1 and of 2 print the same tokens and become one class with a `stride` argument
+        self.explicit_settings = bool(prefix)
+        self.classes: list[str] = []
+        self.constants: list[str] = []  # weights kept out of the state_dict (see GraphMeta.computed)
+        self.lists: dict[tuple[str, ...], str] = {}  # values held as one Python list (a DenseNet block's features)
         self.layers = Namespace(_MODULE_RESERVED | _FORWARD_RESERVED)
         self._readers: dict[str, set[Op]] | None = None  # param -> the ops that read it (built on first use)
         self.locals = Namespace(_FORWARD_RESERVED)
@@ -73,7 +98,7 @@ class TorchPrinter:
         self.uses_functional = False
         self._layer_of: dict[tuple[str, ...], str] = {}
         self._constructor_of: dict[tuple[str, ...], str] = {}
-        self._param_home: dict[str, str] = {}  # IR param -> the first layer attribute that holds it
+        self._param_home: dict[str, tuple[str, str]] = {}  # IR param -> the first (layer path, role) holding it
         self.channels_last = graph.meta.layout == "channels_last"
         self.perm: dict[str, Perm] = {}
         self._views: dict[tuple[str, Perm], str] = {}
@@ -135,11 +160,22 @@ class TorchPrinter:
     def symbol(self, symbol: str) -> str:
         """The local holding a symbolic size (`batch = x.shape[0]`, bound once at the top of forward)."""
         if symbol not in self._symbol_locals:
-            value, axis = symbol_source(self.graph, symbol)
+            value, axis = symbol_source(self.graph, symbol) if self.block_inputs is None else self._block_symbol(symbol)
             local = self.locals.name(("symbol", symbol), SYMBOL_LOCALS.get(symbol, symbol.lower()))
             self.prologue.append(f"{local} = {self.expr[value]}.shape[{axis}]")
             self._symbol_locals[symbol] = local
         return self._symbol_locals[symbol]
+
+    def device_source(self) -> str:
+        """A tensor whose device a constant built in forward takes: the model's (or block's) first input."""
+        return self.expr[self.graph.inputs[0] if self.block_inputs is None else self.block_inputs[0]]
+
+    def _block_symbol(self, symbol: str) -> tuple[str, int]:
+        for name in self.block_inputs or []:
+            for axis, dim in enumerate(dims(self.graph, name)):
+                if dim == symbol:
+                    return name, axis
+        raise NotABlock(f"no input of '{self.prefix}' carries the size {symbol}")
 
     def dim(self, value: str, axis: int) -> str:
         """Logical `axis` of `value` as code: its size, or the expression of its symbolic size."""
@@ -213,38 +249,89 @@ class TorchPrinter:
         constructor = self._in_dtype(node, constructor)
         if key in self._layer_of:
             if self._constructor_of[key] != constructor:
-                name = self._layer_of[key]
+                name = self._layer_of[key].strip("\x01\x02")
                 raise CodegenError(
                     f"node '{node.id}' (op {node.op.value}, from '{node.source}') uses the params of layer '{name}' with "
                     f"other settings ({constructor} vs {self._constructor_of[key]}); generated code has no functional "
                     "form of this op to share them through"
                 )
             return self._layer_of[key]
-        name = self.layers.name(key, self._module_path(node) or node.source or node.id)
+        path = self._place(key, self._module_path(node), node.source or node.id)
+        name = ref(path)
         self._layer_of[key] = name
         self._constructor_of[key] = constructor
-        self.init.append(f"self.{name} = {constructor}")
+        self.tree.declare(path, Decl("module", constructor))
         for role, param_name in node.params.items():
             array = self._to_layout(self.graph.params[param_name], param_name, (layouts or {}).get(role))
-            self.weights[f"{name}.{role}"] = array
-            home = self._param_home.setdefault(param_name, f"{name}.{role}")
-            if home != f"{name}.{role}" and self._same_tensor(self.weights[home], array):
+            self.weights[f"{path}.{role}"] = array
+            home = self._param_home.setdefault(param_name, (path, role))
+            if home != (path, role) and self._same_tensor(self.weights[".".join(home)], array):
                 # One param under two layers (an LM head tied to the token embedding): the generated
                 # model keeps it one Parameter, so it counts once and stays tied when trained further.
                 # Both keys stay in the weights file, as in the module's own state_dict.
-                self.init.append(f"self.{name}.{role} = self.{home}")
+                self.ties.append(f"self.{name}.{role} = self.{ref(home[0])}.{home[1]}")
         return name
+
+    def stateless(self, node: NodeBase, constructor: str) -> str:
+        """A module without params (an instance norm without affine weights), declared flat."""
+        path = self._place(("stateless", node.id), None, node.source or node.id)
+        self.tree.declare(path, Decl("module", constructor))
+        return ref(path)
+
+    def tensor(self, param_name: str, layout: str | None = None) -> str:
+        """A param read directly (a class token, a layer-scale vector, MultiheadAttention's packed
+        `in_proj_weight`), declared as an `nn.Parameter` (a buffer when not trainable) at its
+        source path; returns the handle forward code writes after `self.`."""
+        key = (param_name,)
+        if key not in self._layer_of:
+            param = self.graph.params[param_name]
+            path = self._place(key, param.source or None, param.source or param_name)
+            array = self._to_layout(param, param_name, layout)
+            shape = ", ".join(str(d) for d in array.shape) or "()"  # a 0-d param (an ONNX scalar initializer)
+            if param.dtype != "float32":  # load_state_dict copies into the buffer's own dtype
+                shape += f", dtype=torch.{param.dtype}"
+            computed = not param.trainable and param.source in self.graph.meta.computed
+            self.tree.declare(path, Decl("param" if param.trainable else "constant" if computed else "buffer", shape))
+            self.weights[path] = array
+            if computed:
+                self.constants.append(path)
+            self._layer_of[key] = ref(path)
+        return self._layer_of[key]
+
+    def _place(self, key: tuple, source_path: str | None, hint: str) -> str:
+        """Where a declaration lives in this class: its source path (relative to a block's prefix)
+        when the tree can hold it there, else a flat attribute named after `hint`."""
+        if source_path is not None and self.prefix:
+            source_path = source_path[len(self.prefix) + 1 :] if source_path.startswith(self.prefix + ".") else None
+        if source_path is not None and self.tree.fits(source_path):
+            return source_path
+        if self.prefix:
+            raise NotABlock(f"'{hint}' has no path inside '{self.prefix}'")
+        name = self.layers.name(key, hint)
+        while not self.tree.fits(name):
+            name = self.layers.name((key, name), name + "_")
+        return name
+
+    def readers(self, param_name: str) -> set[Op]:
+        """The op kinds that read `param_name`."""
+        self._module_path_index()
+        return self._readers[param_name]  # type: ignore[index]
+
+    def loose_params(self, node: NodeBase) -> bool:
+        """Whether `node`'s params belong to no module of their own kind (a parent's bare parameter,
+        such as MultiheadAttention's `in_proj_weight`), and only nodes of its op read them: the
+        emitter then applies them functionally, declared at their own state_dict keys."""
+        if self.graph.meta.framework != "torch":  # Keras `dense/kernel`: a layer of our own reads better
+            return False
+        return self._module_path(node) is None and all(self.readers(name) == {node.op} for name in node.params.values())
 
     def _module_path(self, node: NodeBase) -> str | None:
         """The source module that owns `node`'s params (`model.layers.0.self_attn.q_proj` for
         `...q_proj.weight` and `...q_proj.bias`), or None when they have no common owner. An exported
         graph names its nodes after the export (`node_linear_3`); the params keep the source model's
         state_dict keys, so they name the layer the way the user knows it."""
-        if self._readers is None:
-            self._readers = {}
-            for other in self.graph.nodes:
-                for name in other.params.values():
-                    self._readers.setdefault(name, set()).add(other.op)
+        self._module_path_index()
+        assert self._readers is not None
         owners = set()
         for role, param_name in node.params.items():
             if len(self._readers[param_name]) > 1:
@@ -255,6 +342,13 @@ class TorchPrinter:
                 return None
             owners.add(owner)
         return owners.pop() if len(owners) == 1 else None
+
+    def _module_path_index(self) -> None:
+        if self._readers is None:
+            self._readers = {}
+            for other in self.graph.nodes:
+                for name in other.params.values():
+                    self._readers.setdefault(name, set()).add(other.op)
 
     @staticmethod
     def _same_tensor(first: np.ndarray, second: np.ndarray) -> bool:
@@ -311,7 +405,7 @@ class TorchPrinter:
         # a layer's output is named after the layer (`model_layers_0_mlp_up_proj`), as fx names it; an
         # exported graph's own value names (`linear_3`, `val_302`) say nothing to the reader
         owner = self._module_path(node) if node.params and len(node.outputs) == 1 else None
-        names = [self.locals.name(out, owner or out) for out in node.outputs]
+        names = [self.locals.name(out, self.hint(owner or out)) for out in node.outputs]
         self.body.append(f"{', '.join(names)} = {expression}")
         for out, name in zip(node.outputs, names, strict=True):
             self.expr[out] = name
@@ -320,9 +414,20 @@ class TorchPrinter:
 
     def line(self, node: NodeBase, hint: str, expression: str) -> str:
         """A helper line of `node`'s decomposition, `<output>_<hint> = expression`; returns the name."""
-        name = self.locals.name(("helper", node.id, hint), f"{node.outputs[0]}_{hint}")
+        name = self.locals.name(("helper", node.id, hint), f"{self.hint(node.outputs[0])}_{hint}")
         self.body.append(f"{name} = {expression}")
         return name
+
+    def hint(self, name: str) -> str:
+        """A local's name from a value or module name; inside a block, relative to the block and
+        without the graph-wide counters (`layer2_0_conv1` -> `conv1`, `iadd_7` -> `iadd`), so every
+        instance prints the same text."""
+        if not self.prefix:
+            return name
+        name = sanitize(name)
+        stem = sanitize(self.prefix) + "_"
+        name = name[len(stem) :] if name.startswith(stem) else name
+        return re.sub(r"_\d+(?=_|$)", "", name) or "value"
 
     def alias(self, node: NodeBase, expression: str, perm: Perm | None = None) -> None:
         self.expr[node.outputs[0]] = expression
@@ -331,14 +436,35 @@ class TorchPrinter:
 
     # ---- printing ----------------------------------------------------------------------------
     def print(self) -> str:
+        from asgnas_ir.passes.codegen._torch_blocks import plan_blocks
+
         for name in self.graph.inputs:
             self.expr[name] = self.locals.name(name, name)
-        for node in self.graph.nodes:
-            emitter = EMITTERS.get(node.op)
-            if emitter is None:
-                raise CodegenError(f"node '{node.id}' (op {node.op.value}, from '{node.source}') has no torch emitter")
-            emitter(self, node)
+        blocks = plan_blocks(self)
+        index = 0
+        nodes = self.graph.nodes
+        while index < len(nodes):
+            block = blocks.get(index)
+            if block is not None:
+                block.call(self)
+                index = block.end
+                continue
+            self.emit(nodes[index])
+            index += 1
         return self._module_text()
+
+    def emit(self, node: NodeBase) -> None:
+        emitter = EMITTERS.get(node.op)
+        if emitter is None:
+            raise CodegenError(f"node '{node.id}' (op {node.op.value}, from '{node.source}') has no torch emitter")
+        emitter(self, node)
+
+    def init_lines(self) -> list[str]:
+        """`__init__`'s statements after `super().__init__()`: the module tree, then tied params."""
+        return [self.tree.resolve(line) for line in [*self.tree.init_lines(), *self.init, *self.ties]]
+
+    def forward_lines(self) -> list[str]:
+        return [self.tree.resolve(line) for line in self.prologue + self.body]
 
     def _is_causal_lm(self) -> bool:
         """Whether the graph is a causal language model generated code can decode with: token ids [N, S]
@@ -448,6 +574,10 @@ class TorchPrinter:
             "from torch import nn",
             "",
             "",
+        ]
+        for text in self.classes:
+            lines += [text, "", ""]
+        lines += [
             f"class {cls}(nn.Module):",
             "    def __init__(self) -> None:",
             "        super().__init__()",
@@ -455,12 +585,13 @@ class TorchPrinter:
         nhwc = self._nhwc_inputs()
         if nhwc:
             lines.append("        self.channels_last = False  # load(channels_last=True) sets it")
-        lines += [wrapped for line in self.init for wrapped in wrap(line, "        ")]
+        lines += [wrapped for line in self.init_lines() for wrapped in wrap(line, "        ")]
         lines += ["", f"    def forward(self, {args}) -> {returns}:"]
         if nhwc:
-            lines.append("        if self.channels_last:  # load(channels_last=True): the convolutions read NHWC memory")
+            lines.append("        # load(channels_last=True): the convolutions read NHWC memory")
+            lines.append("        if self.channels_last:")
             lines += [f"            {x} = {x}.contiguous(memory_format=torch.channels_last)" for x in nhwc]
-        lines += [wrapped for line in self.prologue + self.body for wrapped in wrap(line, "        ")]
+        lines += [wrapped for line in self.forward_lines() for wrapped in wrap(line, "        ")]
         lines += [f"        return {result}"]
         lines += self._generate_text(returns)
         lines += ["", ""] + self._load_text(cls, nhwc)
@@ -534,7 +665,18 @@ class TorchPrinter:
         lines += [
             f"    model = {cls}()",
             '    weights = Path(path) if path is not None else Path(__file__).with_name("weights.safetensors")',
-            "    model.load_state_dict(load_file(str(weights)))",
+        ]
+        if self.constants:
+            # the source computes these in forward, so its state_dict (and ours) has no key for them
+            lines += [
+                "    state = load_file(str(weights))",
+                f"    for name in {_list_literal(self.constants)}:",
+                "        model.get_buffer(name).copy_(state.pop(name))",
+                "    model.load_state_dict(state)",
+            ]
+        else:
+            lines += ["    model.load_state_dict(load_file(str(weights)))"]
+        lines += [
             "    if device is not None or dtype is not None:",
             "        model.to(device=device, dtype=dtype)",
         ]

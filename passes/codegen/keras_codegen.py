@@ -33,13 +33,13 @@ from asgnas_ir.passes.codegen import (  # noqa: F401  (registration: each family
     keras_emitters_shape,
 )
 from asgnas_ir.passes.codegen._keras_printer import KERAS_EMITTERS, Emitter, KerasPrinter, emits  # noqa: F401
-from asgnas_ir.passes.codegen._printer import GeneratedCode
+from asgnas_ir.passes.codegen._printer import GeneratedCode, formatted
 
 
 def generate_keras(graph: Graph) -> GeneratedCode:
     """Print `graph` as `model.py` and collect the variables for `weights.safetensors`."""
     printer = KerasPrinter(graph)
-    text = printer.print()
+    text = formatted(printer.print(), "model.py")
     return GeneratedCode(files={"model.py": text}, weights=printer.weights, always_write_weights=True)
 
 

@@ -1,8 +1,9 @@
 """codegen-torch: write a graph as one readable PyTorch file plus `weights.safetensors`.
 
-The file defines an `nn.Module` whose layers carry the source model's names (`layer1.0.conv1` →
-`self.layer1_0_conv1`) and literal sizes, a `forward` with one line per op, and `load()` that
-reads the weights beside it. It imports only torch and safetensors, never asgnas-ir, and never
+The file defines an `nn.Module` that nests like the source (`self.layer1[0].conv1`, every param
+under the source's state_dict key; `_torch_tree.py`), one class per repeated block structure whose
+constructor takes the pruned widths (`_torch_blocks.py`), literal sizes, `forward`s with one line
+per op, and `load()` that reads the weights beside it; the text is `ruff format`ted. It imports only torch and safetensors, never asgnas-ir, and never
 unpickles anything. A layer called twice in the source (shared weights) is one attribute called
 twice; the same weights called with other settings (TridentNet: one conv at several dilations) are
 the functional form on that attribute's params (`F.conv2d(x, self.branch.weight, ...)`), so the
@@ -40,14 +41,14 @@ from pathlib import Path
 from asgnas_ir.ir.graph import Graph
 from asgnas_ir.pass_manager import Pass, register_pass
 from asgnas_ir.passes.codegen import torch_emitters_layers, torch_emitters_shape  # noqa: F401  (registration)
-from asgnas_ir.passes.codegen._printer import GeneratedCode
+from asgnas_ir.passes.codegen._printer import GeneratedCode, formatted
 from asgnas_ir.passes.codegen._torch_printer import EMITTERS, TorchPrinter, class_name  # noqa: F401  (public names)
 
 
 def generate_torch(graph: Graph) -> GeneratedCode:
     """Print `graph` as `model.py` and collect the state dict for `weights.safetensors`."""
     printer = TorchPrinter(graph)
-    text = printer.print()
+    text = formatted(printer.print(), "model.py")
     return GeneratedCode(files={"model.py": text}, weights=printer.weights, always_write_weights=True)
 
 

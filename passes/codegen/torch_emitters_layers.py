@@ -62,15 +62,17 @@ def _conv(p: TorchPrinter, node: NodeBase) -> None:
         "dilation": None if set(attrs.dilation) == {1} else lit(attrs.dilation),
         "groups": None if attrs.groups == 1 else str(attrs.groups),
     }
+    # inside a block class every setting is written (`_torch_blocks.py` drops the defaults again)
+    explicit = p.explicit_settings
     ctor = call(
         f"nn.Conv{_dims_suffix(n)}",
         str(in_ch),
         str(out_ch),
         kernel_size=lit(tuple(spatial)),
-        stride=settings["stride"],
-        padding=None if padding is None else lit(padding),
-        dilation=settings["dilation"],
-        groups=settings["groups"],
+        stride=lit(attrs.stride) if explicit else settings["stride"],
+        padding=lit(padding) if padding is not None else "0" if explicit else None,
+        dilation=lit(attrs.dilation) if explicit else settings["dilation"],
+        groups=str(attrs.groups) if explicit else settings["groups"],
         bias=None if "bias" in node.params else "False",
         padding_mode=None if attrs.padding_mode == "zeros" or padding is None else lit(attrs.padding_mode),
     )
@@ -131,6 +133,13 @@ def _conv_transpose(p: TorchPrinter, node: NodeBase) -> None:
 def _linear(p: TorchPrinter, node: NodeBase) -> None:
     weight = p.param(node, "weight")
     out_f, in_f = weight.shape[weight.axes.index("O")], weight.shape[weight.axes.index("I")]  # type: ignore[union-attr]
+    if p.loose_params(node):
+        # params that are no Linear's own (MultiheadAttention's packed `in_proj_weight`) stay at
+        # their source's keys and are applied functionally, as the source module does
+        weight_ref = p.tensor(node.params["weight"], "OI")
+        bias = f"self.{p.tensor(node.params['bias'])}" if "bias" in node.params else None
+        p.assign(node, call(p.F("linear"), p.lx(node), f"self.{weight_ref}", *([bias] if bias else [])))
+        return
     ctor = call("nn.Linear", str(in_f), str(out_f), bias=None if "bias" in node.params else "False")
     name = p.layer(node, ctor, {"weight": "OI"})
     p.assign(node, f"self.{name}({p.lx(node)})")
@@ -174,11 +183,7 @@ def _instance_norm(p: TorchPrinter, node: NodeBase) -> None:
         affine="True" if "weight" in node.params else None,
         track_running_stats="True" if "running_mean" in node.params else None,
     )
-    if node.params:
-        name = p.layer(node, ctor)
-    else:
-        name = p.layers.name(("instance_norm", node.id), node.source or node.id)
-        p.init.append(f"self.{name} = {ctor}")
+    name = p.layer(node, ctor) if node.params else p.stateless(node, ctor)
     x, out_perm = p.spatial_x(node)
     p.assign(node, f"self.{name}({x})", out_perm)
 

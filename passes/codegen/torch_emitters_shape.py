@@ -22,6 +22,10 @@ from asgnas_ir.passes.codegen._torch_printer import TorchPrinter, emits
 @emits(Op.CONCAT)
 def _concat(p: TorchPrinter, node: NodeBase) -> None:
     rank = len(p.shape(node.outputs[0]))
+    listed = p.lists.get(tuple(node.inputs))
+    if listed is not None:  # the values a loop appended to one list (`ChainCall` in `_torch_blocks.py`)
+        p.assign(node, f"torch.cat({listed}, dim={node.attrs.axis})")  # type: ignore[attr-defined]
+        return
     perm = next((p.held(v) for v in node.inputs if p.held(v) != identity(rank)), identity(rank))
     parts = ", ".join(p.follow_dtype(node, [p.view(i, perm) for i in node.inputs]))
     axis = inverse(perm)[node.attrs.axis]  # type: ignore[attr-defined]
@@ -163,6 +167,9 @@ def _softmax(p: TorchPrinter, node: NodeBase) -> None:
 @emits(Op.EMBEDDING)
 def _embedding(p: TorchPrinter, node: NodeBase) -> None:
     attrs: A.EmbeddingAttrs = node.attrs  # type: ignore[assignment]
+    if p.loose_params(node):  # a table that is no Embedding's own (Swin's relative position bias table)
+        p.assign(node, call(p.F("embedding"), p.lx(node), f"self.{p.tensor(node.params['weight'], 'VO')}"))
+        return
     name = p.layer(node, call("nn.Embedding", str(attrs.num_embeddings), str(attrs.dim)), {"weight": "VO"})
     p.assign(node, f"self.{name}({p.lx(node)})")
 
@@ -210,29 +217,17 @@ def _expand(p: TorchPrinter, node: NodeBase) -> None:
 @emits(Op.CONSTANT)
 def _constant(p: TorchPrinter, node: NodeBase) -> None:
     param_name = node.params["value"]
-    param = p.graph.params[param_name]
     sized = p.graph.values[node.outputs[0]].dims is not None
     if sized and constant_pattern(p.graph, node)[0] != "expand":
         _sized_constant(p, node)
         return
-    key = (param_name,)
-    if key not in p._layer_of:
-        name = p.layers.name(key, param.source or param_name)
-        p._layer_of[key] = name
-        shape = ", ".join(str(d) for d in param.shape) or "()"  # a 0-d param (an ONNX scalar initializer)
-        if param.dtype != "float32":  # load_state_dict copies into the buffer's own dtype
-            shape += f", dtype=torch.{param.dtype}"
-        if param.trainable:
-            p.init.append(f"self.{name} = nn.Parameter(torch.empty({shape}))")
-        else:
-            p.init.append(f'self.register_buffer("{name}", torch.empty({shape}))')
-        p.weights[name] = p._to_layout(param, param_name, None)
+    handle = p.tensor(param_name)
     if sized:  # computed by the source from a batch of 1, the same for every row: expanded to the call's
         out = node.outputs[0]
         sizes = ", ".join(p.dim(out, a) if isinstance(d, str) else "-1" for a, d in enumerate(p.graph.values[out].symbolic))
-        p.assign(node, f"self.{p._layer_of[key]}.expand({sizes})")
+        p.assign(node, f"self.{handle}.expand({sizes})")
         return
-    p.alias(node, f"self.{p._layer_of[key]}")
+    p.alias(node, f"self.{handle}")
 
 
 def _sized_constant(p: TorchPrinter, node: NodeBase) -> None:
@@ -242,7 +237,7 @@ def _sized_constant(p: TorchPrinter, node: NodeBase) -> None:
     out = node.outputs[0]
     sizes = ", ".join(p.dim(out, a) for a in range(len(p.shape(out))))
     dtype = p.graph.values[out].dtype
-    device = f"device={p.expr[p.graph.inputs[0]]}.device"
+    device = f"device={p.device_source()}.device"
     if kind == "arange":
         p.assign(node, f"torch.arange({sizes}, dtype=torch.{dtype}, {device})")
     elif kind == "triangle":  # a causal mask: one value on and below the diagonal, another above

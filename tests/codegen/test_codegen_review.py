@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -32,7 +33,7 @@ from torch import nn  # noqa: E402
 import asgnas_ir as ai  # noqa: E402
 from asgnas_ir.errors import CodegenError  # noqa: E402
 from asgnas_ir.ir.weights import tensor_array  # noqa: E402
-from asgnas_ir.testing import load_generated  # noqa: E402
+from asgnas_ir.testing import load_generated, one_line  # noqa: E402
 from asgnas_ir.tolerance import RTOL, loosest, rtol  # noqa: E402
 from tests.models import codegen_review as R  # noqa: E402
 
@@ -79,7 +80,7 @@ def test_torch_second_setting_is_a_functional_call_on_the_first_layer(tmp_path: 
     ai.codegen(graph, target="torch", out_dir=tmp_path)
     text = (tmp_path / "model.py").read_text()
     assert text.count("nn.Conv2d(8, 8, kernel_size=3, padding=1)") == 1
-    assert "F.conv2d(relu, self.branch.weight, self.branch.bias, padding=2, dilation=2)" in text
+    assert "F.conv2d(relu, self.branch.weight, self.branch.bias, padding=2, dilation=2)" in one_line(text)
     assert sorted(load_file(str(tmp_path / "weights.safetensors"))) == sorted(
         f"{layer}.{role}" for layer in ("stem", "branch", "head") for role in ("weight", "bias")
     )
@@ -89,7 +90,7 @@ def test_keras_second_setting_applies_keras_ops_to_the_first_layers_variables(tm
     graph = ai.compile(R.trident_module(), image(1, 3, 12, 12))
     ai.codegen(graph, target="keras", out_dir=tmp_path)
     text = (tmp_path / "model.py").read_text()
-    assert "keras.ops.conv(conv2d_padded, branch.kernel, padding=\"valid\", dilation_rate=2) + branch.bias" in text
+    assert "keras.ops.conv(conv2d_padded, branch.kernel, padding=\"valid\", dilation_rate=2) + branch.bias" in one_line(text)
     assert sorted(k for k in load_file(str(tmp_path / "weights.safetensors")) if k.startswith("branch")) == [
         "branch/bias", "branch/kernel",
     ]
@@ -192,7 +193,7 @@ def test_keras_layers_compute_in_the_models_dtype(dtype: torch.dtype, tmp_path: 
     graph = ai.compile(R.small_convnet(dtype), x)
     ai.codegen(graph, target="keras", out_dir=tmp_path)
     name = str(dtype).removeprefix("torch.")
-    assert f'layers.Conv2D(8, 3, padding="valid", use_bias=True, dtype="{name}", name="c1")' in (tmp_path / "model.py").read_text()
+    assert f'layers.Conv2D(8, 3, padding="valid", use_bias=True, dtype="{name}", name="c1")' in one_line((tmp_path / "model.py").read_text())
     (output,) = run_keras(tmp_path, [x])
     assert str(output.dtype) == name
 
@@ -206,7 +207,9 @@ def test_onnx_graph_in_another_dtype_generates_torch_in_that_dtype(build, dtype:
     onnx = pytest.importorskip("onnx")
     model, x = build(dtype), image(*shape, dtype=dtype)
     buffer = io.BytesIO()
-    torch.onnx.export(model, (x,), buffer, dynamo=False, input_names=["x"])
+    with warnings.catch_warnings():  # the TorchScript exporter on purpose: torch says it is deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (x,), buffer, dynamo=False, input_names=["x"])
     proto = onnx.load_from_string(buffer.getvalue())
     for fraction in FRACTIONS:
         report = ai.check(proto, x.numpy(), target="torch", fraction=fraction)

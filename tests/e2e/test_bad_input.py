@@ -442,7 +442,8 @@ def test_sigkill_mid_training_then_resume_matches_an_uninterrupted_run(tmp_path:
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"resuming H2SPG after epoch {state['epoch'] + 1}" in resumed.stdout
-    assert straight.wait() == 0, straight.stderr.read()
+    _, errors = straight.communicate()  # reads stderr to its end and closes the pipe
+    assert straight.returncode == 0, errors
     _reports_equal(tmp_path / "a", tmp_path / "b")
 
 

@@ -30,6 +30,11 @@ class Odd(torch.nn.Module):
 """
 
 
+# fx lacks i0, so frontend="auto" tries the export path too; torch.export cannot translate i0 either
+# and the export path warns as it falls back to the TorchScript exporter (the point of these tests)
+EXPORT_FALLBACK = pytest.mark.filterwarnings(r"ignore:torch\.onnx\.export\(dynamo=True\) failed for Odd:UserWarning")
+
+
 @pytest.fixture
 def torch_spec(tmp_path: Path) -> str:
     pytest.importorskip("torch")
@@ -42,6 +47,7 @@ def _opaque_nodes(ir: Path) -> list[dict]:
     return [n for n in json.loads(ir.read_text())["nodes"] if n["op"] == "opaque"]
 
 
+@EXPORT_FALLBACK
 @pytest.mark.parametrize("command", ["compile", "check"])
 def test_without_the_flag_an_unknown_op_exits_2_naming_it(command: str, torch_spec: str, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
@@ -53,6 +59,7 @@ def test_without_the_flag_an_unknown_op_exits_2_naming_it(command: str, torch_sp
     assert "Traceback" not in err
 
 
+@EXPORT_FALLBACK
 def test_compile_opaque_writes_the_ir_with_an_opaque_node(torch_spec: str, tmp_path: Path) -> None:
     ir = tmp_path / "odd.json"
     assert main(["compile", torch_spec, "--input", "1,3,8,8", "--on-unsupported", "opaque", "-o", str(ir)]) == EXIT_OK
@@ -61,6 +68,7 @@ def test_compile_opaque_writes_the_ir_with_an_opaque_node(torch_spec: str, tmp_p
     assert node["attrs"]["target"] == "torch.i0"
 
 
+@EXPORT_FALLBACK
 def test_check_opaque_runs_the_generated_code_around_the_opaque_op(torch_spec: str,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["check", torch_spec, "--input", "1,3,8,8", "--on-unsupported", "opaque", "--json"])

@@ -17,7 +17,7 @@ from torch import nn
 import asgnas_ir as ai
 from asgnas_ir.backends.torch.binding import zero_slices_
 from asgnas_ir.passes.analysis.dependency_graph import ChannelGroup, dependency_graph
-from asgnas_ir.testing import assert_outputs_match, emit_and_load
+from asgnas_ir.testing import assert_outputs_match, emit_and_load, one_line
 from tests.models import REPLICAS, example_inputs
 from tests.models.transformers import TinyLlama
 
@@ -209,18 +209,20 @@ def test_generated_code_reshapes_to_the_pruned_head_counts(variant: str, tmp_pat
     _assert_same_logits(reference, generated)
     code = (tmp_path / "model.py").read_text()
     kept_heads, kept_kv = HEADS // 2, KV_HEADS // 2
+    # both layers keep the same counts, so their one generated class writes them as literals
+    code = one_line(code)
     split = re.findall(rf"\.reshape\(\w+, -1, (\d+), {HEAD_DIM}\)", code)  # [B, T, E] -> [B, T, H, Dh]
-    assert sorted(split) == sorted([str(kept_heads)] * LAYERS + [str(kept_kv)] * 2 * LAYERS)
+    assert set(split) == {str(kept_heads), str(kept_kv)}
     repeated = re.findall(r"\.expand\(-1, -1, (\d+), -1, -1\)", code)  # a new axis after the KV heads
-    assert repeated == [str(SHARE)] * 2 * LAYERS
+    assert repeated and set(repeated) == {str(SHARE)}
     merged_back = re.findall(rf"\.reshape\(\w+, (\d+), -1, {HEAD_DIM}\)", code)  # KV heads as query heads
-    assert merged_back == [str(kept_heads)] * 2 * LAYERS
-    assert len(re.findall(rf"\.reshape\(\w+, -1, {kept_heads * HEAD_DIM}\)", code)) == LAYERS  # heads merged
+    assert merged_back and set(merged_back) == {str(kept_heads)}
+    assert re.search(rf"\.reshape\(\w+, -1, {kept_heads * HEAD_DIM}\)", code)  # heads merged
     assert f", {HEADS}, " not in "".join(re.findall(r"\.reshape\([^)]*\)", code))
     state = generated.state_dict()
-    assert state["layers_0_self_attn_q_proj.weight"].shape == (kept_heads * HEAD_DIM, DIM)
-    assert state["layers_0_self_attn_k_proj.weight"].shape == (kept_kv * HEAD_DIM, DIM)
-    assert state["layers_1_mlp_up_proj.weight"].shape == (HIDDEN // 2, DIM)
+    assert state["layers.0.self_attn.q_proj.weight"].shape == (kept_heads * HEAD_DIM, DIM)
+    assert state["layers.0.self_attn.k_proj.weight"].shape == (kept_kv * HEAD_DIM, DIM)
+    assert state["layers.1.mlp.up_proj.weight"].shape == (HIDDEN // 2, DIM)
 
 
 @pytest.mark.parametrize("tie", [True, False])
@@ -256,8 +258,9 @@ def test_erase_mode_removes_attention_and_mlp_sub_blocks_and_whole_layers(tmp_pa
     reference, generated, _ = _zeroed_pair(_llama(), lambda g, s: sorted(ends[e] for e in erased), tmp_path, mode="erase")
     _assert_same_logits(reference, generated)
     code = (tmp_path / "model.py").read_text()
-    assert "layers_0_self_attn" not in code and "layers_1_self_attn" not in code and "layers_1_mlp" not in code
-    assert "self.layers_0_mlp_down_proj(" in code
+    keys = set(generated.state_dict())
+    assert not any(k.startswith(("layers.0.self_attn.", "layers.1.")) for k in keys)
+    assert "layers.0.mlp.down_proj.weight" in keys and ".mlp.down_proj(" in code
 
 
 @pytest.mark.parametrize("mode", ["prune", "erase", "both"])

@@ -206,8 +206,18 @@ def test_auto_keeps_fx_when_fx_lowers_the_model() -> None:
     assert any(node.op is Op.LINEAR for node in graph.nodes)
 
 
+# SignBranchTopK branches on a tensor's value: torch.export refuses it and the TorchScript exporter
+# records the branch taken, each of which the export path warns about before the ONNX frontend refuses TopK
+FALLS_BACK = r"torch\.onnx\.export\(dynamo=True\) failed for SignBranchTopK .*falling back to the TorchScript exporter"
+SPECIALISED = r"the TorchScript exporter saw SignBranchTopK read 1 tensor value"
+
+
 def test_auto_names_both_causes_when_both_paths_refuse() -> None:
-    with pytest.raises(UnsupportedOpError) as caught:
+    with (
+        pytest.warns(UserWarning, match=FALLS_BACK),
+        pytest.warns(UserWarning, match=SPECIALISED),
+        pytest.raises(UnsupportedOpError) as caught,
+    ):
         lower_torch_auto(SignBranchTopK(), (torch.randn(1, 3, 6, 6),), "error")
     message = str(caught.value)
     fx_at, export_at = message.find("torch.fx: "), message.find("then the export path")
@@ -219,7 +229,8 @@ def test_auto_names_both_causes_when_both_paths_refuse() -> None:
 
 
 def test_auto_opaque_keeps_what_neither_path_lowers() -> None:
-    graph = lower_torch_auto(SignBranchTopK(), (torch.randn(1, 3, 6, 6),), "opaque")
+    with pytest.warns(UserWarning, match=FALLS_BACK), pytest.warns(UserWarning, match=SPECIALISED):
+        graph = lower_torch_auto(SignBranchTopK(), (torch.randn(1, 3, 6, 6),), "opaque")
     assert graph.meta.frontend == "onnx"
     assert "cannot trace" in (graph.meta.fallback_reason or "")
     assert [node.attrs.target for node in graph.nodes if node.op is Op.OPAQUE] == ["onnx::TopK"]

@@ -139,6 +139,9 @@ def assert_compile_leaves_model(model: torch.nn.Module, program: Program, seed: 
 
 
 @FAST
+# onnxruntime has no float64 Conv kernel: where `check` compares through the ONNX export it runs the
+# export with onnx.reference and says so (frontends/onnx/reference.py)
+@pytest.mark.filterwarnings("ignore:onnxruntime has no kernel for an op of the ONNX export:UserWarning")
 @given(strategy=st.sampled_from(sorted(STRATEGIES)), data=st.data(), mode=st.sampled_from(MODES), fraction=FRACTIONS,
        seed=SEEDS)
 def test_float64_programs_check(strategy: str, data: st.DataObject, mode: str, fraction: float, seed: int) -> None:

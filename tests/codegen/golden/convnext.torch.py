@@ -14,51 +14,51 @@ from safetensors.torch import load_file
 from torch import nn
 
 
+class ConvNeXtBlock(nn.Module):
+    def __init__(self, pwconv1_out: int) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2d(16, 16, kernel_size=7, padding=3, groups=16)
+        self.norm = nn.LayerNorm(16, eps=1e-06)
+        self.pwconv1 = nn.Linear(16, pwconv1_out)
+        self.pwconv2 = nn.Linear(pwconv1_out, 16)
+        self.gamma = nn.Parameter(torch.empty(16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dwconv = self.dwconv(x)
+        permute = dwconv.permute(0, 2, 3, 1)
+        norm = self.norm(permute)
+        pwconv1 = self.pwconv1(norm)
+        act = F.gelu(pwconv1)
+        pwconv2 = self.pwconv2(act)
+        mul = self.gamma * pwconv2
+        permute_1 = mul.permute(0, 3, 1, 2)
+        add = x + permute_1
+        return add
+
+
 class ConvNeXt(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.channels_last = False  # load(channels_last=True) sets it
-        self.stem_0 = nn.Conv2d(3, 16, kernel_size=4, stride=4)
-        self.stem_1_norm = nn.LayerNorm(16, eps=1e-06)
-        self.stages_0_dwconv = nn.Conv2d(16, 16, kernel_size=7, padding=3, groups=16)
-        self.stages_0_norm = nn.LayerNorm(16, eps=1e-06)
-        self.stages_0_pwconv1 = nn.Linear(16, 34)
-        self.stages_0_pwconv2 = nn.Linear(34, 16)
-        self.stages_0_gamma = nn.Parameter(torch.empty(16))
-        self.stages_1_dwconv = nn.Conv2d(16, 16, kernel_size=7, padding=3, groups=16)
-        self.stages_1_norm = nn.LayerNorm(16, eps=1e-06)
-        self.stages_1_pwconv1 = nn.Linear(16, 30)
-        self.stages_1_pwconv2 = nn.Linear(30, 16)
-        self.stages_1_gamma = nn.Parameter(torch.empty(16))
+        self.stem = nn.Sequential()
+        self.stem.append(nn.Conv2d(3, 16, kernel_size=4, stride=4))
+        self.stem.append(nn.Module())
+        self.stem[1].norm = nn.LayerNorm(16, eps=1e-06)
+        self.stages = nn.Sequential(ConvNeXtBlock(34), ConvNeXtBlock(30))
         self.norm = nn.LayerNorm(16, eps=1e-06)
         self.head = nn.Linear(16, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:  # load(channels_last=True): the convolutions read NHWC memory
+        # load(channels_last=True): the convolutions read NHWC memory
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        stem_0 = self.stem_0(x)
+        stem_0 = self.stem[0](x)
         permute = stem_0.permute(0, 2, 3, 1)
-        stem_1_norm = self.stem_1_norm(permute)
+        stem_1_norm = self.stem[1].norm(permute)
         permute_1 = stem_1_norm.permute(0, 3, 1, 2)
-        stages_0_dwconv = self.stages_0_dwconv(permute_1)
-        permute_2 = stages_0_dwconv.permute(0, 2, 3, 1)
-        stages_0_norm = self.stages_0_norm(permute_2)
-        stages_0_pwconv1 = self.stages_0_pwconv1(stages_0_norm)
-        stages_0_act = F.gelu(stages_0_pwconv1)
-        stages_0_pwconv2 = self.stages_0_pwconv2(stages_0_act)
-        mul = self.stages_0_gamma * stages_0_pwconv2
-        permute_3 = mul.permute(0, 3, 1, 2)
-        add = permute_1 + permute_3
-        stages_1_dwconv = self.stages_1_dwconv(add)
-        permute_4 = stages_1_dwconv.permute(0, 2, 3, 1)
-        stages_1_norm = self.stages_1_norm(permute_4)
-        stages_1_pwconv1 = self.stages_1_pwconv1(stages_1_norm)
-        stages_1_act = F.gelu(stages_1_pwconv1)
-        stages_1_pwconv2 = self.stages_1_pwconv2(stages_1_act)
-        mul_1 = self.stages_1_gamma * stages_1_pwconv2
-        permute_5 = mul_1.permute(0, 3, 1, 2)
-        add_1 = add + permute_5
-        mean = add_1.mean(dim=(2, 3))
+        stages_0 = self.stages[0](permute_1)
+        stages_1 = self.stages[1](stages_0)
+        mean = stages_1.mean(dim=(2, 3))
         norm = self.norm(mean)
         head = self.head(norm)
         return head
@@ -79,9 +79,15 @@ def load(
     (NHWC) memory, the layout fast convolution kernels want (the same outputs, up to rounding).
     """
     if dtype is not None and not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating dtype such as torch.bfloat16, not {dtype}")
+        raise ValueError(
+            f"dtype must be a floating dtype such as torch.bfloat16, not {dtype}"
+        )
     model = ConvNeXt()
-    weights = Path(path) if path is not None else Path(__file__).with_name("weights.safetensors")
+    weights = (
+        Path(path)
+        if path is not None
+        else Path(__file__).with_name("weights.safetensors")
+    )
     model.load_state_dict(load_file(str(weights)))
     if device is not None or dtype is not None:
         model.to(device=device, dtype=dtype)

@@ -14,80 +14,57 @@ from safetensors.torch import load_file
 from torch import nn
 
 
+class DenseLayer(nn.Module):
+    def __init__(self, in_channels: int, conv1_out: int, conv2_out: int) -> None:
+        super().__init__()
+        self.norm1 = nn.BatchNorm2d(in_channels)
+        self.conv1 = nn.Conv2d(in_channels, conv1_out, kernel_size=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(conv1_out)
+        self.conv2 = nn.Conv2d(
+            conv1_out, conv2_out, kernel_size=3, padding=1, bias=False
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm1 = self.norm1(x)
+        relu1 = torch.relu(norm1)
+        conv1 = self.conv1(relu1)
+        norm2 = self.norm2(conv1)
+        relu2 = torch.relu(norm2)
+        conv2 = self.conv2(relu2)
+        cat = torch.cat([x, conv2], dim=1)
+        return cat
+
+
 class DenseNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.channels_last = False  # load(channels_last=True) sets it
         self.conv0 = nn.Conv2d(3, 3, kernel_size=3, padding=1, bias=False)
-        self.block1_0_norm1 = nn.BatchNorm2d(3)
-        self.block1_0_conv1 = nn.Conv2d(3, 4, kernel_size=1, bias=False)
-        self.block1_0_norm2 = nn.BatchNorm2d(4)
-        self.block1_0_conv2 = nn.Conv2d(4, 1, kernel_size=3, padding=1, bias=False)
-        self.block1_1_norm1 = nn.BatchNorm2d(4)
-        self.block1_1_conv1 = nn.Conv2d(4, 5, kernel_size=1, bias=False)
-        self.block1_1_norm2 = nn.BatchNorm2d(5)
-        self.block1_1_conv2 = nn.Conv2d(5, 2, kernel_size=3, padding=1, bias=False)
-        self.block1_2_norm1 = nn.BatchNorm2d(6)
-        self.block1_2_conv1 = nn.Conv2d(6, 4, kernel_size=1, bias=False)
-        self.block1_2_norm2 = nn.BatchNorm2d(4)
-        self.block1_2_conv2 = nn.Conv2d(4, 2, kernel_size=3, padding=1, bias=False)
-        self.trans1_norm = nn.BatchNorm2d(8)
-        self.trans1_conv = nn.Conv2d(8, 5, kernel_size=1, bias=False)
-        self.block2_0_norm1 = nn.BatchNorm2d(5)
-        self.block2_0_conv1 = nn.Conv2d(5, 6, kernel_size=1, bias=False)
-        self.block2_0_norm2 = nn.BatchNorm2d(6)
-        self.block2_0_conv2 = nn.Conv2d(6, 1, kernel_size=3, padding=1, bias=False)
-        self.block2_1_norm1 = nn.BatchNorm2d(6)
-        self.block2_1_conv1 = nn.Conv2d(6, 4, kernel_size=1, bias=False)
-        self.block2_1_norm2 = nn.BatchNorm2d(4)
-        self.block2_1_conv2 = nn.Conv2d(4, 2, kernel_size=3, padding=1, bias=False)
+        self.block1 = nn.Sequential(
+            DenseLayer(3, 4, 1), DenseLayer(4, 5, 2), DenseLayer(6, 4, 2)
+        )
+        self.trans1 = nn.Module()
+        self.trans1.norm = nn.BatchNorm2d(8)
+        self.trans1.conv = nn.Conv2d(8, 5, kernel_size=1, bias=False)
+        self.block2 = nn.Sequential(DenseLayer(5, 6, 1), DenseLayer(6, 4, 2))
         self.norm_final = nn.BatchNorm2d(8)
         self.classifier = nn.Linear(8, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:  # load(channels_last=True): the convolutions read NHWC memory
+        # load(channels_last=True): the convolutions read NHWC memory
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         conv0 = self.conv0(x)
-        block1_0_norm1 = self.block1_0_norm1(conv0)
-        block1_0_relu1 = torch.relu(block1_0_norm1)
-        block1_0_conv1 = self.block1_0_conv1(block1_0_relu1)
-        block1_0_norm2 = self.block1_0_norm2(block1_0_conv1)
-        block1_0_relu2 = torch.relu(block1_0_norm2)
-        block1_0_conv2 = self.block1_0_conv2(block1_0_relu2)
-        cat = torch.cat([conv0, block1_0_conv2], dim=1)
-        block1_1_norm1 = self.block1_1_norm1(cat)
-        block1_1_relu1 = torch.relu(block1_1_norm1)
-        block1_1_conv1 = self.block1_1_conv1(block1_1_relu1)
-        block1_1_norm2 = self.block1_1_norm2(block1_1_conv1)
-        block1_1_relu2 = torch.relu(block1_1_norm2)
-        block1_1_conv2 = self.block1_1_conv2(block1_1_relu2)
-        cat_1 = torch.cat([cat, block1_1_conv2], dim=1)
-        block1_2_norm1 = self.block1_2_norm1(cat_1)
-        block1_2_relu1 = torch.relu(block1_2_norm1)
-        block1_2_conv1 = self.block1_2_conv1(block1_2_relu1)
-        block1_2_norm2 = self.block1_2_norm2(block1_2_conv1)
-        block1_2_relu2 = torch.relu(block1_2_norm2)
-        block1_2_conv2 = self.block1_2_conv2(block1_2_relu2)
-        cat_2 = torch.cat([cat_1, block1_2_conv2], dim=1)
-        trans1_norm = self.trans1_norm(cat_2)
+        block1_0 = self.block1[0](conv0)
+        block1_1 = self.block1[1](block1_0)
+        block1_2 = self.block1[2](block1_1)
+        trans1_norm = self.trans1.norm(block1_2)
         trans1_relu = torch.relu(trans1_norm)
-        trans1_conv = self.trans1_conv(trans1_relu)
+        trans1_conv = self.trans1.conv(trans1_relu)
         trans1_pool = F.avg_pool2d(trans1_conv, 2)
-        block2_0_norm1 = self.block2_0_norm1(trans1_pool)
-        block2_0_relu1 = torch.relu(block2_0_norm1)
-        block2_0_conv1 = self.block2_0_conv1(block2_0_relu1)
-        block2_0_norm2 = self.block2_0_norm2(block2_0_conv1)
-        block2_0_relu2 = torch.relu(block2_0_norm2)
-        block2_0_conv2 = self.block2_0_conv2(block2_0_relu2)
-        cat_3 = torch.cat([trans1_pool, block2_0_conv2], dim=1)
-        block2_1_norm1 = self.block2_1_norm1(cat_3)
-        block2_1_relu1 = torch.relu(block2_1_norm1)
-        block2_1_conv1 = self.block2_1_conv1(block2_1_relu1)
-        block2_1_norm2 = self.block2_1_norm2(block2_1_conv1)
-        block2_1_relu2 = torch.relu(block2_1_norm2)
-        block2_1_conv2 = self.block2_1_conv2(block2_1_relu2)
-        cat_4 = torch.cat([cat_3, block2_1_conv2], dim=1)
-        norm_final = self.norm_final(cat_4)
+        block2_0 = self.block2[0](trans1_pool)
+        block2_1 = self.block2[1](block2_0)
+        norm_final = self.norm_final(block2_1)
         relu = torch.relu(norm_final)
         pool = F.adaptive_avg_pool2d(relu, 1)
         flatten = torch.flatten(pool, 1)
@@ -110,9 +87,15 @@ def load(
     (NHWC) memory, the layout fast convolution kernels want (the same outputs, up to rounding).
     """
     if dtype is not None and not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating dtype such as torch.bfloat16, not {dtype}")
+        raise ValueError(
+            f"dtype must be a floating dtype such as torch.bfloat16, not {dtype}"
+        )
     model = DenseNet()
-    weights = Path(path) if path is not None else Path(__file__).with_name("weights.safetensors")
+    weights = (
+        Path(path)
+        if path is not None
+        else Path(__file__).with_name("weights.safetensors")
+    )
     model.load_state_dict(load_file(str(weights)))
     if device is not None or dtype is not None:
         model.to(device=device, dtype=dtype)

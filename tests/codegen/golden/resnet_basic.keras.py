@@ -24,28 +24,60 @@ def build() -> keras.Model:
     """The model with freshly initialised weights (see `load`)."""
     x = keras.Input(shape=(3, 32, 32), name="x")
     x_nhwc = keras.ops.transpose(x, (0, 2, 3, 1))
-    conv1_padded = layers.ZeroPadding2D(padding=((1, 1), (1, 1)), name="conv1_pad")(x_nhwc)
-    conv1 = layers.Conv2D(3, 3, padding="valid", use_bias=False, name="conv1")(conv1_padded)
-    bn1 = layers.BatchNormalization(axis=3, momentum=0.9, epsilon=1e-05, name="bn1")(conv1)
+    conv1_padded = layers.ZeroPadding2D(padding=((1, 1), (1, 1)), name="conv1_pad")(
+        x_nhwc
+    )
+    conv1 = layers.Conv2D(3, 3, padding="valid", use_bias=False, name="conv1")(
+        conv1_padded
+    )
+    bn1 = layers.BatchNormalization(axis=3, momentum=0.9, epsilon=1e-05, name="bn1")(
+        conv1
+    )
     relu = keras.ops.relu(bn1)
-    maxpool_padded = keras.ops.pad(relu, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=float("-inf"))
+    maxpool_padded = keras.ops.pad(
+        relu, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=float("-inf")
+    )
     maxpool = layers.MaxPooling2D(3, strides=2, name="maxpool")(maxpool_padded)
-    layer1_0_conv1_padded = layers.ZeroPadding2D(padding=((1, 1), (1, 1)), name="layer1_0_conv1_pad")(maxpool)
-    layer1_0_conv1 = layers.Conv2D(5, 3, padding="valid", use_bias=False, name="layer1_0_conv1")(layer1_0_conv1_padded)
-    layer1_0_bn1 = layers.BatchNormalization(axis=3, momentum=0.9, epsilon=1e-05, name="layer1_0_bn1")(layer1_0_conv1)
+    layer1_0_conv1_padded = layers.ZeroPadding2D(
+        padding=((1, 1), (1, 1)), name="layer1_0_conv1_pad"
+    )(maxpool)
+    layer1_0_conv1 = layers.Conv2D(
+        5, 3, padding="valid", use_bias=False, name="layer1_0_conv1"
+    )(layer1_0_conv1_padded)
+    layer1_0_bn1 = layers.BatchNormalization(
+        axis=3, momentum=0.9, epsilon=1e-05, name="layer1_0_bn1"
+    )(layer1_0_conv1)
     layer1_0_relu = keras.ops.relu(layer1_0_bn1)
-    layer1_0_conv2_padded = layers.ZeroPadding2D(padding=((1, 1), (1, 1)), name="layer1_0_conv2_pad")(layer1_0_relu)
-    layer1_0_conv2 = layers.Conv2D(3, 3, padding="valid", use_bias=False, name="layer1_0_conv2")(layer1_0_conv2_padded)
-    layer1_0_bn2 = layers.BatchNormalization(axis=3, momentum=0.9, epsilon=1e-05, name="layer1_0_bn2")(layer1_0_conv2)
+    layer1_0_conv2_padded = layers.ZeroPadding2D(
+        padding=((1, 1), (1, 1)), name="layer1_0_conv2_pad"
+    )(layer1_0_relu)
+    layer1_0_conv2 = layers.Conv2D(
+        3, 3, padding="valid", use_bias=False, name="layer1_0_conv2"
+    )(layer1_0_conv2_padded)
+    layer1_0_bn2 = layers.BatchNormalization(
+        axis=3, momentum=0.9, epsilon=1e-05, name="layer1_0_bn2"
+    )(layer1_0_conv2)
     add = layer1_0_bn2 + maxpool
     layer1_0_relu_1 = keras.ops.relu(add)
-    layer1_1_conv1_padded = layers.ZeroPadding2D(padding=((1, 1), (1, 1)), name="layer1_1_conv1_pad")(layer1_0_relu_1)
-    layer1_1_conv1 = layers.Conv2D(2, 3, padding="valid", use_bias=False, name="layer1_1_conv1")(layer1_1_conv1_padded)
-    layer1_1_bn1 = layers.BatchNormalization(axis=3, momentum=0.9, epsilon=1e-05, name="layer1_1_bn1")(layer1_1_conv1)
+    layer1_1_conv1_padded = layers.ZeroPadding2D(
+        padding=((1, 1), (1, 1)), name="layer1_1_conv1_pad"
+    )(layer1_0_relu_1)
+    layer1_1_conv1 = layers.Conv2D(
+        2, 3, padding="valid", use_bias=False, name="layer1_1_conv1"
+    )(layer1_1_conv1_padded)
+    layer1_1_bn1 = layers.BatchNormalization(
+        axis=3, momentum=0.9, epsilon=1e-05, name="layer1_1_bn1"
+    )(layer1_1_conv1)
     layer1_1_relu = keras.ops.relu(layer1_1_bn1)
-    layer1_1_conv2_padded = layers.ZeroPadding2D(padding=((1, 1), (1, 1)), name="layer1_1_conv2_pad")(layer1_1_relu)
-    layer1_1_conv2 = layers.Conv2D(3, 3, padding="valid", use_bias=False, name="layer1_1_conv2")(layer1_1_conv2_padded)
-    layer1_1_bn2 = layers.BatchNormalization(axis=3, momentum=0.9, epsilon=1e-05, name="layer1_1_bn2")(layer1_1_conv2)
+    layer1_1_conv2_padded = layers.ZeroPadding2D(
+        padding=((1, 1), (1, 1)), name="layer1_1_conv2_pad"
+    )(layer1_1_relu)
+    layer1_1_conv2 = layers.Conv2D(
+        3, 3, padding="valid", use_bias=False, name="layer1_1_conv2"
+    )(layer1_1_conv2_padded)
+    layer1_1_bn2 = layers.BatchNormalization(
+        axis=3, momentum=0.9, epsilon=1e-05, name="layer1_1_bn2"
+    )(layer1_1_conv2)
     add_1 = layer1_1_bn2 + layer1_0_relu_1
     layer1_1_relu_1 = keras.ops.relu(add_1)
     layer2_0_downsample_0 = layers.Conv2D(
@@ -54,27 +86,51 @@ def build() -> keras.Model:
     layer2_0_downsample_1 = layers.BatchNormalization(
         axis=3, momentum=0.9, epsilon=1e-05, name="layer2_0_downsample_1"
     )(layer2_0_downsample_0)
-    layer2_0_conv1_padded = layers.ZeroPadding2D(padding=((1, 1), (1, 1)), name="layer2_0_conv1_pad")(layer1_1_relu_1)
+    layer2_0_conv1_padded = layers.ZeroPadding2D(
+        padding=((1, 1), (1, 1)), name="layer2_0_conv1_pad"
+    )(layer1_1_relu_1)
     layer2_0_conv1 = layers.Conv2D(
         9, 3, strides=2, padding="valid", use_bias=False, name="layer2_0_conv1"
     )(layer2_0_conv1_padded)
-    layer2_0_bn1 = layers.BatchNormalization(axis=3, momentum=0.9, epsilon=1e-05, name="layer2_0_bn1")(layer2_0_conv1)
+    layer2_0_bn1 = layers.BatchNormalization(
+        axis=3, momentum=0.9, epsilon=1e-05, name="layer2_0_bn1"
+    )(layer2_0_conv1)
     layer2_0_relu = keras.ops.relu(layer2_0_bn1)
-    layer2_0_conv2_padded = layers.ZeroPadding2D(padding=((1, 1), (1, 1)), name="layer2_0_conv2_pad")(layer2_0_relu)
-    layer2_0_conv2 = layers.Conv2D(9, 3, padding="valid", use_bias=False, name="layer2_0_conv2")(layer2_0_conv2_padded)
-    layer2_0_bn2 = layers.BatchNormalization(axis=3, momentum=0.9, epsilon=1e-05, name="layer2_0_bn2")(layer2_0_conv2)
+    layer2_0_conv2_padded = layers.ZeroPadding2D(
+        padding=((1, 1), (1, 1)), name="layer2_0_conv2_pad"
+    )(layer2_0_relu)
+    layer2_0_conv2 = layers.Conv2D(
+        9, 3, padding="valid", use_bias=False, name="layer2_0_conv2"
+    )(layer2_0_conv2_padded)
+    layer2_0_bn2 = layers.BatchNormalization(
+        axis=3, momentum=0.9, epsilon=1e-05, name="layer2_0_bn2"
+    )(layer2_0_conv2)
     add_2 = layer2_0_bn2 + layer2_0_downsample_1
     layer2_0_relu_1 = keras.ops.relu(add_2)
-    layer2_1_conv1_padded = layers.ZeroPadding2D(padding=((1, 1), (1, 1)), name="layer2_1_conv1_pad")(layer2_0_relu_1)
-    layer2_1_conv1 = layers.Conv2D(8, 3, padding="valid", use_bias=False, name="layer2_1_conv1")(layer2_1_conv1_padded)
-    layer2_1_bn1 = layers.BatchNormalization(axis=3, momentum=0.9, epsilon=1e-05, name="layer2_1_bn1")(layer2_1_conv1)
+    layer2_1_conv1_padded = layers.ZeroPadding2D(
+        padding=((1, 1), (1, 1)), name="layer2_1_conv1_pad"
+    )(layer2_0_relu_1)
+    layer2_1_conv1 = layers.Conv2D(
+        8, 3, padding="valid", use_bias=False, name="layer2_1_conv1"
+    )(layer2_1_conv1_padded)
+    layer2_1_bn1 = layers.BatchNormalization(
+        axis=3, momentum=0.9, epsilon=1e-05, name="layer2_1_bn1"
+    )(layer2_1_conv1)
     layer2_1_relu = keras.ops.relu(layer2_1_bn1)
-    layer2_1_conv2_padded = layers.ZeroPadding2D(padding=((1, 1), (1, 1)), name="layer2_1_conv2_pad")(layer2_1_relu)
-    layer2_1_conv2 = layers.Conv2D(9, 3, padding="valid", use_bias=False, name="layer2_1_conv2")(layer2_1_conv2_padded)
-    layer2_1_bn2 = layers.BatchNormalization(axis=3, momentum=0.9, epsilon=1e-05, name="layer2_1_bn2")(layer2_1_conv2)
+    layer2_1_conv2_padded = layers.ZeroPadding2D(
+        padding=((1, 1), (1, 1)), name="layer2_1_conv2_pad"
+    )(layer2_1_relu)
+    layer2_1_conv2 = layers.Conv2D(
+        9, 3, padding="valid", use_bias=False, name="layer2_1_conv2"
+    )(layer2_1_conv2_padded)
+    layer2_1_bn2 = layers.BatchNormalization(
+        axis=3, momentum=0.9, epsilon=1e-05, name="layer2_1_bn2"
+    )(layer2_1_conv2)
     add_3 = layer2_1_bn2 + layer2_0_relu_1
     layer2_1_relu_1 = keras.ops.relu(add_3)
-    avgpool = layers.GlobalAveragePooling2D(keepdims=True, name="avgpool")(layer2_1_relu_1)
+    avgpool = layers.GlobalAveragePooling2D(keepdims=True, name="avgpool")(
+        layer2_1_relu_1
+    )
     flatten = keras.ops.reshape(avgpool, (-1, 9))
     fc = layers.Dense(10, use_bias=True, name="fc")(flatten)
     return keras.Model(x, fc, name="ResNetBasic")
@@ -83,7 +139,13 @@ def build() -> keras.Model:
 def load(path: str | Path | None = None) -> keras.Model:
     """The model with the weights from `path` (default: weights.safetensors beside this file)."""
     model = build()
-    weights = load_file(str(path if path is not None else Path(__file__).with_name("weights.safetensors")))
+    weights = load_file(
+        str(
+            path
+            if path is not None
+            else Path(__file__).with_name("weights.safetensors")
+        )
+    )
     for variable in model.weights:
         variable.assign(weights[variable.path])
     return model

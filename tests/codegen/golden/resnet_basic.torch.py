@@ -14,70 +14,76 @@ from safetensors.torch import load_file
 from torch import nn
 
 
+class BasicBlock(nn.Module):
+    def __init__(self, in_channels: int, conv1_out: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(
+            in_channels, conv1_out, kernel_size=3, padding=1, bias=False
+        )
+        self.bn1 = nn.BatchNorm2d(conv1_out)
+        self.conv2 = nn.Conv2d(
+            conv1_out, in_channels, kernel_size=3, padding=1, bias=False
+        )
+        self.bn2 = nn.BatchNorm2d(in_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv1 = self.conv1(x)
+        bn1 = self.bn1(conv1)
+        relu = torch.relu(bn1)
+        conv2 = self.conv2(relu)
+        bn2 = self.bn2(conv2)
+        add = bn2 + x
+        relu_1 = torch.relu(add)
+        return relu_1
+
+
+class BasicBlockWithDownsample(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.downsample = nn.Sequential(
+            nn.Conv2d(3, 9, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(9)
+        )
+        self.conv1 = nn.Conv2d(3, 9, kernel_size=3, stride=2, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(9)
+        self.conv2 = nn.Conv2d(9, 9, kernel_size=3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(9)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        downsample = self.downsample[0](x)
+        downsample_1 = self.downsample[1](downsample)
+        conv1 = self.conv1(x)
+        bn1 = self.bn1(conv1)
+        relu = torch.relu(bn1)
+        conv2 = self.conv2(relu)
+        bn2 = self.bn2(conv2)
+        add = bn2 + downsample_1
+        relu_1 = torch.relu(add)
+        return relu_1
+
+
 class ResNetBasic(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.channels_last = False  # load(channels_last=True) sets it
         self.conv1 = nn.Conv2d(3, 3, kernel_size=3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(3)
-        self.layer1_0_conv1 = nn.Conv2d(3, 5, kernel_size=3, padding=1, bias=False)
-        self.layer1_0_bn1 = nn.BatchNorm2d(5)
-        self.layer1_0_conv2 = nn.Conv2d(5, 3, kernel_size=3, padding=1, bias=False)
-        self.layer1_0_bn2 = nn.BatchNorm2d(3)
-        self.layer1_1_conv1 = nn.Conv2d(3, 2, kernel_size=3, padding=1, bias=False)
-        self.layer1_1_bn1 = nn.BatchNorm2d(2)
-        self.layer1_1_conv2 = nn.Conv2d(2, 3, kernel_size=3, padding=1, bias=False)
-        self.layer1_1_bn2 = nn.BatchNorm2d(3)
-        self.layer2_0_downsample_0 = nn.Conv2d(3, 9, kernel_size=1, stride=2, bias=False)
-        self.layer2_0_downsample_1 = nn.BatchNorm2d(9)
-        self.layer2_0_conv1 = nn.Conv2d(3, 9, kernel_size=3, stride=2, padding=1, bias=False)
-        self.layer2_0_bn1 = nn.BatchNorm2d(9)
-        self.layer2_0_conv2 = nn.Conv2d(9, 9, kernel_size=3, padding=1, bias=False)
-        self.layer2_0_bn2 = nn.BatchNorm2d(9)
-        self.layer2_1_conv1 = nn.Conv2d(9, 8, kernel_size=3, padding=1, bias=False)
-        self.layer2_1_bn1 = nn.BatchNorm2d(8)
-        self.layer2_1_conv2 = nn.Conv2d(8, 9, kernel_size=3, padding=1, bias=False)
-        self.layer2_1_bn2 = nn.BatchNorm2d(9)
+        self.layer1 = nn.Sequential(BasicBlock(3, 5), BasicBlock(3, 2))
+        self.layer2 = nn.Sequential(BasicBlockWithDownsample(), BasicBlock(9, 8))
         self.fc = nn.Linear(9, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:  # load(channels_last=True): the convolutions read NHWC memory
+        # load(channels_last=True): the convolutions read NHWC memory
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         conv1 = self.conv1(x)
         bn1 = self.bn1(conv1)
         relu = torch.relu(bn1)
         maxpool = F.max_pool2d(relu, 3, stride=2, padding=1)
-        layer1_0_conv1 = self.layer1_0_conv1(maxpool)
-        layer1_0_bn1 = self.layer1_0_bn1(layer1_0_conv1)
-        layer1_0_relu = torch.relu(layer1_0_bn1)
-        layer1_0_conv2 = self.layer1_0_conv2(layer1_0_relu)
-        layer1_0_bn2 = self.layer1_0_bn2(layer1_0_conv2)
-        add = layer1_0_bn2 + maxpool
-        layer1_0_relu_1 = torch.relu(add)
-        layer1_1_conv1 = self.layer1_1_conv1(layer1_0_relu_1)
-        layer1_1_bn1 = self.layer1_1_bn1(layer1_1_conv1)
-        layer1_1_relu = torch.relu(layer1_1_bn1)
-        layer1_1_conv2 = self.layer1_1_conv2(layer1_1_relu)
-        layer1_1_bn2 = self.layer1_1_bn2(layer1_1_conv2)
-        add_1 = layer1_1_bn2 + layer1_0_relu_1
-        layer1_1_relu_1 = torch.relu(add_1)
-        layer2_0_downsample_0 = self.layer2_0_downsample_0(layer1_1_relu_1)
-        layer2_0_downsample_1 = self.layer2_0_downsample_1(layer2_0_downsample_0)
-        layer2_0_conv1 = self.layer2_0_conv1(layer1_1_relu_1)
-        layer2_0_bn1 = self.layer2_0_bn1(layer2_0_conv1)
-        layer2_0_relu = torch.relu(layer2_0_bn1)
-        layer2_0_conv2 = self.layer2_0_conv2(layer2_0_relu)
-        layer2_0_bn2 = self.layer2_0_bn2(layer2_0_conv2)
-        add_2 = layer2_0_bn2 + layer2_0_downsample_1
-        layer2_0_relu_1 = torch.relu(add_2)
-        layer2_1_conv1 = self.layer2_1_conv1(layer2_0_relu_1)
-        layer2_1_bn1 = self.layer2_1_bn1(layer2_1_conv1)
-        layer2_1_relu = torch.relu(layer2_1_bn1)
-        layer2_1_conv2 = self.layer2_1_conv2(layer2_1_relu)
-        layer2_1_bn2 = self.layer2_1_bn2(layer2_1_conv2)
-        add_3 = layer2_1_bn2 + layer2_0_relu_1
-        layer2_1_relu_1 = torch.relu(add_3)
-        avgpool = F.adaptive_avg_pool2d(layer2_1_relu_1, 1)
+        layer1_0 = self.layer1[0](maxpool)
+        layer1_1 = self.layer1[1](layer1_0)
+        layer2_0 = self.layer2[0](layer1_1)
+        layer2_1 = self.layer2[1](layer2_0)
+        avgpool = F.adaptive_avg_pool2d(layer2_1, 1)
         flatten = torch.flatten(avgpool, 1)
         fc = self.fc(flatten)
         return fc
@@ -98,9 +104,15 @@ def load(
     (NHWC) memory, the layout fast convolution kernels want (the same outputs, up to rounding).
     """
     if dtype is not None and not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating dtype such as torch.bfloat16, not {dtype}")
+        raise ValueError(
+            f"dtype must be a floating dtype such as torch.bfloat16, not {dtype}"
+        )
     model = ResNetBasic()
-    weights = Path(path) if path is not None else Path(__file__).with_name("weights.safetensors")
+    weights = (
+        Path(path)
+        if path is not None
+        else Path(__file__).with_name("weights.safetensors")
+    )
     model.load_state_dict(load_file(str(weights)))
     if device is not None or dtype is not None:
         model.to(device=device, dtype=dtype)

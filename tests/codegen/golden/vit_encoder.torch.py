@@ -14,6 +14,80 @@ from safetensors.torch import load_file
 from torch import nn
 
 
+class ViTBlock(nn.Module):
+    def __init__(
+        self,
+        self_attention_empty_0: int,
+        self_attention_in: int,
+        mlp_out: int,
+        self_attention_q_reshape_2: int,
+    ) -> None:
+        super().__init__()
+        self.self_attention_in = self_attention_in
+        self.self_attention_q_reshape_2 = self_attention_q_reshape_2
+        self.ln_1 = nn.LayerNorm(32)
+        self.self_attention = nn.Module()
+        self.self_attention.in_proj_weight = nn.Parameter(
+            torch.empty(self_attention_empty_0, 32)
+        )
+        self.self_attention.in_proj_bias = nn.Parameter(
+            torch.empty(self_attention_empty_0)
+        )
+        self.self_attention.out_proj = nn.Linear(self_attention_in, 32)
+        self.ln_2 = nn.LayerNorm(32)
+        self.mlp = nn.ModuleDict()
+        self.mlp["0"] = nn.Linear(32, mlp_out)
+        self.mlp["3"] = nn.Linear(mlp_out, 32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ln = self.ln_1(x)
+        self_attention_qkv = F.linear(
+            ln, self.self_attention.in_proj_weight, self.self_attention.in_proj_bias
+        )
+        self_attention_split, self_attention_split_1, self_attention_split_2 = (
+            torch.split(
+                self_attention_qkv,
+                [
+                    self.self_attention_in,
+                    self.self_attention_in,
+                    self.self_attention_in,
+                ],
+                dim=2,
+            )
+        )
+        self_attention_q = self_attention_split.reshape(
+            -1, 17, self.self_attention_q_reshape_2, 8
+        )
+        self_attention_q_heads = self_attention_q.permute(0, 2, 1, 3)
+        self_attention_k = self_attention_split_1.reshape(
+            -1, 17, self.self_attention_q_reshape_2, 8
+        )
+        self_attention_k_heads = self_attention_k.permute(0, 2, 1, 3)
+        self_attention_v = self_attention_split_2.reshape(
+            -1, 17, self.self_attention_q_reshape_2, 8
+        )
+        self_attention_v_heads = self_attention_v.permute(0, 2, 1, 3)
+        self_attention_attention = F.scaled_dot_product_attention(
+            self_attention_q_heads,
+            self_attention_k_heads,
+            self_attention_v_heads,
+            scale=0.35355339059327373,
+        )
+        self_attention_tokens = self_attention_attention.permute(0, 2, 1, 3)
+        self_attention_merged = self_attention_tokens.reshape(
+            -1, 17, self.self_attention_in
+        )
+        self_attention_out_proj = self.self_attention.out_proj(self_attention_merged)
+        add = x + self_attention_out_proj
+        ln_1 = self.ln_2(add)
+        mlp = self.mlp["0"](ln_1)
+        mlp_1 = F.gelu(mlp)
+        mlp_2 = F.dropout(mlp_1, 0.0, self.training)
+        mlp_3 = self.mlp["3"](mlp_2)
+        add_1 = add + mlp_3
+        return add_1
+
+
 class TinyViT(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -21,23 +95,13 @@ class TinyViT(nn.Module):
         self.conv_proj = nn.Conv2d(3, 32, kernel_size=8, stride=8)
         self.class_token = nn.Parameter(torch.empty(1, 1, 32))
         self.pos_embedding = nn.Parameter(torch.empty(1, 17, 32))
-        self.layers_0_ln_1 = nn.LayerNorm(32)
-        self.layers_0_self_attention_in_proj = nn.Linear(32, 24)
-        self.layers_0_self_attention_out_proj = nn.Linear(8, 32)
-        self.layers_0_ln_2 = nn.LayerNorm(32)
-        self.layers_0_mlp_0 = nn.Linear(32, 36)
-        self.layers_0_mlp_3 = nn.Linear(36, 32)
-        self.layers_1_ln_1 = nn.LayerNorm(32)
-        self.layers_1_self_attention_in_proj = nn.Linear(32, 48)
-        self.layers_1_self_attention_out_proj = nn.Linear(16, 32)
-        self.layers_1_ln_2 = nn.LayerNorm(32)
-        self.layers_1_mlp_0 = nn.Linear(32, 29)
-        self.layers_1_mlp_3 = nn.Linear(29, 32)
+        self.layers = nn.Sequential(ViTBlock(24, 8, 36, 1), ViTBlock(48, 16, 29, 2))
         self.ln = nn.LayerNorm(32)
         self.head = nn.Linear(32, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:  # load(channels_last=True): the convolutions read NHWC memory
+        # load(channels_last=True): the convolutions read NHWC memory
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         batch = x.shape[0]
         conv_proj = self.conv_proj(x)
@@ -46,61 +110,9 @@ class TinyViT(nn.Module):
         expand = self.class_token.expand(batch, -1, -1)
         cat = torch.cat([expand, transpose], dim=1)
         add = cat + self.pos_embedding
-        layers_0_ln_1 = self.layers_0_ln_1(add)
-        layers_0_self_attention_qkv = self.layers_0_self_attention_in_proj(layers_0_ln_1)
-        layers_0_self_attention_split_0, layers_0_self_attention_split_1, layers_0_self_attention_split_2 = torch.split(
-            layers_0_self_attention_qkv, [8, 8, 8], dim=2
-        )
-        layers_0_self_attention_q = layers_0_self_attention_split_0.reshape(-1, 17, 1, 8)
-        layers_0_self_attention_q_heads = layers_0_self_attention_q.permute(0, 2, 1, 3)
-        layers_0_self_attention_k = layers_0_self_attention_split_1.reshape(-1, 17, 1, 8)
-        layers_0_self_attention_k_heads = layers_0_self_attention_k.permute(0, 2, 1, 3)
-        layers_0_self_attention_v = layers_0_self_attention_split_2.reshape(-1, 17, 1, 8)
-        layers_0_self_attention_v_heads = layers_0_self_attention_v.permute(0, 2, 1, 3)
-        layers_0_self_attention_attention = F.scaled_dot_product_attention(
-            layers_0_self_attention_q_heads,
-            layers_0_self_attention_k_heads,
-            layers_0_self_attention_v_heads,
-            scale=0.35355339059327373,
-        )
-        layers_0_self_attention_tokens = layers_0_self_attention_attention.permute(0, 2, 1, 3)
-        layers_0_self_attention_merged = layers_0_self_attention_tokens.reshape(-1, 17, 8)
-        layers_0_self_attention_out_proj = self.layers_0_self_attention_out_proj(layers_0_self_attention_merged)
-        add_1 = add + layers_0_self_attention_out_proj
-        layers_0_ln_2 = self.layers_0_ln_2(add_1)
-        layers_0_mlp_0 = self.layers_0_mlp_0(layers_0_ln_2)
-        layers_0_mlp_1 = F.gelu(layers_0_mlp_0)
-        layers_0_mlp_2 = F.dropout(layers_0_mlp_1, 0.0, self.training)
-        layers_0_mlp_3 = self.layers_0_mlp_3(layers_0_mlp_2)
-        add_2 = add_1 + layers_0_mlp_3
-        layers_1_ln_1 = self.layers_1_ln_1(add_2)
-        layers_1_self_attention_qkv = self.layers_1_self_attention_in_proj(layers_1_ln_1)
-        layers_1_self_attention_split_0, layers_1_self_attention_split_1, layers_1_self_attention_split_2 = torch.split(
-            layers_1_self_attention_qkv, [16, 16, 16], dim=2
-        )
-        layers_1_self_attention_q = layers_1_self_attention_split_0.reshape(-1, 17, 2, 8)
-        layers_1_self_attention_q_heads = layers_1_self_attention_q.permute(0, 2, 1, 3)
-        layers_1_self_attention_k = layers_1_self_attention_split_1.reshape(-1, 17, 2, 8)
-        layers_1_self_attention_k_heads = layers_1_self_attention_k.permute(0, 2, 1, 3)
-        layers_1_self_attention_v = layers_1_self_attention_split_2.reshape(-1, 17, 2, 8)
-        layers_1_self_attention_v_heads = layers_1_self_attention_v.permute(0, 2, 1, 3)
-        layers_1_self_attention_attention = F.scaled_dot_product_attention(
-            layers_1_self_attention_q_heads,
-            layers_1_self_attention_k_heads,
-            layers_1_self_attention_v_heads,
-            scale=0.35355339059327373,
-        )
-        layers_1_self_attention_tokens = layers_1_self_attention_attention.permute(0, 2, 1, 3)
-        layers_1_self_attention_merged = layers_1_self_attention_tokens.reshape(-1, 17, 16)
-        layers_1_self_attention_out_proj = self.layers_1_self_attention_out_proj(layers_1_self_attention_merged)
-        add_3 = add_2 + layers_1_self_attention_out_proj
-        layers_1_ln_2 = self.layers_1_ln_2(add_3)
-        layers_1_mlp_0 = self.layers_1_mlp_0(layers_1_ln_2)
-        layers_1_mlp_1 = F.gelu(layers_1_mlp_0)
-        layers_1_mlp_2 = F.dropout(layers_1_mlp_1, 0.0, self.training)
-        layers_1_mlp_3 = self.layers_1_mlp_3(layers_1_mlp_2)
-        add_4 = add_3 + layers_1_mlp_3
-        ln = self.ln(add_4)
+        layers_0 = self.layers[0](add)
+        layers_1 = self.layers[1](layers_0)
+        ln = self.ln(layers_1)
         getitem_5 = ln[:, :1]
         getitem_5_1 = getitem_5.reshape(-1, 32)
         head = self.head(getitem_5_1)
@@ -122,9 +134,15 @@ def load(
     (NHWC) memory, the layout fast convolution kernels want (the same outputs, up to rounding).
     """
     if dtype is not None and not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating dtype such as torch.bfloat16, not {dtype}")
+        raise ValueError(
+            f"dtype must be a floating dtype such as torch.bfloat16, not {dtype}"
+        )
     model = TinyViT()
-    weights = Path(path) if path is not None else Path(__file__).with_name("weights.safetensors")
+    weights = (
+        Path(path)
+        if path is not None
+        else Path(__file__).with_name("weights.safetensors")
+    )
     model.load_state_dict(load_file(str(weights)))
     if device is not None or dtype is not None:
         model.to(device=device, dtype=dtype)
