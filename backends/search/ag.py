@@ -3,6 +3,8 @@
 The loop (algorithms.md §3.3, adapted to keep-vectors):
 
 1. evaluate `initial` (16) distinct random valid architectures;
+   pre-train the generator to reconstruct `pretrain_samples` random valid architectures (drawn and
+   repaired exactly as the random ones, from a stream of their own) for `pretrain_steps` steps;
 2. each round: rank everything evaluated so far under the objective (accuracy, or accuracy and
    latency with a penalty over the limit), weight it 1 / (c·N + rank), and train the generator and
    surrogate on it (`asgnas_ir.backends.torch.ag_net`);
@@ -20,7 +22,7 @@ depends only on the seed and the evaluation results, which is what makes `--resu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,6 +31,20 @@ from asgnas_ir.backends.search.architecture import ArchitectureSpace
 from asgnas_ir.backends.search.config import SearchConfig, load_config
 from asgnas_ir.backends.search.job import SearchJob, distinct_random
 from asgnas_ir.backends.search.ranking import LATENCY_PENALTY, objective_ranks, query_plan, rank_weights
+
+Surrogate = Literal["mlp", "gbdt"]
+# Pre-training defaults, measured (docs/search.md, "How the AG defaults were chosen").
+PRETRAIN_STEPS = 500
+PRETRAIN_SAMPLES = 2000
+PRETRAIN_LR = 1e-3
+PRETRAIN_STREAM = 0x5052  # the pre-training architectures' random stream, apart from the search's own
+
+
+def prior_architectures(space: ArchitectureSpace, seed: int, count: int) -> np.ndarray:
+    """`count` random valid architectures (count×size), drawn and repaired as `ArchitectureSpace.random`
+    draws the search's random ones, from a stream of their own: what the generator pre-trains on."""
+    rng = np.random.default_rng([seed, PRETRAIN_STREAM])
+    return np.stack([space.random(rng) for _ in range(count)])
 
 
 class AGSettings(BaseModel):
@@ -42,13 +58,31 @@ class AGSettings(BaseModel):
     rank_c: float = Field(0.01, gt=0, description="c in the rank weights 1 / (c·N + rank)")
     ticks: int = Field(30, ge=1, description="passes over the evaluated set per round of training")
     min_steps: int = Field(200, ge=1, description="training batches per round at least")
-    latent_dim: int = Field(16, ge=1)
+    latent_dim: int = Field(32, ge=1, description="size of the generator's latent z (AG-Net: 32)")
     hidden: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0)
-    alpha: float = Field(0.9, ge=0, le=1, description="weight of the prediction loss against the reconstruction loss")
+    alpha: float | None = Field(
+        None, ge=0, le=1,
+        description="weight of the prediction loss against the reconstruction loss; None: AG-Net's 0.9, or 0.95 "
+        "with a latency limit",
+    )
     batch_size: int = Field(16, ge=1)
+    surrogate: Surrogate = Field(
+        "mlp", description="mlp (AG-Net's predictor, trained through the generator) or gbdt (scikit-learn gradient "
+        "boosting, AG-Net's XGBoost variant: ranks candidates, passes no gradient to the generator)",
+    )
+    pretrain_steps: int = Field(PRETRAIN_STEPS, ge=0, description="generator pre-training steps before the loop (0: off)")
+    pretrain_samples: int = Field(PRETRAIN_SAMPLES, ge=1, description="random valid architectures pre-training reconstructs")
+    pretrain_lr: float = Field(PRETRAIN_LR, gt=0, description="Adam step of the pre-training")
+    pretrain_batch_size: int = Field(32, ge=1, description="batch of the pre-training (AG-Net: 32)")
     penalty: float = Field(LATENCY_PENALTY, ge=1, description="rank factor for architectures over the latency limit")
     max_samples: int = Field(4500, ge=1, description="generator draws per round at most (100, 200, ... per batch)")
+
+    def alpha_for(self, limit: float | None) -> float:
+        """α in use: the one set, else AG-Net's 0.9 (accuracy) or 0.95 (accuracy and latency)."""
+        if self.alpha is not None:
+            return self.alpha
+        return 0.9 if limit is None else 0.95
 
 
 class AGConfig(SearchConfig):
@@ -106,8 +140,11 @@ def ag_search(job: SearchJob, config: AGConfig) -> int:
     plan = query_plan(config.budget, settings.initial, settings.k)
     job.query(distinct_random(job.space, rng, plan[0], seen))
     net = AGNet(job.space.size, outputs=1 if limit is None else 2, latent_dim=settings.latent_dim,
-                hidden=settings.hidden, seed=config.seed, lr=settings.lr, alpha=settings.alpha,
-                batch_size=settings.batch_size)
+                hidden=settings.hidden, seed=config.seed, lr=settings.lr, alpha=settings.alpha_for(limit),
+                batch_size=settings.batch_size, surrogate=settings.surrogate)
+    if settings.pretrain_steps:
+        net.pretrain(prior_architectures(job.space, config.seed, settings.pretrain_samples), settings.pretrain_steps,
+                     batch_size=settings.pretrain_batch_size, lr=settings.pretrain_lr)
     rounds = 0
     for k in plan[1:]:
         records = job.records

@@ -24,10 +24,39 @@ class SearchOptions(Protocol):
 
 
 SEARCHERS: dict[str, str] = {
-    "gold": "asgnas_ir.backends.torch.gold:run_gold_search",
+    "gold": "asgnas_ir.backends.search.runner:run_gold_search",
     "ag": "asgnas_ir.backends.search.ag:run_ag_search",
     "random": "asgnas_ir.backends.search.random_search:run_random_search",
 }
+
+
+def run_gold_search(config: Path, options: SearchOptions, console: Any = None) -> dict[str, Any]:
+    """`asgnas search gold`: the torch GOLD, or the Keras one when CONFIG has `"framework": "keras"`
+    (a `"framework": "torch"` is accepted and dropped; the torch config has no such field)."""
+    import json
+
+    try:
+        body = json.loads(Path(config).read_text())
+    except (OSError, ValueError):
+        body = None  # the searcher's own loader reports a missing or broken file
+    framework = body.get("framework", "torch") if isinstance(body, dict) else "torch"
+    if framework == "keras":
+        import os
+
+        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+        from asgnas_ir.backends.tensorflow.gold import run_gold_keras_search
+
+        return run_gold_keras_search(Path(config), options, console=console)
+    if framework != "torch":
+        raise SpecError(f"config file '{config}': unknown framework '{framework}' for gold; choose torch or keras")
+    from asgnas_ir.backends.torch import gold
+
+    if isinstance(body, dict) and "framework" in body:
+        settings = gold.GoldConfig.model_validate({k: v for k, v in body.items() if k != "framework"})
+        if getattr(options, "out", None):
+            settings = settings.model_copy(update={"out": options.out})
+        return gold.run_gold(settings, resume=bool(getattr(options, "resume", False)), console=console)
+    return gold.run_gold_search(Path(config), options, console=console)
 
 
 def run_search(searcher: str, config: str | Path, options: SearchOptions, console: Any = None) -> dict[str, Any]:

@@ -8,6 +8,14 @@ hook multiplies that module's output by σ(α_g). Such a module's output is line
 (conv/linear: W·x + b; a norm in either mode: γ·x̂ + β), so the scale can later be folded into
 them exactly; what follows it in the segment (ReLU, pooling, ...) sees the same tensor either way.
 
+An operator without weights (an identity skip-connect) has no layer to carry a gate and nothing to
+zero, so it is no operator group at all; GOLD-NAS gates its skip-connects too, so a super-network
+that wants them prunable gives each a per-channel scale (``examples/supernets/darts_cell.py``'s
+``skip_connect``: a depthwise 1x1 conv set to 1), which the gate then scales like any other layer.
+The schedule (``asgnas_ir.backends.search.gold``) reads the gates' σ(α) and normalises them per node
+itself; the gates here are plain σ(α) each, and `penalty` normalises them per node when given the
+schedule's nodes (GOLD-NAS' form).
+
 A *pruned* gate outputs exactly zero and the group's params are zeroed in the live model (again
 after every optimizer step, since momentum and weight decay would move them), so the gated
 super-network computes what the sub-network without those groups computes.
@@ -23,6 +31,7 @@ import torch
 from torch import nn
 
 from asgnas_ir.backends.search.architecture import ArchitectureSpace
+from asgnas_ir.backends.search.gold import GateNodes
 from asgnas_ir.backends.torch.binding import live_tensors
 from asgnas_ir.errors import AsgnasError
 from asgnas_ir.passes.analysis.dependency_graph import merge_slices
@@ -130,10 +139,31 @@ class GoldGates(nn.Module):
         """σ(α) per group as float64 (pruned groups included; the schedule looks at open ones)."""
         return torch.sigmoid(self.alpha.detach()).double().numpy()
 
-    def penalty(self, coefficients: np.ndarray) -> torch.Tensor:
-        """Σ_g c_g·σ(α_g): the GOLD resource term for per-gate coefficients λ·w_g (0 when pruned)."""
+    def penalty(self, coefficients: np.ndarray, nodes: GateNodes | None = None) -> torch.Tensor:
+        """The GOLD resource term for per-gate coefficients c_g = λ·w_g (0 when pruned).
+
+        Without `nodes`: Σ_g c_g·σ(α_g). With `nodes` (GOLD-NAS' code's form): Σ_g c_g·log(1 + n·w̄_g),
+        w̄_g = σ(α_g) / (Σ open σ of g's node + its ungated operands) and n the node's open operators
+        (ungated ones included), the gradient flowing through the node's sum too. It is concave in
+        the normalised gates, so within a node it drives the weight onto few operators, which a
+        penalty on σ alone cannot do once the thresholds look at normalised gates only.
+        """
         weights = torch.as_tensor(coefficients, dtype=self.alpha.dtype) * self.active
-        return (weights * torch.sigmoid(self.alpha)).sum()
+        sigma = torch.sigmoid(self.alpha)
+        if nodes is None:
+            return (weights * sigma).sum()
+        node_of = torch.as_tensor(nodes.node_of, dtype=torch.long)
+        fixed = torch.as_tensor(nodes.fixed, dtype=sigma.dtype)
+        counts = torch.zeros_like(fixed).index_add(0, node_of, self.active.to(sigma.dtype)) + fixed
+        # w̄ in log space: once λ has grown large, whole nodes' σ underflow to 0 and σ / Σσ would be
+        # 0 / 0. A pruned gate enters the sum at log σ = -1e4 (GOLD-NAS subtracts 1e4 from its α).
+        log_sigma = torch.where(self.active, torch.nn.functional.logsigmoid(self.alpha), torch.full_like(sigma, -1e4))
+        members = node_of[None, :] == torch.arange(len(fixed))[:, None]
+        terms = torch.where(members, log_sigma[None, :], torch.full_like(members, -1e4, dtype=sigma.dtype))
+        log_fixed = torch.where(fixed > 0, fixed.clamp_min(1).log(), torch.full_like(fixed, -1e4))
+        log_sums = torch.logsumexp(torch.cat([terms, log_fixed[:, None]], dim=1), dim=1)
+        normalized = torch.exp(log_sigma - log_sums[node_of])
+        return (weights * torch.log1p(counts[node_of] * normalized)).sum()
 
     def set_active(self, keep: Sequence[bool] | np.ndarray) -> None:
         self.active.copy_(torch.as_tensor(np.asarray(keep, dtype=bool)))

@@ -1,22 +1,33 @@
 """`asgnas search gold CONFIG`: GOLD on a super-network and digits (or digits_hard), with a Pareto front out.
 
 One run trains the weights and one sigmoid gate per operator group on the same batches (one
-level), under the penalty λ·Σ w_g·σ(α_g) whose weight λ the schedule adapts
-(`asgnas_ir.backends.search.gold`). After every round (a fixed number of steps, one epoch by
-default) weak gates are pruned; the architectures that stayed unchanged for `stable_rounds`
-rounds, and the final one, are candidates, recorded with their weights (the gated, pruned
-super-network computes exactly its sub-network). Candidates met early have had less training than
-those met late, so before any comparison every candidate is fine-tuned for the same
-`finetune_epochs` from its own recorded weights, gates fixed and pruned groups held at zero
-(the protocol GOLD-NAS uses: re-train each front candidate the same way). Each is then scored on
-a validation split carved from the training data, which alone chooses the front (the
-non-dominated candidates by FLOPs and validation accuracy), and on the test split, which only
-reports. Each front point is written as generated code with its gates folded into the weights.
+level), under a resource penalty whose weight λ the schedule adapts
+(`asgnas_ir.backends.search.gold`): GOLD-NAS' code's λ·Σ w_g·log(1 + n·w̄_g) on the gates
+normalised per node by default (`penalty="gold"`), or λ·Σ w_g·σ(α_g) (`"linear"`), w_g being the
+group's FLOPs share plus a uniform term. After every round (a fixed number of steps, one epoch by
+default) weak gates are pruned, judged as GOLD-NAS' code judges them: σ(α) normalised over the
+operators of the gate's node. The architectures that stayed unchanged for `stable_rounds` rounds,
+and the final one, are candidates, recorded with their weights (the gated, pruned super-network
+computes exactly its sub-network).
 
-Every round and every fine-tuned candidate is checkpointed atomically; `--resume` continues from
-the last completed step and ends with the same front as an uninterrupted run (shuffling is seeded
-per round and per candidate). `rounds` may be raised on resume to search on: fine-tuning works on
-copies, so the checkpoint always holds the search's own weights and optimizer state.
+Candidates met early have had less training than those met late, so before any comparison every
+candidate is trained again under one protocol for the same `finetune_epochs`, and then scored on a
+validation split carved from the training data, which alone chooses the front (the non-dominated
+candidates by FLOPs and validation accuracy), and on the test split, which only reports. Two
+protocols (`retrain`):
+- `"finetune"` (default, ours, cheap): continue from the candidate's own recorded weights, gates
+  fixed at their recorded σ(α), pruned groups held at zero;
+- `"scratch"` (GOLD-NAS' protocol, which follows DARTS): the candidate's architecture re-trained from
+  freshly initialised weights, its open operators summed at weight 1 (gates set to σ = 1), pruned
+  groups held at zero. GOLD-NAS trains each front architecture for 600 epochs on CIFAR-10; here it
+  gets the same `finetune_epochs` as fine-tuning does, so give it more.
+Each front point is written as generated code with its gates folded into the weights.
+
+Every round and every re-trained candidate is checkpointed atomically; `--resume` continues from
+the last completed step and ends with the same front as an uninterrupted run (shuffling and the
+fresh weights of `"scratch"` are seeded per round and per candidate). `rounds` may be raised on
+resume to search on: re-training works on copies, so the checkpoint always holds the search's own
+weights and optimizer state.
 """
 
 from __future__ import annotations
@@ -67,14 +78,25 @@ class GoldConfig(BaseModel):
     lambda0: float = Field(0.02, gt=0, description="first step Δλ of the penalty weight (λ starts at 0)")
     c0: float = Field(2.0, gt=1, description="Δλ grows by c0 while fewer than n0 gates fall; λ is divided by c0 after a full round")
     n0: int = Field(1, ge=1, description="gates a round should prune")
-    xi_min: float = Field(0.05, ge=0, lt=1, description="open gates with σ(α) ≤ xi_min are pruned")
-    xi_max: float = Field(0.2, ge=0, lt=1, description="up to n0 more of the weakest gates are pruned if σ(α) ≤ xi_max")
+    xi_min: float = Field(0.01, ge=0, lt=1, description="open gates scoring ≤ xi_min are pruned (GOLD-NAS' eta_min)")
+    xi_max: float = Field(0.05, ge=0, lt=1, description="up to n0 more of the weakest gates are pruned if they score ≤ xi_max (eta_max)")
+    normalize: bool = Field(
+        True, description="score = σ(α) over the sum of its node's open gates, as GOLD-NAS' code does; false: σ(α) alone"
+    )
+    penalty: Literal["gold", "linear"] = Field(
+        "gold",
+        description="gold: λ·Σ w_g·log(1 + n·w̄_g) on the gates normalised per node (GOLD-NAS' code); linear: λ·Σ w_g·σ(α_g)",
+    )
     flops_floor: float = Field(0.06, ge=0, lt=1, description="stop once the FLOPs fall under this fraction of the full network's")
     stable_rounds: int = Field(1, ge=1, description="rounds an architecture must last to be a front candidate")
     uniform_weight: float = Field(0.01, ge=0, description="penalty weight per gate on top of its FLOPs share")
     warmup_rounds: int = Field(8, ge=0, description="rounds of plain training (no penalty, gates fixed) before pruning starts")
     finetune_epochs: int = Field(
-        5, ge=0, description="epochs every candidate is fine-tuned from its recorded weights (gates fixed) before the front is chosen"
+        5, ge=0, description="epochs every candidate is trained (as `retrain` says) before the front is chosen; 0: scored as recorded"
+    )
+    retrain: Literal["finetune", "scratch"] = Field(
+        "finetune",
+        description="finetune: from the recorded weights, gates as recorded (ours); scratch: fresh weights, open gates at 1 (GOLD-NAS)",
     )
     seed: int = 0
     test_fraction: float = Field(0.25, gt=0, lt=1)
@@ -89,7 +111,7 @@ class GoldConfig(BaseModel):
         return GoldSettings(
             lambda0=self.lambda0, c0=self.c0, n0=self.n0, xi_min=self.xi_min, xi_max=self.xi_max,
             flops_floor=self.flops_floor, stable_rounds=self.stable_rounds, uniform_weight=self.uniform_weight,
-            warmup_rounds=self.warmup_rounds,
+            warmup_rounds=self.warmup_rounds, normalize=self.normalize,
         )
 
 
@@ -140,6 +162,7 @@ class GoldSearch:
         epochs = math.ceil(steps * self.config.batch_size / len(x_all))
         order = torch.cat([torch.randperm(len(x_all), generator=generator) for _ in range(epochs)])
         coefficients = self.schedule.penalty_coefficients() if train_gates else np.zeros(self.space.size)
+        nodes = self.schedule.nodes if self.config.penalty == "gold" else None
         loss_fn = nn.CrossEntropyLoss()
         self.model.train()
         total = 0.0
@@ -149,7 +172,7 @@ class GoldSearch:
                 break
             weights_opt.zero_grad(set_to_none=True)
             self.gates_opt.zero_grad(set_to_none=True)
-            loss = loss_fn(self.model(x_all[index]), y_all[index]) + self.gates.penalty(coefficients)
+            loss = loss_fn(self.model(x_all[index]), y_all[index]) + self.gates.penalty(coefficients, nodes)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"GOLD: loss became {loss.item()} in round {round_index + 1}, step {step + 1}; the last round's "
@@ -201,14 +224,19 @@ class GoldSearch:
         return pareto_front(list(range(len(candidates))), cost=lambda i: candidates[i].flops, score=lambda i: self.scores[i]["val_accuracy"])
 
     def finetune_next(self) -> dict[str, float]:
-        """Fine-tune the first candidate not yet fine-tuned, for `finetune_epochs` epochs from the
-        weights recorded with it, with a fresh SGD (lr falling linearly) and its gates fixed (pruned groups stay exactly
-        zero: their gates output 0 and `rezero_` runs after every step). Its snapshot and scores
-        are replaced (the scores as recorded are kept as `recorded_*`); the search's own model,
-        gates and optimizer are put back afterwards, so a resumed search continues unchanged."""
+        """Re-train the first candidate not yet re-trained, for `finetune_epochs` epochs with a fresh
+        SGD (lr falling linearly), gates fixed and pruned groups exactly zero (their gates output 0
+        and `rezero_` runs after every step). `retrain="finetune"` starts from the weights recorded
+        with it and keeps its gates' σ(α) (ours); `"scratch"` starts from fresh weights (seeded by
+        the config's seed and the candidate) with every open gate at σ = 1, i.e. the plain
+        sub-network trained anew (GOLD-NAS' protocol). Its snapshot and scores are replaced (the
+        scores as recorded are kept as `recorded_*`); the search's own model, gates and optimizer
+        are put back afterwards, so a resumed search continues unchanged."""
         index = self.finetuned
         live = self.snapshot()
         self.restore(self.snapshots[index])
+        if self.config.retrain == "scratch":
+            self._reinitialise(index)
         optimizer = torch.optim.SGD(
             self.model.parameters(), lr=self.config.lr, momentum=self.config.momentum, weight_decay=self.config.weight_decay
         )
@@ -226,6 +254,18 @@ class GoldSearch:
         self.restore(live)
         self.finetuned += 1
         return self.scores[index]
+
+    def _reinitialise(self, index: int) -> None:
+        """Fresh weights for candidate `index` (same init as the super-network, its own seed) and
+        open gates at α = 30, whose σ is exactly 1 in float32: its operators are summed unscaled,
+        as GOLD-NAS' re-training of a genotype does. Pruned groups stay pruned (zeroed here)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed * 100_003 + 7_919 * (index + 1))
+            fresh = build_supernet(self.config.supernet)
+        self.model.load_state_dict(fresh.state_dict())
+        with torch.no_grad():
+            self.gates.alpha.fill_(30.0)
+        self.gates.rezero_()
 
     def export(self, index: int, out_dir: Path) -> dict[str, Any]:
         """Fold candidate `index`'s gates into a hook-free copy, build its sub-network, generate
@@ -354,7 +394,7 @@ def run_gold(config: GoldConfig, *, resume: bool = False, console: Any = None) -
         started = time.perf_counter()
         if config.finetune_epochs:
             count = len(search.snapshots)
-            task = progress.add_task("tune", total=count, completed=search.finetuned, status="")
+            task = progress.add_task("tune" if config.retrain == "finetune" else "retrain", total=count, completed=search.finetuned, status="")
             while search.finetuned < count:
                 scores = search.finetune_next()
                 _save_atomically(search.state_dict(), checkpoint)

@@ -33,7 +33,12 @@ def unets() -> ArchitectureSpace:
 
 
 def _schedule(space: ArchitectureSpace, **settings: float) -> GoldSchedule:
-    defaults = {"lambda0": 0.1, "c0": 2.0, "n0": 2, "xi_min": 0.05, "xi_max": 0.2, "flops_floor": 0.0, "stable_rounds": 2}
+    # These tests feed each gate's score directly (normalize=False: thresholds on σ(α) itself); the
+    # per-node normalisation of GOLD-NAS' code is tested in test_gold_paper.py.
+    defaults = {
+        "lambda0": 0.1, "c0": 2.0, "n0": 2, "xi_min": 0.05, "xi_max": 0.2, "flops_floor": 0.0, "stable_rounds": 2,
+        "normalize": False,
+    }
     return GoldSchedule(space, GoldSettings(**{**defaults, **settings}))
 
 
