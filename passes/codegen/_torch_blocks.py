@@ -211,7 +211,7 @@ def _candidates(printer: TorchPrinter) -> list[BlockCall]:
     found = []
     for scope, indices in members.items():
         kind = graph.meta.modules.get(scope)
-        if kind is None or kind in _CONTAINERS:
+        if kind is None or kind in _CONTAINERS or not printer.tree.valid(scope):
             continue
         start, end = indices[0], indices[-1] + 1
         if end - start != len(indices):

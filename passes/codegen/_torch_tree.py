@@ -19,6 +19,11 @@ import re
 from dataclasses import dataclass, field
 
 _MARK = re.compile("\x01([^\x02]*)\x02")
+_KEY = re.compile(r"[A-Za-z0-9_\-]+")
+
+
+def _attribute(name: str) -> bool:
+    return name.isidentifier() and not keyword.iskeyword(name)
 _LIST_TYPES = {"Sequential", "ModuleList"}
 
 
@@ -53,13 +58,9 @@ class ModuleTree:
     def fits(self, path: str) -> bool:
         """Whether `path` can live in the tree: every segment an identifier or an index, none of
         them an `nn.Module` attribute (`training`, `forward`), and no other declaration on it."""
+        if not self.valid(path):
+            return False
         parts = path.split(".")
-        if parts[0].isdigit():  # the class itself is no container: a Sequential model's layers stay flat
-            return False
-        if not all(part.isdigit() or (part.isidentifier() and not keyword.iskeyword(part)) for part in parts):
-            return False
-        if any(part in self.reserved for part in parts):
-            return False
         node = self.root
         for part in parts:
             node = node.children.get(part)  # type: ignore[assignment]
@@ -68,6 +69,16 @@ class ModuleTree:
             if node.decl is not None and node.decl.kind != "module":
                 return False  # a parameter cannot hold children
         return node.decl is None and not node.children
+
+    def valid(self, path: str) -> bool:
+        """Whether generated code can reach `path` by attribute and index (`block1-0` cannot)."""
+        parts = path.split(".")
+        if not _attribute(parts[0]):  # the class itself is no container: a Sequential model's layers stay flat
+            return False
+        # other names (`block1-0`) live in an nn.ModuleDict, reached as `["block1-0"]`
+        if not all(_KEY.fullmatch(part) for part in parts):
+            return False
+        return not any(part in self.reserved for part in parts)
 
     def declare(self, path: str, decl: Decl) -> None:
         node = self.root
@@ -84,6 +95,8 @@ class ModuleTree:
             if contiguous and node.decl is None:
                 return "list"
             return "dict"
+        if node.decl is None and not all(_attribute(name) for name in names):
+            return "dict"
         return "attrs"
 
     def access(self, path: str) -> str:
@@ -91,8 +104,10 @@ class ModuleTree:
         node, text, walked = self.root, "", []
         for part in path.split("."):
             kind = self._kind(".".join(walked), node)
-            if part.isdigit():
-                text += f"[{part}]" if kind == "list" else f'["{part}"]'
+            if kind == "list":
+                text += f"[{part}]"
+            elif kind == "dict" and not (_attribute(part) and node.children[part].decl is not None and node.children[part].decl.kind != "module"):  # type: ignore[union-attr]
+                text += f'["{part}"]'
             else:
                 text += f".{part}"
             walked.append(part)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import socket
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,7 +36,7 @@ import asgnas_ir as ai
 from asgnas_ir.backends.data import load_digits_split
 from asgnas_ir.backends.torch import _flat
 from asgnas_ir.backends.torch import distributed as tdist
-from asgnas_ir.backends.torch.optim import H2SPG, HESSO
+from asgnas_ir.backends.torch.optim import H2SPG, HESSO, GroupsNotZeroWarning
 from asgnas_ir.errors import AsgnasError, DistributedStateError
 from asgnas_ir.examples.supernets import SUPERNETS
 from asgnas_ir.testing import load_generated
@@ -108,7 +109,11 @@ def _train(rank: int, world: int, out: str, parts: int = 1, measure: bool = Fals
                     np.savez(Path(out, f"rank{rank}_bound.npz"), **bound.arrays())
                 np.savez(Path(out, f"rank{rank}_warm.npz"), **_weights(model))
         zero_before = opt.zero_groups()
-        redundant = opt.finalize()
+        with warnings.catch_warnings():
+            # the run is too short for every chosen group to reach zero; finalize forcing them is
+            # what the test compares across ranks, so its warning is expected here
+            warnings.simplefilter("ignore", GroupsNotZeroWarning)
+            redundant = opt.finalize()
         result = {"zero_before": zero_before, "zero": opt.zero_groups(), "redundant": redundant, "scores": opt.scores.tolist()}
         if world > 1:  # then ranks that train differently initialised models, without DDP: refused at selection
             other, other_space = _small(seed=rank)

@@ -141,3 +141,37 @@ def test_timm_model_loads_its_sliced_checkpoint_strictly(arch: str, tmp_path: Pa
     live, sub, module = _generate(model, example, tmp_path, fraction=0.3)
     _assert_keys_and_outputs(live, sub, module, example, (1, 2))
     assert set(module.load().state_dict()) <= set(model.state_dict())
+
+
+class _Block(torch.nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(width, width, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn(self.conv(x)) + x)
+
+
+class _DashedNames(torch.nn.Module):
+    """torchvision's RegNet names its blocks `block1-0`: no attribute can hold them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from collections import OrderedDict
+
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.stage = torch.nn.Sequential(OrderedDict((f"block1-{i}", _Block(8)) for i in range(3)))
+        self.head = torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stage(self.stem(x)).mean((2, 3)))
+
+
+def test_module_names_that_are_no_identifiers_live_in_a_module_dict(tmp_path: Path) -> None:
+    example = (torch.randn(1, 3, 8, 8),)
+    live, sub, module = _generate(_DashedNames(), example, tmp_path)
+    _assert_keys_and_outputs(live, sub, module, example, (1, 3))
+    text = (tmp_path / "model.py").read_text()
+    assert 'self.stage["block1-2"]' in text
+    assert re.search(r"^class _?Block\(nn\.Module\)", text, flags=re.M), "the three blocks are one class"
