@@ -553,8 +553,11 @@ class LatencyTarget:
         n = len(space.groups)
         if len(scores) != n:
             raise AsgnasError(f"redundancy has {len(scores)} entries for a search space of {n} groups")
-        rank = np.empty(n)
-        rank[np.argsort(-scores, kind="stable")] = np.arange(1, n + 1)
+        # tied scores share their rank (the mean of their places): equally redundant groups are then
+        # ordered by what they save, not by their ids
+        from scipy.stats import rankdata
+
+        rank = rankdata(-scores, method="average")
         saving = self.table.savings(self.graph, space)
         floor = max(float(saving.max()), 1e-12) * 1e-9
         order = np.argsort(rank / n / np.maximum(saving, floor), kind="stable").tolist()
