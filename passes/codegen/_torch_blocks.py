@@ -133,7 +133,7 @@ def _mark_packed(nodes: list, chosen: list[BlockCall]) -> None:
             block.pack_axis = after.pack_axis
 
 
-def _chains(calls: list[BlockCall], graph_params: dict, scopes_of_params: list[str]) -> list[ChainCall]:
+def _chains(calls: list[BlockCall], scopes_of_params: list[str]) -> list[ChainCall]:
     """The runs of packed blocks that `ChainCall` can loop over."""
     chains: list[ChainCall] = []
     run: list[BlockCall] = []
@@ -410,7 +410,7 @@ def plan_blocks(printer: TorchPrinter) -> dict[int, BlockCall]:
                 printer.uses_functional |= block.printer.uses_functional
                 calls[block.start] = block
     sources = [param.source for param in graph.params.values()]
-    for chain in _chains(sorted(calls.values(), key=lambda b: b.start), graph.params, sources):
+    for chain in _chains(sorted(calls.values(), key=lambda b: b.start), sources):
         for block in chain.blocks:
             del calls[block.start]
         calls[chain.blocks[0].start] = chain  # type: ignore[assignment]
