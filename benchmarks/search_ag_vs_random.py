@@ -104,16 +104,57 @@ def section_name(data: str) -> str:
     return "search_ag_vs_random" if data == "digits_hard" else f"search_ag_vs_random_{data}"
 
 
-def run(searcher: str, supernet: str, data: str, seed: int, budget: int, workers: int, folder: Path) -> dict[str, Any]:
-    evaluator = {**EVALUATOR, "data": data}
-    config = {"supernet": supernet, "budget": budget, "seed": seed, "evaluator": evaluator, "out": str(folder / searcher)}
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{searcher}.json"
+# name: (searcher, budget, ag settings) of the accuracy mode. AG is scored at 50 (the goal), so it stops there.
+ACCURACY_RUNS: dict[str, tuple[str, int, dict[str, Any]]] = {
+    "ag": ("ag", 50, {}),
+    "ag_k8": ("ag", 50, {"k": 8}),
+    "random": ("random", 200, {}),
+}
+
+
+def run(task: tuple[str, str, str, int, int, str]) -> dict[str, Any]:
+    """One (arm, seed) search in a pool worker, evaluating inline on one torch thread."""
+    name, supernet, data, seed, budget, folder = task
+    searcher, arm_budget, settings = ACCURACY_RUNS[name]
+    out = Path(folder) / f"seed{seed}"
+    out.mkdir(parents=True, exist_ok=True)
+    config: dict[str, Any] = {"supernet": supernet, "budget": min(arm_budget, budget), "seed": seed,
+                              "evaluator": {**EVALUATOR, "data": data}, "out": str(out / name)}
+    if settings:
+        config["ag"] = settings
+    path = out / f"{name}.json"
     path.write_text(json.dumps(config))
-    options = SimpleNamespace(out=None, resume=False, workers=workers, backend="process" if workers > 1 else "inline",
-                              ray_address=None)
+    options = SimpleNamespace(out=None, resume=False, workers=1, backend="inline", ray_address=None)
     runner = run_ag_search if searcher == "ag" else run_random_search
-    return runner(path, options, console=None)
+    t0 = time.perf_counter()
+    result = runner(path, options, console=None)
+    return {"name": name, "seed": seed, "seconds": time.perf_counter() - t0, "result": result}
+
+
+def run_accuracy(args: argparse.Namespace, console: Console) -> dict[str, list[dict[str, Any]]]:
+    """Every (arm, seed) on a process pool of `args.workers` spawned workers, one torch thread each; with
+    `--save`, the file is rewritten after each finished run so an interrupted run keeps its finished seeds."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned workers before they import torch
+    done: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in ACCURACY_RUNS}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="asgnas-bench-search-") as tmp, \
+            ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        tasks = [(name, args.supernet, args.data, seed, args.budget, tmp) for seed in args.seeds for name in ACCURACY_RUNS]
+        for future in as_completed([pool.submit(run, task) for task in tasks]):
+            finished = future.result()
+            done[finished["name"]][finished["seed"]] = finished["result"]
+            console.print(f"{finished['name']} seed {finished['seed']}: {len(finished['result']['evaluations'])} "
+                          f"evaluations in {finished['seconds']:.0f} s, best test "
+                          f"{finished['result']['best']['test_accuracy']:.2f}%")
+            if args.save is not None:
+                complete = [s for s in args.seeds if all(s in done[name] for name in ACCURACY_RUNS)]
+                args.save.write_text(json.dumps({
+                    "seeds": complete, "minutes": (time.perf_counter() - started) / 60,
+                    "results": {name: [done[name][s] for s in complete] for name in ACCURACY_RUNS}}))
+    return {name: [done[name][s] for s in args.seeds] for name in ACCURACY_RUNS}
 
 
 def accuracy_at(result: dict[str, Any], n: int, which: str = "test_accuracy") -> float | None:
@@ -130,7 +171,10 @@ def evaluations_to_match(ag: dict[str, Any], rand: dict[str, Any], n: int, which
 
 
 def plot(results: dict[str, list[dict[str, Any]]], seeds: list[int], title: str, path: Path) -> None:
+    """Mean best-by-validation curve of each arm over the seeds, with its 95 % t band."""
     import matplotlib
+    import numpy as np
+    from scipy import stats
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -139,17 +183,22 @@ def plot(results: dict[str, list[dict[str, Any]]], seeds: list[int], title: str,
     low, high = 100.0, 0.0
     for ax, which, panel in zip(axes, ("val_accuracy", "test_accuracy"), ("validation (what is searched)", "test (reported)"),
                                 strict=True):
-        for color, (name, runs) in zip(("C0", "C1"), results.items(), strict=False):
-            for seed, result in zip(seeds, runs, strict=True):
-                curve = [p[which] for p in result["curve"]]
-                low, high = min(low, min(curve[15:])), max(high, max(curve))
-                ax.step(range(1, len(curve) + 1), curve, where="post", color=color, alpha=0.85,
-                        linestyle=("-", "--", ":", "-.")[seeds.index(seed) % 4], label=f"{name}, seed {seed}")
+        for color, (name, runs) in zip(("C0", "C2", "C1"), results.items(), strict=True):
+            curves = np.array([[p[which] for p in r["curve"]] for r in runs])
+            mean = curves.mean(axis=0)
+            half = (stats.t.ppf(0.975, len(runs) - 1) * curves.std(axis=0, ddof=1) / np.sqrt(len(runs))
+                    if len(runs) > 1 else np.zeros_like(mean))
+            x = np.arange(1, len(mean) + 1)
+            ax.step(x, mean, where="post", color=color, label=f"{ARM_LABELS[name]} (mean of {len(runs)} seeds)")
+            ax.fill_between(x, mean - half, mean + half, step="post", color=color, alpha=0.15)
+            low, high = min(low, float((mean - half)[15:].min())), max(high, float((mean + half).max()))
+            if name == "random":  # the goal's bar: random search's mean after its whole budget
+                ax.axhline(mean[-1], color=color, linestyle=":", linewidth=1)
         ax.set_xlabel("architectures evaluated")
         ax.set_title(f"best-by-validation architecture: {panel}", fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].set_ylim(low - 1, min(100.0, high + 1))  # shared: one range for both panels
-    axes[0].set_ylabel("accuracy (%)")
+    axes[0].set_ylabel("accuracy (%), 95 % band")
     axes[1].legend(fontsize=8, loc="lower right")
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
@@ -166,32 +215,47 @@ def spread(runs: list[dict[str, Any]], first: int = 0) -> str:
     return f"{pick(0.1):.1f} / {pick(0.5):.1f} / {pick(0.9):.1f} %, FLOPs {statistics.mean(flops):.0%} of the full network"
 
 
+ARM_LABELS = {"ag": "AG", "ag_k8": "AG, k 8", "random": "random"}
+
+
+def cell(value: float | None, bold: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"**{value:.2f}**" if bold else f"{value:.2f}"
+
+
 def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace, minutes: float) -> str:
     seeds, checkpoints = args.seeds, [n for n in CHECKPOINTS if n <= args.budget]
     header = "| searcher | accuracy | seed | " + " | ".join(f"@{n}" for n in checkpoints) + " |"
     lines = [header, "|" + " --- |" * (len(checkpoints) + 3)]
     for which, label in (("test_accuracy", "test"), ("val_accuracy", "val")):
-        for searcher, runs in results.items():
+        for name, runs in results.items():
             for seed, result in zip(seeds, runs, strict=True):
-                cells = " | ".join(f"{accuracy_at(result, n, which):.2f}" for n in checkpoints)
-                lines.append(f"| {searcher} | {label} | {seed} | {cells} |")
-            means = [statistics.mean(accuracy_at(r, n, which) for r in runs) for n in checkpoints]
-            lines.append(f"| {searcher} | {label} | mean | " + " | ".join(f"**{m:.2f}**" for m in means) + " |")
+                lines.append(f"| {ARM_LABELS[name]} | {label} | {seed} | "
+                             + " | ".join(cell(accuracy_at(result, n, which)) for n in checkpoints) + " |")
+            means = [None if accuracy_at(runs[0], n, which) is None
+                     else statistics.mean(accuracy_at(r, n, which) for r in runs) for n in checkpoints]
+            lines.append(f"| {ARM_LABELS[name]} | {label} | mean | " + " | ".join(cell(m, True) for m in means) + " |")
     last = checkpoints[-1]
-    verdicts: dict[str, list[str]] = {"test_accuracy": [], "val_accuracy": []}
-    for which, found in verdicts.items():
-        for seed, ag, rand in zip(seeds, results["ag"], results["random"], strict=True):
-            a50, r_end = accuracy_at(ag, 50, which), accuracy_at(rand, last, which)
-            if a50 is not None and r_end is not None:
-                found.append(f"seed {seed}: AG@50 {a50:.2f} {'≥' if a50 >= r_end else '<'} random@{last} {r_end:.2f}")
-    holds = {which: sum("≥" in v for v in found) for which, found in verdicts.items()}
-    paired = {}
-    for which in verdicts:
-        diffs = [accuracy_at(a, 50, which) - accuracy_at(r, last, which)
-                 for a, r in zip(results["ag"], results["random"], strict=True)
-                 if accuracy_at(a, 50, which) is not None and accuracy_at(r, last, which) is not None]
-        mean, low, high = paired_interval(diffs) if diffs else (math.nan, math.nan, math.nan)
-        paired[which] = f"{mean:+.2f} points, 95 % t interval [{low:+.2f}, {high:+.2f}]: {verdict(low, high)}"
+    comparisons = [
+        (f"AG@50 − random@{last} (the goal)", ("ag", 50), ("random", last)),
+        ("AG@50 − random@50 (equal budget)", ("ag", 50), ("random", 50)),
+        (f"AG with k 8 @50 − random@{last}", ("ag_k8", 50), ("random", last)),
+        ("AG with k 8 @50 − AG@50 (rounds of 8 against 16)", ("ag_k8", 50), ("ag", 50)),
+    ]
+    table = ["| difference (points) | accuracy | mean | 95 % t interval | seeds ≥ 0 | the interval |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    summary: dict[tuple[str, str], tuple[float, float, float]] = {}
+    for label, (a, na), (b, nb) in comparisons:
+        for which, shown in (("test_accuracy", "test"), ("val_accuracy", "val")):
+            diffs = [accuracy_at(x, na, which) - accuracy_at(y, nb, which)
+                     for x, y in zip(results[a], results[b], strict=True)]
+            mean, low, high = paired_interval(diffs)
+            summary[label, which] = (mean, low, high)
+            table.append(f"| {label} | {shown} | {mean:+.2f} | [{low:+.2f}, {high:+.2f}] | "
+                         f"{sum(d >= 0 for d in diffs)}/{len(diffs)} | {sign(low, high)} |")
+    goal_test = summary[f"AG@50 − random@{last} (the goal)", "test_accuracy"]
+    goal_val = summary[f"AG@50 − random@{last} (the goal)", "val_accuracy"]
     full = results["ag"][0]["supernet"]
     split, x_val, _ = search_split(EvaluatorSettings(data=args.data), seeds[0])
     data_note = (
@@ -199,39 +263,41 @@ def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace, m
         if args.data == "digits_hard" else "plain `digits` (8x8), where nearly every architecture scores 97-99 %"
     )
     return "\n".join([
-        f"## AG vs random search on {args.data} (issue 7)",
+        f"## AG vs random search on {args.data} (issues 7 and 20)",
         "",
-        f"`python benchmarks/search_ag_vs_random.py --supernet {args.supernet} --data {args.data} --seeds "
-        f"{' '.join(map(str, seeds))} --budget {args.budget} --workers {args.workers}` ({machine()}; "
-        f"{minutes:.1f} min in all).",
+        f"`OMP_NUM_THREADS=1 python benchmarks/search_ag_vs_random.py --supernet {args.supernet} --data {args.data} "
+        f"--seeds {' '.join(map(str, seeds))} --budget {args.budget} --workers {args.workers}` ({machine()}; "
+        f"{minutes:.1f} min in all, {args.workers} worker processes over the (searcher, seed) runs, one torch thread each).",
         "",
         f"Data: {data_note}. Search space: erase mode of `{args.supernet}` ({full['operator_groups']} operator groups, "
-        f"full network {full['flops']:,} FLOPs). Evaluator (same for both): sub-network of the super-network trained "
-        f"once ({EVALUATOR['supernet_epochs']} epochs), generated as PyTorch code, trained {EVALUATOR['epochs']} epoch "
-        "from the inherited weights, selected by validation accuracy (20 % of the training images), reported by test "
-        "accuracy (25 % held out). Cells: accuracy (%) of the best-by-validation architecture after n evaluations: "
+        f"full network {full['flops']:,} FLOPs). Evaluator (same for all): sub-network of the super-network trained "
+        f"once per search ({EVALUATOR['supernet_epochs']} epochs), generated as PyTorch code, trained {EVALUATOR['epochs']} "
+        "epoch from the inherited weights, selected by validation accuracy (20 % of the training images), reported by "
+        "test accuracy (25 % held out). Cells: accuracy (%) of the best-by-validation architecture after n evaluations: "
         "its test accuracy (the figure the goal is about), then the validation accuracy the searchers maximise. "
-        "AG: 16 random, then rounds of 16 chosen by the surrogate out of 100 generated candidates; "
-        "both searchers start from the same 16 random architectures.",
+        "AG runs with its defaults (generator pre-trained, latent 32, α 0.9, MLP surrogate; 16 random, then rounds of "
+        "16 chosen by the surrogate out of 100 generated candidates) and stops at 50 evaluations, the goal's budget; "
+        "`AG, k 8` differs only in rounds of 8. All arms of a seed start from the same 16 random architectures.",
         "",
         *lines,
         "",
-        f"Goal AG@50 ≥ random@{last}: on test accuracy it holds for {holds['test_accuracy']} of "
-        f"{len(verdicts['test_accuracy'])} seed(s) ({'; '.join(verdicts['test_accuracy'])}). On validation accuracy, "
-        f"the objective both searchers maximise, it holds for {holds['val_accuracy']} of {len(verdicts['val_accuracy'])} "
-        f"({'; '.join(verdicts['val_accuracy'])}).",
+        "Paired differences over the seeds (same data split, same super-network, same first 16 architectures), "
+        "95 % t intervals:",
         "",
-        f"Mean paired difference AG@50 − random@{last} over {len(seeds)} seed(s): on validation {paired['val_accuracy']}; "
-        f"on test {paired['test_accuracy']}.",
+        *table,
         "",
-        f"Evaluations AG needed to reach random@{last} (per seed {', '.join(map(str, seeds))}): on validation "
+        f"Goal AG@50 ≥ random@{last} over {len(seeds)} seeds: on test accuracy {goal_test[0]:+.2f} points "
+        f"[{goal_test[1]:+.2f}, {goal_test[2]:+.2f}], {verdict(goal_test[1], goal_test[2])}; on validation accuracy, "
+        f"the objective the searchers maximise, {goal_val[0]:+.2f} [{goal_val[1]:+.2f}, {goal_val[2]:+.2f}], "
+        f"{verdict(goal_val[1], goal_val[2])}.",
+        "",
+        f"Evaluations AG needed to reach random@{last} on validation (per seed {', '.join(map(str, seeds))}): "
         + ", ".join(evaluations_to_match(a, r, last, "val_accuracy") for a, r in zip(results["ag"], results["random"], strict=True))
-        + "; on test "
-        + ", ".join(evaluations_to_match(a, r, last, "test_accuracy") for a, r in zip(results["ag"], results["random"], strict=True))
         + ".",
         "",
         "Where the searchers look (validation accuracy of the evaluations after the shared first 16, 10th / 50th / "
-        f"90th percentile over all seeds): AG {spread(results['ag'], 16)}; random {spread(results['random'], 16)}.",
+        "90th percentile over all seeds): "
+        + "; ".join(f"{ARM_LABELS[name]} {spread(runs, 16)}" for name, runs in results.items()) + ".",
         "",
         f"Read with care: one validation image is {100 / len(x_val):.2f} points and one test image "
         f"{100 / len(split.x_test):.2f} points; the best-by-validation test accuracy can fall as more architectures "
@@ -369,7 +435,7 @@ def main() -> None:
     parser.add_argument("--data", default="digits_hard", choices=DATA_SETS)
     parser.add_argument("--objective", choices=("accuracy", "synthetic"), default="accuracy",
                         help="accuracy: train every candidate; synthetic: the noise-free hidden-target objective")
-    parser.add_argument("--seeds", type=int, nargs="+", help="default: 0 1 (accuracy), 0 ... 19 (synthetic)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: 0 ... 9 (accuracy), 0 ... 19 (synthetic)")
     parser.add_argument("--budget", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--save", type=Path, help="also write every run's search.json body (a list per searcher) here")
@@ -386,9 +452,9 @@ def main() -> None:
         if not args.no_report:
             write_section("search_ag_vs_random_synthetic", body)
         return
-    args.seeds = args.seeds or [0, 1]
+    args.seeds = args.seeds or list(range(10))
     if args.load is not None:
-        results, minutes, args.seeds = {"ag": [], "random": []}, 0.0, []
+        results, minutes, args.seeds = {name: [] for name in ACCURACY_RUNS}, 0.0, []
         for path in args.load:
             saved = json.loads(path.read_text())
             args.seeds += saved["seeds"]
@@ -396,19 +462,8 @@ def main() -> None:
             for searcher, runs in saved["results"].items():
                 results[searcher] += runs
     else:
-        results = {"ag": [], "random": []}
-        with tempfile.TemporaryDirectory(prefix="asgnas-bench-search-") as tmp:
-            for seed in args.seeds:
-                for searcher in results:
-                    t0 = time.perf_counter()
-                    result = run(searcher, args.supernet, args.data, seed, args.budget, args.workers,
-                                 Path(tmp) / f"seed{seed}")
-                    results[searcher].append(result)
-                    console.print(f"{searcher} seed {seed}: {len(result['evaluations'])} evaluations in "
-                                  f"{time.perf_counter() - t0:.0f} s, best test {result['best']['test_accuracy']:.2f}%")
+        results = run_accuracy(args, console)
         minutes = (time.perf_counter() - started) / 60
-        if args.save is not None:
-            args.save.write_text(json.dumps({"seeds": args.seeds, "results": results, "minutes": minutes}))
     body = report(results, args, minutes)
     console.print(body)
     if not args.no_report:

@@ -4,7 +4,8 @@ The torch GOLD (`asgnas_ir.backends.torch.gold`, `asgnas_ir.backends.torch.gates
 place of torch, and the same framework-free schedule (`asgnas_ir.backends.search.gold.GoldSchedule`:
 per-node gate normalisation, the xi_min/xi_max thresholds, λ's rule, candidates). Only training and
 the gates are Keras code here; the config (`GoldConfig` plus `framework`), the data split, the
-front, its plot and table are the torch module's.
+front, its plot and table are `asgnas_ir.backends.search.gold_run`'s, shared with torch (this
+module imports no torch).
 
 Gates (`KerasGoldGates`). One sigmoid gate per operator group, on the same layer the torch gates
 choose: the last layer of the group's segment whose weights the group owns and nobody outside it
@@ -28,7 +29,6 @@ momentum SGD written here, so a step is the torch step.
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -42,9 +42,9 @@ import tensorflow as tf
 
 from asgnas_ir.backends.search.architecture import ArchitectureSpace
 from asgnas_ir.backends.search.gold import GateNodes, GoldSchedule
+from asgnas_ir.backends.search.gold_run import GoldConfig, split_with_validation, write_front
 from asgnas_ir.backends.search.pareto import pareto_front
 from asgnas_ir.backends.tensorflow.binding import _zero_lines, live_entries
-from asgnas_ir.backends.torch.gold import GoldConfig, _point, _print_front, plot_front, split_with_validation
 from asgnas_ir.backends.training import TrainingDiverged
 from asgnas_ir.config_file import load_config
 from asgnas_ir.errors import AsgnasError, SpecError
@@ -56,7 +56,9 @@ _FOLD_NAMES = ("kernel", "bias", "gamma", "beta", "depthwise_kernel", "pointwise
 
 
 class KerasGoldConfig(GoldConfig):
-    """`GoldConfig` for a Keras super-network (`supernet` a name of `KERAS_SUPERNETS`)."""
+    """`GoldConfig` for a Keras super-network: `supernet` a name of `KERAS_SUPERNETS`, or a SPEC
+    `module:function` called as `function(num_classes=10, in_channels=C, image_size=S)` (e.g.
+    `asgnas_ir.examples.supernets.keras_nets:darts_cell_gold`, GOLD-NAS' operator set)."""
 
     framework: Literal["keras"] = "keras"
 
@@ -245,8 +247,11 @@ class KerasGoldSearch:
         from asgnas_ir.examples.supernets.keras_nets import KERAS_SUPERNETS
 
         self._builder = build
-        if build is None and config.supernet not in KERAS_SUPERNETS:
-            raise SpecError(f"unknown Keras super-network '{config.supernet}'; choose one of {', '.join(KERAS_SUPERNETS)}")
+        if build is None and config.supernet not in KERAS_SUPERNETS and ":" not in config.supernet:
+            raise SpecError(
+                f"unknown Keras super-network '{config.supernet}'; choose one of {', '.join(KERAS_SUPERNETS)} or give a "
+                "SPEC module:function"
+            )
         self.config = config
         data, full = split_with_validation(config)
         self.x_train, self.y_train = _nhwc(data.x_train), data.y_train.astype(np.int64)
@@ -274,6 +279,14 @@ class KerasGoldSearch:
         if self._builder is not None:
             return self._builder(seed)
         _, size, _, channels = self.x_test.shape
+        if ":" in self.config.supernet:
+            from asgnas_ir.spec import load_model
+
+            model = load_model(self.config.supernet, {"num_classes": 10, "in_channels": channels, "image_size": size})
+            if not isinstance(model, keras.Model):
+                raise SpecError(f"GOLD config 'supernet': SPEC '{self.config.supernet}' gave a {type(model).__name__}, "
+                                "not a keras.Model; a Keras search needs a Keras super-network")
+            return model
         return build_keras(self.config.supernet, num_classes=10, in_channels=channels, image_size=size)
 
     def _step(self, x: tf.Tensor, y: tf.Tensor, coefficients: tf.Tensor, lr: tf.Tensor, train_gates: bool, gold_penalty: bool) -> tf.Tensor:
@@ -421,30 +434,8 @@ def run_gold_keras(config: GoldConfig, *, console: Any = None) -> dict[str, Any]
             search.finetune_next()
     finetune_seconds = time.perf_counter() - started
 
-    front_dir = out / "front"
-    if front_dir.exists():
-        shutil.rmtree(front_dir)
-    front = search.front()
-    front_points = []
-    for i, index in enumerate(front):
-        point = _point(search.schedule.candidates[index], search.scores[index], search.space)
-        front_points.append({"index": i, "candidate": index, **point, **search.export(index, front_dir / str(i))})
-    full = search.space.full_cost()
-    result = {
-        "config": config.model_dump(), "searcher": "gold", "framework": "keras", "groups": search.space.size,
-        "full_network": {"flops": full.flops, "params": full.params}, "stop_reason": search.schedule.stop_reason,
-        "rounds": search.schedule.rounds, "search_seconds": search_seconds, "finetune_seconds": finetune_seconds,
-        "front": front_points,
-        "candidates": [
-            {**_point(c, s, search.space), "on_front": i in set(front)}
-            for i, (c, s) in enumerate(zip(search.schedule.candidates, search.scores, strict=True))
-        ],
-        "history": search.schedule.history,
-    }
-    (out / "front.json").write_text(json.dumps(result, indent=1))
-    plot_front(result, out / "front.png")
-    _print_front(console, result, out)
-    return result
+    return write_front(search, config, search_seconds=search_seconds, finetune_seconds=finetune_seconds, console=console,
+                       extra={"framework": "keras"})
 
 
 def run_gold_keras_search(config_path: Path, options: Any, console: Any = None) -> dict[str, Any]:

@@ -51,7 +51,8 @@ first two candidates of the node's first edge (``skip(s0)`` and ``sep_conv3x3(s0
 That is the one restriction GOLD-NAS does not have (it only needs some operator of the node to live,
 which its per-node normalisation of the gates keeps in practice). ``candidates`` picks the
 parametric operators (default all three; :func:`build_gold` uses GOLD-NAS' set, ``sep_conv3x3``
-with the skip-connect). The Keras twin in ``keras_nets.py`` has the default (always-kept skip) only.
+with the skip-connect). The Keras twin in ``keras_nets.py`` takes the same two arguments
+(``keras_nets.darts_cell_gold`` and ``keras_nets.darts_cell_prunable_skip`` are the two builders).
 
 Removal structures (erasing mode)
 ---------------------------------

@@ -118,16 +118,29 @@ def _sep_conv(x: Any, channels: int, name: str, dilation: int = 1, group_width: 
     return _conv_bn(x, channels, 1, f"{name}_pw")
 
 
-def _mixed_edge(x: Any, channels: int, name: str, group_width: int) -> Any:
-    ops = [
-        _sep_conv(x, channels, f"{name}_sep_conv3x3", group_width=group_width),
-        _sep_conv(x, channels, f"{name}_dil_conv3x3", dilation=2, group_width=group_width),
-        _conv_bn(x, channels, 1, f"{name}_conv1x1"),
-    ]
-    return L.Add(name=f"{name}_add")([x, *ops])
+CANDIDATES = ("sep_conv3x3", "dil_conv3x3", "conv1x1")
 
 
-def _cell(s0: Any, s1: Any, channels: int, reduction: bool, reduction_prev: bool, nodes: int, group_width: int, name: str) -> Any:
+def _skip_connect(x: Any, name: str) -> Any:
+    """The gateable skip-connect: a per-channel scale (depthwise 1x1, no bias) set to 1, as torch's ``skip_connect``."""
+    return L.DepthwiseConv2D(1, use_bias=False, depthwise_initializer="ones", name=name)(x)
+
+
+def _edge_terms(x: Any, channels: int, name: str, group_width: int, prunable_skip: bool, candidates: tuple[str, ...]) -> list[Any]:
+    """One edge's candidate outputs, the skip-connect first (``x`` itself unless it is prunable)."""
+    builders = {
+        "sep_conv3x3": lambda: _sep_conv(x, channels, f"{name}_sep_conv3x3", group_width=group_width),
+        "dil_conv3x3": lambda: _sep_conv(x, channels, f"{name}_dil_conv3x3", dilation=2, group_width=group_width),
+        "conv1x1": lambda: _conv_bn(x, channels, 1, f"{name}_conv1x1"),
+    }
+    skip = _skip_connect(x, f"{name}_skip") if prunable_skip else x
+    return [skip, *(builders[op]() for op in CANDIDATES if op in candidates)]
+
+
+def _cell(
+    s0: Any, s1: Any, channels: int, reduction: bool, reduction_prev: bool, nodes: int, group_width: int, name: str,
+    prunable_skip: bool, candidates: tuple[str, ...],
+) -> Any:
     states = [
         _relu_conv_bn(s0, channels, f"{name}_preprocess0", reduction or reduction_prev),
         _relu_conv_bn(s1, channels, f"{name}_preprocess1", reduction),
@@ -136,7 +149,9 @@ def _cell(s0: Any, s1: Any, channels: int, reduction: bool, reduction_prev: bool
     for i in range(nodes):
         terms = []
         for state in states:
-            terms.append(_mixed_edge(state, channels, f"{name}_edges_{edge}", group_width))
+            edge_terms = _edge_terms(state, channels, f"{name}_edges_{edge}", group_width, prunable_skip, candidates)
+            # prunable skip: one flat sum of every candidate of every incoming edge, as the torch cell
+            terms += edge_terms if prunable_skip else [L.Add(name=f"{name}_edges_{edge}_add")(edge_terms)]
             edge += 1
         states.append(L.Add(name=f"{name}_node{i}")(terms))
     return L.Concatenate(name=f"{name}_concat")(states[2:])
@@ -151,16 +166,34 @@ def darts_cell(
     reductions: tuple[bool, ...] = (False, True, False),
     nodes: int = 3,
     group_width: int = 1,
+    prunable_skip: bool = False,
+    candidates: tuple[str, ...] = CANDIDATES,
 ) -> keras.Model:
-    """DartsNet (``darts_cell.py``): 3 parametric candidates on 9 edges of 3 cells, 81 removal structures."""
+    """DartsNet (``darts_cell.py``): 3 parametric candidates on 9 edges of 3 cells, 81 removal structures;
+    ``prunable_skip`` and ``candidates`` as in the torch ``DartsNet``."""
+    unknown = sorted(set(candidates) - set(CANDIDATES))
+    if unknown or not candidates:
+        raise ValueError(f"candidates must be a non-empty subset of {CANDIDATES}, got {candidates}")
     inputs = keras.Input((image_size, image_size, in_channels), name="x")
     s0 = s1 = _conv_bn(inputs, 2 * channels, 3, "stem", stride=stem_stride)
     reduction_prev = False
     for k, reduction in enumerate(reductions):
-        s0, s1 = s1, _cell(s0, s1, channels, reduction, reduction_prev, nodes, group_width, f"cells_{k}")
+        s0, s1 = s1, _cell(s0, s1, channels, reduction, reduction_prev, nodes, group_width, f"cells_{k}", prunable_skip, candidates)
         reduction_prev = reduction
     x = L.GlobalAveragePooling2D(name="mean")(s1)
     return keras.Model(inputs, L.Dense(num_classes, name="head")(x), name="darts_cell")
+
+
+def darts_cell_gold(num_classes: int = 10, in_channels: int = 1, image_size: int = 8) -> keras.Model:
+    """GOLD-NAS' operator set (a prunable skip-connect and ``sep_conv3x3`` on every edge), as torch's
+    ``darts_cell.build_gold``. SPEC ``asgnas_ir.examples.supernets.keras_nets:darts_cell_gold``."""
+    return darts_cell(num_classes, in_channels, image_size, prunable_skip=True, candidates=("sep_conv3x3",))
+
+
+def darts_cell_prunable_skip(num_classes: int = 10, in_channels: int = 1, image_size: int = 8) -> keras.Model:
+    """:func:`darts_cell` with prunable skip-connects, as torch's ``darts_cell.build_prunable_skip``.
+    SPEC ``asgnas_ir.examples.supernets.keras_nets:darts_cell_prunable_skip``."""
+    return darts_cell(num_classes, in_channels, image_size, prunable_skip=True)
 
 
 # ----- regnet_super ----------------------------------------------------------------------------------
@@ -212,4 +245,7 @@ def build_keras(name: str, num_classes: int = 10, in_channels: int = 1, image_si
     return KERAS_SUPERNETS[name](num_classes=num_classes, in_channels=in_channels, image_size=image_size)
 
 
-__all__ = ["KERAS_SUPERNETS", "build_keras", "darts_cell", "regnet_super", "stacked_unets", "super_resnet"]
+__all__ = [
+    "KERAS_SUPERNETS", "build_keras", "darts_cell", "darts_cell_gold", "darts_cell_prunable_skip", "regnet_super",
+    "stacked_unets", "super_resnet",
+]

@@ -139,3 +139,36 @@ def test_search_gold_dispatches_on_framework(tmp_path) -> None:  # noqa: ANN001
     unknown.write_text('{"framework": "keras", "supernet": "resnet_zoo"}')
     with pytest.raises(SpecError, match="unknown Keras super-network"):
         run_search("gold", unknown, options)
+
+
+def test_gold_space_with_prunable_skips_from_a_spec(tmp_path) -> None:  # noqa: ANN001
+    """GOLD-NAS' operator set on Keras (`supernet` a SPEC): the skip-connects carry gates like the
+    convolutions, a pruned skip-connect is gone from the generated sub-network, which matches the gated model."""
+    config = KerasGoldConfig(supernet="asgnas_ir.examples.supernets.keras_nets:darts_cell_gold", rounds=2,
+                             steps_per_round=2, batch_size=32, warmup_rounds=0, finetune_epochs=0, flops_floor=0.0)
+    search = KerasGoldSearch(config)
+    names = [layer.name for layer in search.gates.layers]
+    skips = [i for i, name in enumerate(names) if name.endswith("_skip")]
+    assert len(names) == 54 and len(skips) == 27  # a skip-connect and a sep_conv3x3 on each of 27 edges
+    search.train_round(0)
+    search.end_round()
+    alpha = search.gates.alpha.numpy().copy()
+    alpha[skips[-1]] = -12.0  # the last node's last skip-connect: not the one each node must keep
+    search.gates.alpha.assign(alpha)
+    search.end_round()
+    search.finish()
+    final = len(search.schedule.candidates) - 1
+    keep = np.array(search.schedule.candidates[final].keep)
+    assert not keep[skips[-1]] and keep.sum() == len(keep) - 1
+    result = search.export(final, tmp_path / "front0")
+    assert result["equivalent"], result
+    assert names[skips[-1]] not in (tmp_path / "front0" / "model.py").read_text()
+
+
+def test_keras_spec_must_build_a_keras_model(tmp_path) -> None:  # noqa: ANN001
+    from asgnas_ir.errors import SpecError
+
+    builder = tmp_path / "nets.py"
+    builder.write_text("def build(num_classes, in_channels, image_size):\n    return {'not': 'a model'}\n")
+    with pytest.raises(SpecError, match=r"SPEC '.*nets.py:build' gave a dict, not a keras.Model"):
+        KerasGoldSearch(KerasGoldConfig(supernet=f"{builder}:build", rounds=1))

@@ -82,3 +82,31 @@ def test_erase_check_passes(name: str, size: int, channels: int) -> None:
     report = ai.check(model, _input(size, channels, batch=2), mode="erase", fraction=0.5, seed=0)
     assert report.ok, report
     assert report.flops_sub < report.flops_full
+
+
+@pytest.mark.parametrize("variant", ["darts_cell_gold", "darts_cell_prunable_skip"])
+def test_prunable_skip_variants_match_torch(variant: str) -> None:
+    """GOLD-NAS' space on Keras: the skip-connects become removal structures nested as in torch's DartsNet
+    (build_gold / build_prunable_skip), and a random valid half of them still generates an equal sub-network."""
+    torch = pytest.importorskip("torch")
+    from asgnas_ir.examples.supernets import darts_cell, keras_nets
+
+    torch_build = {"darts_cell_gold": darts_cell.build_gold, "darts_cell_prunable_skip": darts_cell.build_prunable_skip}[variant]
+    torch.manual_seed(0)
+    torch_space = ai.search_space(ai.compile(torch_build().eval(), torch.randn(1, 1, 8, 8)), mode="erase")
+    keras.utils.set_random_seed(0)
+    model = getattr(keras_nets, variant)()
+    space = ai.search_space(ai.compile(model, _input(8, 1)), mode="erase")
+    assert len(space.groups) == len(torch_space.groups)
+    assert _depths(space) == _depths(torch_space)
+    skips = [g for g in space.groups if any(n.endswith("_skip") for n in g.nodes)]
+    assert len(skips) == 27  # one per edge: 9 edges in each of 3 cells
+    report = ai.check(model, _input(8, 1, batch=2), mode="erase", fraction=0.5, seed=0)
+    assert report.ok, report
+
+
+def test_darts_cell_refuses_unknown_candidates() -> None:
+    from asgnas_ir.examples.supernets.keras_nets import darts_cell
+
+    with pytest.raises(ValueError, match="candidates must be a non-empty subset"):
+        darts_cell(candidates=("sep_conv5x5",))

@@ -56,6 +56,18 @@ def test_the_passes_import_no_backend() -> None:
     assert violations("passes", ("backends",)) == []
 
 
+def test_the_tensorflow_backend_imports_no_torch() -> None:
+    """A Keras user needs no torch: what the two backends share lives in `backends/search` (issue 20)."""
+    assert violations("backends/tensorflow", ("backends.torch",)) == []
+    torch_imports = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for path in sorted((ROOT / "backends/tensorflow").rglob("*.py"))
+        for line, name in imported_modules(path)
+        if name == "torch" or name.startswith("torch.")
+    ]
+    assert torch_imports == []
+
+
 def test_the_scan_sees_lazy_and_from_imports(tmp_path: Path) -> None:
     """The scan itself: an import inside a function and `from asgnas_ir import backends` both count."""
     module = tmp_path / "m.py"
