@@ -1,27 +1,32 @@
 """AG search vs random search: best test accuracy reached vs number of evaluations.
 
-    python benchmarks/search_ag_vs_random.py [--supernet darts_cell] [--data digits_hard]
-        [--seeds 0 1] [--budget 200] [--workers 2] [--no-report]
+    OMP_NUM_THREADS=1 python benchmarks/search_ag_vs_random.py [--supernet darts_cell] [--data digits_hard]
+        [--seeds 0 ... 9] [--budget 200] [--workers 2] [--save F] [--load F ...] [--no-report]
     python benchmarks/search_ag_vs_random.py --objective synthetic [--seeds 0 ... 19] [--workers 2]
 
-Both searchers walk the erase-mode search space of one super-network (default `darts_cell`: 81
-operator groups, the candidate operators on every edge of its cells) with the same evaluator: every
-candidate is cut from the super-network trained once per search (10 epochs of SGD, inherited
-weights), emitted as PyTorch code, trained one more epoch and scored on a validation part carved
-from the training images. The number reported after n evaluations is the *test* accuracy of the
-architecture with the best *validation* accuracy among the first n (what a user of the search would
-ship). Seeds fix the data split, the super-network's initial weights and each searcher's choices.
+Three arms walk the erase-mode search space of one super-network (default `darts_cell`: 81 operator
+groups, the candidate operators on every edge of its cells) with the same evaluator: every candidate
+is cut from the super-network trained once per search (10 epochs of SGD, inherited weights), emitted
+as PyTorch code, trained one more epoch and scored on a validation part carved from the training
+images. The arms: AG with its defaults and AG with rounds of 8 (`k: 8`), both stopped at 50
+evaluations (the goal's budget), and random search to `--budget` (200). The number reported after n
+evaluations is the *test* accuracy of the architecture with the best *validation* accuracy among the
+first n (what a user of the search would ship). Seeds fix the data split, the super-network's initial
+weights and each searcher's choices; every (arm, seed) run is one task of a process pool of
+`--workers` spawned processes, evaluating inline on one torch thread each.
 
 The data default to `digits_hard` (16x16 distorted digits): on plain `digits` every architecture
-scores 97-99 %, so the two searchers differ by a few test images and the comparison says nothing.
+scores 97-99 %, so the searchers differ by a few test images and the comparison says nothing.
 The settings were chosen on validation accuracy only (a probe of 20 random architectures per
 setting; see docs/search.md).
 
-The goal stated in issue 7 is AG after 50 evaluations ≥ random after 200; the table says per seed
-whether it holds, on test and on validation accuracy, and the mean paired difference with its 95 %
-t interval. Writes the `search_ag_vs_random` section of BENCHMARKS.md and
-`benchmarks/figures/search_ag_vs_random.png` (`..._digits` for `--data digits`) unless
-`--no-report` is given.
+The goal (issues 7 and 20) is AG after 50 evaluations ≥ random after 200, in the mean over seeds with
+a 95 % interval that excludes the reverse; the report gives every seed, the means, and the paired
+differences with their 95 % t intervals, on test and on validation accuracy. `--save F` rewrites F
+after every finished run (the seeds complete so far), so a long run can be stopped and its seeds
+reported; `--load F ...` merges saved runs (e.g. two halves of the seeds run apart) and reports them.
+Writes the `search_ag_vs_random` section of BENCHMARKS.md and `benchmarks/figures/search_ag_vs_random.png`
+(mean curves with 95 % bands; `..._digits` for `--data digits`) unless `--no-report` is given.
 
 `--objective synthetic` (issue 20) replaces training by the noise-free `HiddenTarget` objective
 (`asgnas_ir.backends.search.synthetic`): one hidden random architecture per seed, the score the
