@@ -148,6 +148,7 @@ def write_front(
     if front_dir.exists():
         shutil.rmtree(front_dir)
     front = search.front()
+    on_front = set(front)
     front_points = []
     for i, index in enumerate(front):
         point = front_point(search.schedule.candidates[index], search.scores[index], search.space)
@@ -165,7 +166,7 @@ def write_front(
         "finetune_seconds": finetune_seconds,
         "front": front_points,
         "candidates": [
-            {**front_point(c, s, search.space), "on_front": i in set(front)}
+            {**front_point(c, s, search.space), "on_front": i in on_front}
             for i, (c, s) in enumerate(zip(search.schedule.candidates, search.scores, strict=True))
         ],
         "history": search.schedule.history,

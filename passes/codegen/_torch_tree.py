@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 
 _MARK = re.compile("\x01([^\x02]*)\x02")
 _KEY = re.compile(r"[A-Za-z0-9_\-]+")
+_LIST_TYPES = {"Sequential", "ModuleList"}
 
 
 def _attribute(name: str) -> bool:
     return name.isidentifier() and not keyword.iskeyword(name)
-_LIST_TYPES = {"Sequential", "ModuleList"}
 
 
 def ref(path: str) -> str:
@@ -45,6 +45,12 @@ class Decl:
 class _Node:
     decl: Decl | None = None
     children: dict[str, _Node] = field(default_factory=dict)
+
+
+def _plain_attribute(name: str, child: _Node) -> bool:
+    """A parameter, buffer or constant registered by name on a ModuleDict's owner stays an attribute
+    (`self.x`); modules inside the dict are reached by key."""
+    return _attribute(name) and child.decl is not None and child.decl.kind != "module"
 
 
 class ModuleTree:
@@ -106,7 +112,7 @@ class ModuleTree:
             kind = self._kind(".".join(walked), node)
             if kind == "list":
                 text += f"[{part}]"
-            elif kind == "dict" and not (_attribute(part) and node.children[part].decl is not None and node.children[part].decl.kind != "module"):  # type: ignore[union-attr]
+            elif kind == "dict" and not _plain_attribute(part, node.children[part]):
                 text += f'["{part}"]'
             else:
                 text += f".{part}"
